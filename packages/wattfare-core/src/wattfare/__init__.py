@@ -1,0 +1,127 @@
+"""Wattfare: your users pay for your app's AI inference.
+
+The SDK for an app's backend. Mint consent sessions, read a user's connection and budget, and
+call any model charged to that user:
+
+    >>> from wattfare import Wattfare
+    >>> wf = Wattfare()  # doctest: +SKIP  (reads WATTFARE_SECRET_KEY)
+    >>> reply = wf.user("user_42").chat(  # doctest: +SKIP
+    ...     model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    ... )
+    >>> reply.wattfare.cost_usd  # doctest: +SKIP
+    Decimal('0.0000123')
+
+`AsyncWattfare` is the same API with `await`. Errors are typed (`BudgetExceededError`,
+`NotConnectedError`, ...); see `wattfare._exceptions` for the tree.
+"""
+
+from __future__ import annotations
+
+from wattfare._client import (
+    AsyncChatStream,
+    AsyncModelHandle,
+    AsyncWattfare,
+    AsyncWattfareUser,
+    ChatStream,
+    ModelHandle,
+    Wattfare,
+    WattfareUser,
+)
+from wattfare._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    FundingInvalidError,
+    NotConnectedError,
+    NotFoundError,
+    PaymentRequiredError,
+    RateLimitError,
+    StreamError,
+    UpstreamError,
+    UsageError,
+    WattfareError,
+)
+from wattfare._sse import ServerSentEvent, SSEDecoder
+from wattfare._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    CompletionTokensDetails,
+    ConnectionLimits,
+    ConnectionStatus,
+    CreatedSession,
+    Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    FunctionCall,
+    Message,
+    ModelInfo,
+    ModelPricing,
+    PromptTokensDetails,
+    ToolCall,
+    TopProvider,
+    Usage,
+    UsageReport,
+    UsageRow,
+    WattfareInfo,
+)
+from wattfare._usage import StreamAccumulator
+from wattfare._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncChatStream",
+    "AsyncModelHandle",
+    "AsyncWattfare",
+    "AsyncWattfareUser",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatStream",
+    "Choice",
+    "ChunkChoice",
+    "CompletionTokensDetails",
+    "ConnectionLimits",
+    "ConnectionStatus",
+    "CreatedSession",
+    "Delta",
+    "DeltaFunction",
+    "DeltaToolCall",
+    "FunctionCall",
+    "FundingInvalidError",
+    "Message",
+    "ModelHandle",
+    "ModelInfo",
+    "ModelPricing",
+    "NotConnectedError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PromptTokensDetails",
+    "RateLimitError",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "StreamAccumulator",
+    "StreamError",
+    "ToolCall",
+    "TopProvider",
+    "UpstreamError",
+    "Usage",
+    "UsageError",
+    "UsageReport",
+    "UsageRow",
+    "Wattfare",
+    "WattfareError",
+    "WattfareInfo",
+    "WattfareUser",
+    "__version__",
+]

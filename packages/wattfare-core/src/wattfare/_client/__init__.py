@@ -1,0 +1,17 @@
+"""The SDK clients: `Wattfare` and `AsyncWattfare`, twins over the I/O-free `_core`."""
+
+from __future__ import annotations
+
+from wattfare._client._async import AsyncChatStream, AsyncModelHandle, AsyncWattfare, AsyncWattfareUser
+from wattfare._client._sync import ChatStream, ModelHandle, Wattfare, WattfareUser
+
+__all__ = [
+    "AsyncChatStream",
+    "AsyncModelHandle",
+    "AsyncWattfare",
+    "AsyncWattfareUser",
+    "ChatStream",
+    "ModelHandle",
+    "Wattfare",
+    "WattfareUser",
+]

@@ -1,0 +1,364 @@
+"""The asynchronous client: `AsyncWattfare`, its per-user and per-model handles, and `AsyncChatStream`.
+
+Mirrors `_sync.py` name for name (`close` is `aclose`, as in httpx); everything that is not
+sending, sleeping or reading lives in `_core.py` and `_streaming.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import httpx
+
+from wattfare._client import _core
+from wattfare._client._core import MessageParam, RequestSpec
+from wattfare._client._streaming import ChunkReader, first_choice_text
+from wattfare._exceptions import UsageError, error_from_response
+from wattfare._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ConnectionStatus,
+    CreatedSession,
+    ModelInfo,
+    Usage,
+    UsageReport,
+)
+from wattfare._usage import StreamAccumulator
+
+__all__ = ["AsyncChatStream", "AsyncModelHandle", "AsyncWattfare", "AsyncWattfareUser"]
+
+
+class AsyncWattfare:
+    """The asynchronous Wattfare client, for an app's backend. Construct once and reuse: it holds a connection pool.
+
+    Args:
+        secret_key: The app's secret key (`sk_test_…` / `sk_live_…`); defaults to `WATTFARE_SECRET_KEY`.
+        base_url: The Wattfare server; defaults to `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`
+            (`wattfare dev`).
+        timeout: Seconds per request (or an `httpx.Timeout`); for a stream, per read.
+        max_retries: Retries of connection errors, timeouts and 408/409/429/5xx; never of a 402.
+        http_client: An `httpx.AsyncClient` to send through (proxies, custom transports); the caller closes it.
+
+    Raises:
+        UsageError: The secret key is missing or does not start with `sk_`, or an argument is invalid.
+
+    Example:
+        >>> wf = AsyncWattfare(secret_key="sk_test_123")
+        >>> wf.user("user_42").model("openai/gpt-4o-mini")  # doctest: +ELLIPSIS
+        <AsyncModelHandle ...>
+    """
+
+    def __init__(
+        self,
+        secret_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = 60.0,
+        max_retries: int = 2,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._config = _core.resolve_config(
+            secret_key, base_url, timeout=timeout, max_retries=max_retries, environ=os.environ
+        )
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise UsageError(f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}")
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        self._retry = _core.RetryPolicy(self._config.max_retries)
+        # Seams for tests (and for callers that want different randomness or waiting).
+        self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+        self._random: Callable[[], float] = random.random
+        self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __repr__(self) -> str:
+        return f"<AsyncWattfare api_url={self._config.api_url!r}>"
+
+    async def create_session(
+        self, app_user_id: str, *, monthly_usd: Decimal | int | str | None = None
+    ) -> CreatedSession:
+        """Mint a session token for the consent popup of one app user (`POST /sessions`).
+
+        Args:
+            app_user_id: The app's own id for the user.
+            monthly_usd: A suggested monthly cap in USD; the user may change it.
+        """
+        return _core.parse(CreatedSession, await self._send(_core.session_request(app_user_id, monthly_usd)))
+
+    async def models(self) -> list[ModelInfo]:
+        """The models Wattfare serves, with their prices (`GET /models`)."""
+        return _core.parse_models(await self._send(_core.models_request()))
+
+    async def usage(
+        self, app_user_id: str | None = None, *, start: date | None = None, end: date | None = None
+    ) -> UsageReport:
+        """Spend per user and model (`GET /usage`).
+
+        Args:
+            app_user_id: Only this user; all of the app's users when None.
+            start: The first day (UTC) included; the server's default when None.
+            end: The last day (UTC) included; the server's default when None.
+        """
+        return _core.parse(UsageReport, await self._send(_core.usage_request(app_user_id, start, end)))
+
+    def user(self, app_user_id: str) -> AsyncWattfareUser:
+        """A handle for one app user; cheap, and shares this client's connection pool."""
+        return AsyncWattfareUser(self, app_user_id)
+
+    async def aclose(self) -> None:
+        """Close the connection pool (not an `http_client` the caller passed in)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _send(self, spec: RequestSpec) -> httpx.Response:
+        """Send with retries; return a success response (streamed bodies unread) or raise the typed error."""
+        request = _core.build_request(self._http, self._config, spec)
+        retries = 0
+        while True:
+            try:
+                response = await self._http.send(request, stream=spec.stream)
+            except httpx.RequestError as exc:
+                wait = self._retry.after_transport_error(retries, jitter=self._random())
+                if wait is None or not isinstance(exc, httpx.TransportError):
+                    raise _core.connection_error(exc) from exc
+            else:
+                if response.is_success:
+                    return response
+                try:
+                    await response.aread()
+                except httpx.RequestError as exc:
+                    await response.aclose()
+                    wait = self._retry.after_transport_error(retries, jitter=self._random())
+                    if wait is None:
+                        raise _core.connection_error(exc) from exc
+                else:
+                    wait = self._retry.after_status(retries, response, now=self._now(), jitter=self._random())
+                    if wait is None:
+                        raise error_from_response(response.status_code, response.headers, response.content)
+            await self._sleep(wait)
+            retries += 1
+
+
+class AsyncWattfareUser:
+    """One app user: their connection, and completions charged to their budget.
+
+    Get one from `AsyncWattfare.user`.
+    """
+
+    def __init__(self, client: AsyncWattfare, app_user_id: str) -> None:
+        self._client = client
+        self._app_user_id = _core.check_app_user_id(app_user_id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncWattfareUser {self._app_user_id!r}>"
+
+    @property
+    def app_user_id(self) -> str:
+        """The app's id for this user."""
+        return self._app_user_id
+
+    async def status(self) -> ConnectionStatus:
+        """The user's connection and budget; `connected` is False (not an error) when they never connected."""
+        return _core.parse(ConnectionStatus, await self._client._send(_core.status_request(self._app_user_id)))  # pyright: ignore[reportPrivateUsage]
+
+    async def disconnect(self) -> None:
+        """Revoke the user's connection to this app; spending stops at once, streams in flight included."""
+        await self._client._send(_core.disconnect_request(self._app_user_id))  # pyright: ignore[reportPrivateUsage]
+
+    async def chat(self, *, model: str, messages: Iterable[MessageParam], **params: Any) -> ChatCompletion:
+        """A chat completion charged to this user; `params` (tools, temperature, ...) pass through verbatim.
+
+        Returns:
+            The OpenAI completion, with the cost, the budget left and the request id on `.wattfare`.
+        """
+        spec = _core.chat_request(self._app_user_id, model, messages, params, stream=False)
+        return _core.parse_completion(await self._client._send(spec))  # pyright: ignore[reportPrivateUsage]
+
+    def stream(self, *, model: str, messages: Iterable[MessageParam], **params: Any) -> AsyncChatStream:
+        """A streamed chat completion charged to this user; use it as a context manager.
+
+        Example:
+            >>> async with user.stream(model="openai/gpt-4o-mini", messages=msgs) as s:  # doctest: +SKIP
+            ...     async for text in s.text_stream:
+            ...         print(text, end="")
+        """
+        spec = _core.chat_request(self._app_user_id, model, messages, params, stream=True)
+        return AsyncChatStream(self._client, spec)
+
+    def model(self, model: str) -> AsyncModelHandle:
+        """A handle bound to this user and one model."""
+        return AsyncModelHandle(self, model)
+
+
+class AsyncModelHandle:
+    """One model, charged to one user: `chat` and `stream` without repeating either."""
+
+    def __init__(self, user: AsyncWattfareUser, model: str) -> None:
+        self._user = user
+        self._model = model
+
+    def __repr__(self) -> str:
+        return f"<AsyncModelHandle {self._model!r} for {self._user.app_user_id!r}>"
+
+    @property
+    def model_id(self) -> str:
+        """The model's id (`openai/gpt-4o-mini`)."""
+        return self._model
+
+    @property
+    def user(self) -> AsyncWattfareUser:
+        """The user charged."""
+        return self._user
+
+    async def chat(self, messages: Iterable[MessageParam], **params: Any) -> ChatCompletion:
+        """A chat completion; see `AsyncWattfareUser.chat`."""
+        return await self._user.chat(model=self._model, messages=messages, **params)
+
+    def stream(self, messages: Iterable[MessageParam], **params: Any) -> AsyncChatStream:
+        """A streamed chat completion; see `AsyncWattfareUser.stream`."""
+        return self._user.stream(model=self._model, messages=messages, **params)
+
+
+class AsyncChatStream:
+    """A streamed chat completion. Use it in an `async with` block, which always closes the response.
+
+    The request is sent on entering the block (errors such as `BudgetExceededError` raise there).
+    Iterate it (`async for`) for `ChatCompletionChunk`s, or `text_stream` for the text; both consume the same
+    stream. An error event mid-way raises its typed error from the iteration.
+    """
+
+    def __init__(self, client: AsyncWattfare, spec: RequestSpec) -> None:
+        self._client = client
+        self._spec = spec
+        self._response: httpx.Response | None = None
+        self._reader: ChunkReader | None = None
+        self._chunks: AsyncGenerator[ChatCompletionChunk] | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        if self._response is not None or self._closed:
+            raise UsageError("an AsyncChatStream can be entered only once")
+        self._response = await self._client._send(self._spec)  # pyright: ignore[reportPrivateUsage]
+        self._reader = ChunkReader(self._response)
+        self._chunks = self._iterate(self._response, self._reader)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closed = True
+        try:
+            if self._chunks is not None:
+                await self._chunks.aclose()
+        finally:
+            if self._response is not None:
+                await self._response.aclose()
+
+    def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
+        return self._open_chunks()
+
+    @property
+    def text_stream(self) -> AsyncIterator[str]:
+        """The content of the first choice, delta by delta."""
+        return _TextDeltas(self._open_chunks())
+
+    @property
+    def usage(self) -> Usage | None:
+        """Token counts, once the final chunk has arrived."""
+        return self._accumulator.usage
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        """What the request cost the user, once the final chunk has arrived."""
+        return self._accumulator.cost_usd
+
+    @property
+    def remaining_usd(self) -> Decimal | None:
+        """The budget left: before the request, then after it once the final chunk has arrived."""
+        return self._accumulator.remaining_usd
+
+    @property
+    def request_id(self) -> str | None:
+        """Wattfare's id for the request."""
+        return self._accumulator.request_id
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the first choice stopped, once it has."""
+        return self._accumulator.finish_reason
+
+    async def get_final_completion(self) -> ChatCompletion:
+        """Read the stream to its end and return it assembled (content and tool calls merged)."""
+        reader = self._reader
+        if reader is None or not reader.complete:
+            async for _ in self._open_chunks():
+                pass
+            if reader is None or not reader.complete:
+                # It failed (and raised) earlier: never pass off a partial answer as the final one.
+                raise (reader.error if reader else None) or UsageError("the stream did not complete")
+        return reader.accumulator.completion()
+
+    @property
+    def _accumulator(self) -> StreamAccumulator:
+        return self._reader.accumulator if self._reader is not None else _EMPTY
+
+    def _open_chunks(self) -> AsyncIterator[ChatCompletionChunk]:
+        if self._chunks is None:
+            raise UsageError("enter the stream first: `async with user.stream(...) as s:`")
+        if self._closed:
+            raise UsageError("the stream is closed: read it inside its `async with` block")
+        return self._chunks
+
+    @staticmethod
+    async def _iterate(response: httpx.Response, reader: ChunkReader) -> AsyncGenerator[ChatCompletionChunk]:
+        body = response.aiter_bytes()
+        try:
+            while True:
+                try:
+                    data = await anext(body)
+                except StopAsyncIteration:
+                    raise reader.truncated() from None
+                except httpx.RequestError as exc:
+                    raise reader.broken(exc) from exc
+                for chunk in reader.feed(data):
+                    yield reader.deliver(chunk)
+                if reader.error is not None:
+                    raise reader.error
+                if reader.done:
+                    return
+        finally:
+            # Closed here, in this task, rather than left to the event loop's finalizer after we are gone.
+            if isinstance(body, AsyncGenerator):
+                await body.aclose()
+
+
+_EMPTY = StreamAccumulator()
+
+
+class _TextDeltas:
+    # An iterator class, not an async generator: abandoning it mid-way then needs no event-loop finalizer.
+    def __init__(self, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            text = first_choice_text(await anext(self._chunks))
+            if text:
+                return text

@@ -1,0 +1,343 @@
+"""The I/O-free half of the client, shared by `Wattfare` and `AsyncWattfare`.
+
+Configuration, request building, response parsing and the retry policy live here; the twins only
+send, sleep and stream. Nothing here touches the network, the clock or randomness: the twins
+pass `now` and `jitter` in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from wattfare._exceptions import APIConnectionError, APIError, APITimeoutError, UsageError, parse_retry_after
+from wattfare._types import ChatCompletion, ModelInfo, ModelList, WattfareInfo
+from wattfare._version import __version__
+
+DEFAULT_BASE_URL: Final = "http://127.0.0.1:8787"
+API_PREFIX: Final = "/api/v1"
+SECRET_KEY_ENV: Final = "WATTFARE_SECRET_KEY"  # noqa: S105  (a variable name, not a secret)
+BASE_URL_ENV: Final = "WATTFARE_BASE_URL"
+USER_AGENT: Final = f"wattfare-python/{__version__}"
+
+RETRYABLE_STATUSES: Final = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+MessageParam = Mapping[str, Any] | BaseModel
+"""A chat message: an OpenAI message dict, or a message model from a previous completion."""
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """A client's resolved settings."""
+
+    secret_key: str = field(repr=False)
+    api_url: str
+    timeout: httpx.Timeout
+    max_retries: int
+
+
+def resolve_config(
+    secret_key: str | None,
+    base_url: str | None,
+    *,
+    timeout: float | httpx.Timeout,
+    max_retries: int,
+    environ: Mapping[str, str],
+) -> ClientConfig:
+    """Validate the constructor's arguments, falling back to `WATTFARE_SECRET_KEY` / `WATTFARE_BASE_URL`."""
+    key = (secret_key if secret_key is not None else environ.get(SECRET_KEY_ENV, "")).strip()
+    if not key:
+        raise UsageError(f"no secret key: pass secret_key=... or set {SECRET_KEY_ENV}")
+    if not key.startswith("sk_"):
+        hint = " (that is a publishable key, for the browser)" if key.startswith("pk_") else ""
+        raise UsageError(f"the secret key must start with 'sk_'{hint}")
+    if not key.isascii() or not key.isprintable():
+        raise UsageError("the secret key contains characters that cannot appear in an HTTP header")
+    root = (base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
+    try:
+        url = httpx.URL(root)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"invalid base_url {root!r}: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {root!r}")
+    # Accept the API root too (what an OpenAI client is given), without doubling the prefix.
+    api_url = root if root.endswith(API_PREFIX) else root + API_PREFIX
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise UsageError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    return ClientConfig(
+        secret_key=key,
+        api_url=api_url,
+        timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+        max_retries=max_retries,
+    )
+
+
+# ---------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One API call, before it meets a transport.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path under `/api/v1`, already percent-encoded.
+        params: Query parameters.
+        body: The JSON body, encoded.
+        app_user_id: The end user a completion is charged to (sent as `Wattfare-User`).
+        stream: Whether the response is an SSE stream (read lazily).
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    body: bytes | None = None
+    app_user_id: str | None = None
+    stream: bool = False
+
+
+def build_request(http: httpx.Client | httpx.AsyncClient, config: ClientConfig, spec: RequestSpec) -> httpx.Request:
+    """The `httpx.Request` for a spec (no I/O: building a request only merges settings)."""
+    headers = {
+        "Authorization": f"Bearer {config.secret_key}",
+        "User-Agent": USER_AGENT,
+        "Accept": "text/event-stream" if spec.stream else "application/json",
+    }
+    if spec.body is not None:
+        headers["Content-Type"] = "application/json"
+    if spec.app_user_id is not None:
+        headers["Wattfare-User"] = spec.app_user_id
+    return http.build_request(
+        spec.method,
+        config.api_url + spec.path,
+        params=spec.params,
+        content=spec.body,
+        headers=headers,
+        timeout=config.timeout,
+    )
+
+
+def check_app_user_id(app_user_id: object) -> str:
+    """Return the app user id, or raise `UsageError` if it is not a non-empty string."""
+    if not isinstance(app_user_id, str) or not app_user_id:
+        raise UsageError(f"app_user_id must be a non-empty str, got {app_user_id!r}")
+    return app_user_id
+
+
+def _usd(value: object) -> Decimal:
+    if isinstance(value, bool | float) or not isinstance(value, Decimal | int | str):
+        # Money is never a float here: 0.1 is not 0.1 in binary.
+        raise UsageError(f"monthly_usd must be a Decimal, int or str, got {type(value).__name__}")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise UsageError(f"monthly_usd is not a number: {value!r}") from exc
+    if not amount.is_finite() or amount < 0:
+        raise UsageError(f"monthly_usd must be a finite amount >= 0, got {value!r}")
+    return amount
+
+
+def session_request(app_user_id: str, monthly_usd: object) -> RequestSpec:
+    """`POST /sessions`."""
+    user = json.dumps(check_app_user_id(app_user_id), ensure_ascii=False)
+    if monthly_usd is None:
+        body = f'{{"appUserId":{user}}}'
+    else:
+        # Written by hand so the amount goes out as the exact decimal the caller gave, never via a float.
+        body = f'{{"appUserId":{user},"requestLimit":{{"monthlyUsd":{format(_usd(monthly_usd), "f")}}}}}'
+    return RequestSpec("POST", "/sessions", body=body.encode())
+
+
+def status_request(app_user_id: str) -> RequestSpec:
+    """`GET /status`."""
+    return RequestSpec("GET", "/status", params={"appUserId": app_user_id})
+
+
+def disconnect_request(app_user_id: str) -> RequestSpec:
+    """`DELETE /connections/{appUserId}`."""
+    return RequestSpec("DELETE", "/connections/" + quote(app_user_id, safe=""))
+
+
+def models_request() -> RequestSpec:
+    """`GET /models`."""
+    return RequestSpec("GET", "/models")
+
+
+def _iso_date(value: date) -> str:
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).date() if value.tzinfo else value.date()
+    return value.isoformat()
+
+
+def usage_request(app_user_id: str | None, start: date | None, end: date | None) -> RequestSpec:
+    """`GET /usage`."""
+    params: dict[str, str] = {}
+    if app_user_id is not None:
+        params["appUserId"] = check_app_user_id(app_user_id)
+    if start is not None:
+        params["from"] = _iso_date(start)
+    if end is not None:
+        params["to"] = _iso_date(end)
+    return RequestSpec("GET", "/usage", params=params)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, BaseModel):
+        # Lets a message from a previous completion be sent back as-is (the tool-call loop).
+        return value.model_dump(mode="json", exclude_none=True, by_alias=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def chat_request(
+    app_user_id: str, model: str, messages: Iterable[MessageParam], params: Mapping[str, Any], *, stream: bool
+) -> RequestSpec:
+    """`POST /chat/completions`: an OpenAI body, passed through verbatim, for one end user."""
+    if not app_user_id.isascii() or not app_user_id.isprintable():
+        raise UsageError("app_user_id must be printable ASCII to be sent in the Wattfare-User header")
+    if not isinstance(model, str) or not model:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise UsageError(f"model must be a non-empty str, got {model!r}")
+    body: dict[str, Any] = {"model": model, "messages": list(messages), **params}
+    if stream:
+        if body.get("stream", True) is not True:
+            raise UsageError("stream() always streams; use chat() for a single response")
+        body["stream"] = True
+        options: Mapping[str, Any] = body.get("stream_options") or {}
+        # The last chunk then carries usage and Wattfare's cost: the stream's outcome needs it.
+        body["stream_options"] = {**options, "include_usage": True}
+    elif body.get("stream"):
+        raise UsageError("chat() returns one response; use stream() to stream")
+    try:
+        content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the chat request is not valid JSON: {exc}") from exc
+    return RequestSpec("POST", "/chat/completions", body=content.encode(), app_user_id=app_user_id, stream=stream)
+
+
+# ---------------------------------------------------------------- responses
+
+
+def request_id(response: httpx.Response) -> str | None:
+    """Wattfare's id for the request, from `Wattfare-Request-Id`."""
+    return response.headers.get("wattfare-request-id")
+
+
+def decimal_header(headers: httpx.Headers, name: str) -> Decimal | None:
+    """A decimal-string header as a `Decimal`, or None when absent or unreadable (a header never fails a call)."""
+    value = headers.get(name)
+    if not value:
+        return None
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def parse(model: type[_M], response: httpx.Response) -> _M:
+    """Validate a response body (read) as `model`, wrapping a mismatch as an `APIError`."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise APIError(
+            f"unexpected {model.__name__} from Wattfare ({response.request.method} {response.request.url.path}):"
+            f" {where}: {first['msg']}",
+            request_id=request_id(response),
+        ) from exc
+
+
+def parse_models(response: httpx.Response) -> list[ModelInfo]:
+    """The `GET /models` body as a list."""
+    return parse(ModelList, response).data
+
+
+def parse_completion(response: httpx.Response) -> ChatCompletion:
+    """A completion, with `wattfare` filled from the `Wattfare-*` headers."""
+    completion = parse(ChatCompletion, response)
+    body = completion.wattfare
+    headers = response.headers
+    cost = decimal_header(headers, "wattfare-cost-usd")
+    remaining = decimal_header(headers, "wattfare-remaining-usd")
+    completion.wattfare = WattfareInfo(
+        cost_usd=cost if cost is not None else body.cost_usd,
+        remaining_usd=remaining if remaining is not None else body.remaining_usd,
+        request_id=request_id(response) or body.request_id,
+    )
+    return completion
+
+
+# ---------------------------------------------------------------- retries
+
+
+def connection_error(exc: httpx.RequestError) -> APIConnectionError:
+    """Wrap a transport failure (the caller raises it `from exc`)."""
+    try:
+        request: httpx.Request | None = exc.request
+    except RuntimeError:  # httpx raises this when the error was created without a request
+        request = None
+    where = f" ({request.method} {request.url.copy_with(query=None)})" if request is not None else ""
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"Wattfare did not answer in time{where}")
+    return APIConnectionError(f"could not reach Wattfare{where}: {type(exc).__name__}: {exc}")
+
+
+def should_retry(status_code: int, headers: httpx.Headers) -> bool:
+    """Whether an error status may be retried: `x-should-retry` decides, then the status; a 402 never is."""
+    if status_code == 402:
+        # A spent cap or a missing connection does not heal by waiting; retrying only adds load.
+        return False
+    verdict = headers.get("x-should-retry")
+    if verdict == "true":
+        return True
+    if verdict == "false":
+        return False
+    return status_code in RETRYABLE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to retry and how long to wait: exponential backoff with jitter, honouring `Retry-After`.
+
+    Attributes:
+        max_retries: Retries after the first attempt.
+        base_delay: The first backoff, in seconds; it doubles each retry.
+        max_delay: The backoff's ceiling, in seconds.
+        max_retry_after: The longest `Retry-After` waited out; a longer one is raised to the caller instead.
+    """
+
+    max_retries: int
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+
+    def backoff(self, retries: int, jitter: float) -> float:
+        """The wait before retry number `retries + 1`; `jitter` in [0, 1) trims up to a quarter off."""
+        return min(self.max_delay, self.base_delay * 2**retries) * (1 - 0.25 * jitter)
+
+    def after_transport_error(self, retries: int, *, jitter: float) -> float | None:
+        """Seconds to wait before retrying a connection error or timeout, or None to give up."""
+        return self.backoff(retries, jitter) if retries < self.max_retries else None
+
+    def after_status(self, retries: int, response: httpx.Response, *, now: datetime, jitter: float) -> float | None:
+        """Seconds to wait before retrying an error response, or None to raise it."""
+        if retries >= self.max_retries or not should_retry(response.status_code, response.headers):
+            return None
+        wait = parse_retry_after(response.headers.get("retry-after"), now=now)
+        if wait is None:
+            return self.backoff(retries, jitter)
+        return wait if math.isfinite(wait) and wait <= self.max_retry_after else None

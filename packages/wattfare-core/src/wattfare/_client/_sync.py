@@ -1,0 +1,353 @@
+"""The synchronous client: `Wattfare`, its per-user and per-model handles, and `ChatStream`.
+
+Mirrors `_async.py` name for name; everything that is not sending, sleeping or reading lives in
+`_core.py` and `_streaming.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from wattfare._client import _core
+from wattfare._client._core import MessageParam, RequestSpec
+from wattfare._client._streaming import ChunkReader, first_choice_text
+from wattfare._exceptions import UsageError, error_from_response
+from wattfare._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ConnectionStatus,
+    CreatedSession,
+    ModelInfo,
+    Usage,
+    UsageReport,
+)
+from wattfare._usage import StreamAccumulator
+
+__all__ = ["ChatStream", "ModelHandle", "Wattfare", "WattfareUser"]
+
+
+class Wattfare:
+    """The Wattfare client, for an app's backend. Construct once and reuse: it holds a connection pool.
+
+    Args:
+        secret_key: The app's secret key (`sk_test_…` / `sk_live_…`); defaults to `WATTFARE_SECRET_KEY`.
+        base_url: The Wattfare server; defaults to `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`
+            (`wattfare dev`).
+        timeout: Seconds per request (or an `httpx.Timeout`); for a stream, per read.
+        max_retries: Retries of connection errors, timeouts and 408/409/429/5xx; never of a 402.
+        http_client: An `httpx.Client` to send through (proxies, custom transports); the caller closes it.
+
+    Raises:
+        UsageError: The secret key is missing or does not start with `sk_`, or an argument is invalid.
+
+    Example:
+        >>> wf = Wattfare(secret_key="sk_test_123")
+        >>> wf.user("user_42").model("openai/gpt-4o-mini")  # doctest: +ELLIPSIS
+        <ModelHandle ...>
+    """
+
+    def __init__(
+        self,
+        secret_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = 60.0,
+        max_retries: int = 2,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._config = _core.resolve_config(
+            secret_key, base_url, timeout=timeout, max_retries=max_retries, environ=os.environ
+        )
+        if http_client is not None and not isinstance(http_client, httpx.Client):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise UsageError(f"http_client must be an httpx.Client, got {type(http_client).__name__}")
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client()
+        self._retry = _core.RetryPolicy(self._config.max_retries)
+        # Seams for tests (and for callers that want different randomness or waiting).
+        self._sleep: Callable[[float], None] = time.sleep
+        self._random: Callable[[], float] = random.random
+        self._now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __repr__(self) -> str:
+        return f"<Wattfare api_url={self._config.api_url!r}>"
+
+    def create_session(self, app_user_id: str, *, monthly_usd: Decimal | int | str | None = None) -> CreatedSession:
+        """Mint a session token for the consent popup of one app user (`POST /sessions`).
+
+        Args:
+            app_user_id: The app's own id for the user.
+            monthly_usd: A suggested monthly cap in USD; the user may change it.
+        """
+        return _core.parse(CreatedSession, self._send(_core.session_request(app_user_id, monthly_usd)))
+
+    def models(self) -> list[ModelInfo]:
+        """The models Wattfare serves, with their prices (`GET /models`)."""
+        return _core.parse_models(self._send(_core.models_request()))
+
+    def usage(
+        self, app_user_id: str | None = None, *, start: date | None = None, end: date | None = None
+    ) -> UsageReport:
+        """Spend per user and model (`GET /usage`).
+
+        Args:
+            app_user_id: Only this user; all of the app's users when None.
+            start: The first day (UTC) included; the server's default when None.
+            end: The last day (UTC) included; the server's default when None.
+        """
+        return _core.parse(UsageReport, self._send(_core.usage_request(app_user_id, start, end)))
+
+    def user(self, app_user_id: str) -> WattfareUser:
+        """A handle for one app user; cheap, and shares this client's connection pool."""
+        return WattfareUser(self, app_user_id)
+
+    def close(self) -> None:
+        """Close the connection pool (not an `http_client` the caller passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _send(self, spec: RequestSpec) -> httpx.Response:
+        """Send with retries; return a success response (streamed bodies unread) or raise the typed error."""
+        request = _core.build_request(self._http, self._config, spec)
+        retries = 0
+        while True:
+            try:
+                response = self._http.send(request, stream=spec.stream)
+            except httpx.RequestError as exc:
+                wait = self._retry.after_transport_error(retries, jitter=self._random())
+                if wait is None or not isinstance(exc, httpx.TransportError):
+                    raise _core.connection_error(exc) from exc
+            else:
+                if response.is_success:
+                    return response
+                try:
+                    response.read()
+                except httpx.RequestError as exc:
+                    response.close()
+                    wait = self._retry.after_transport_error(retries, jitter=self._random())
+                    if wait is None:
+                        raise _core.connection_error(exc) from exc
+                else:
+                    wait = self._retry.after_status(retries, response, now=self._now(), jitter=self._random())
+                    if wait is None:
+                        raise error_from_response(response.status_code, response.headers, response.content)
+            self._sleep(wait)
+            retries += 1
+
+
+class WattfareUser:
+    """One app user: their connection, and completions charged to their budget.
+
+    Get one from `Wattfare.user`.
+    """
+
+    def __init__(self, client: Wattfare, app_user_id: str) -> None:
+        self._client = client
+        self._app_user_id = _core.check_app_user_id(app_user_id)
+
+    def __repr__(self) -> str:
+        return f"<WattfareUser {self._app_user_id!r}>"
+
+    @property
+    def app_user_id(self) -> str:
+        """The app's id for this user."""
+        return self._app_user_id
+
+    def status(self) -> ConnectionStatus:
+        """The user's connection and budget; `connected` is False (not an error) when they never connected."""
+        return _core.parse(ConnectionStatus, self._client._send(_core.status_request(self._app_user_id)))  # pyright: ignore[reportPrivateUsage]
+
+    def disconnect(self) -> None:
+        """Revoke the user's connection to this app; spending stops at once, streams in flight included."""
+        self._client._send(_core.disconnect_request(self._app_user_id))  # pyright: ignore[reportPrivateUsage]
+
+    def chat(self, *, model: str, messages: Iterable[MessageParam], **params: Any) -> ChatCompletion:
+        """A chat completion charged to this user; `params` (tools, temperature, ...) pass through verbatim.
+
+        Returns:
+            The OpenAI completion, with the cost, the budget left and the request id on `.wattfare`.
+        """
+        spec = _core.chat_request(self._app_user_id, model, messages, params, stream=False)
+        return _core.parse_completion(self._client._send(spec))  # pyright: ignore[reportPrivateUsage]
+
+    def stream(self, *, model: str, messages: Iterable[MessageParam], **params: Any) -> ChatStream:
+        """A streamed chat completion charged to this user; use it as a context manager.
+
+        Example:
+            >>> with user.stream(model="openai/gpt-4o-mini", messages=msgs) as s:  # doctest: +SKIP
+            ...     for text in s.text_stream:
+            ...         print(text, end="")
+        """
+        spec = _core.chat_request(self._app_user_id, model, messages, params, stream=True)
+        return ChatStream(self._client, spec)
+
+    def model(self, model: str) -> ModelHandle:
+        """A handle bound to this user and one model."""
+        return ModelHandle(self, model)
+
+
+class ModelHandle:
+    """One model, charged to one user: `chat` and `stream` without repeating either."""
+
+    def __init__(self, user: WattfareUser, model: str) -> None:
+        self._user = user
+        self._model = model
+
+    def __repr__(self) -> str:
+        return f"<ModelHandle {self._model!r} for {self._user.app_user_id!r}>"
+
+    @property
+    def model_id(self) -> str:
+        """The model's id (`openai/gpt-4o-mini`)."""
+        return self._model
+
+    @property
+    def user(self) -> WattfareUser:
+        """The user charged."""
+        return self._user
+
+    def chat(self, messages: Iterable[MessageParam], **params: Any) -> ChatCompletion:
+        """A chat completion; see `WattfareUser.chat`."""
+        return self._user.chat(model=self._model, messages=messages, **params)
+
+    def stream(self, messages: Iterable[MessageParam], **params: Any) -> ChatStream:
+        """A streamed chat completion; see `WattfareUser.stream`."""
+        return self._user.stream(model=self._model, messages=messages, **params)
+
+
+class ChatStream:
+    """A streamed chat completion. Use it in a `with` block, which always closes the response.
+
+    The request is sent on entering the block (errors such as `BudgetExceededError` raise there).
+    Iterate it for `ChatCompletionChunk`s, or `text_stream` for the text; both consume the same
+    stream. An error event mid-way raises its typed error from the iteration.
+    """
+
+    def __init__(self, client: Wattfare, spec: RequestSpec) -> None:
+        self._client = client
+        self._spec = spec
+        self._response: httpx.Response | None = None
+        self._reader: ChunkReader | None = None
+        self._chunks: Generator[ChatCompletionChunk] | None = None
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        if self._response is not None or self._closed:
+            raise UsageError("a ChatStream can be entered only once")
+        self._response = self._client._send(self._spec)  # pyright: ignore[reportPrivateUsage]
+        self._reader = ChunkReader(self._response)
+        self._chunks = self._iterate(self._response, self._reader)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closed = True
+        try:
+            if self._chunks is not None:
+                self._chunks.close()
+        finally:
+            if self._response is not None:
+                self._response.close()
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self._open_chunks()
+
+    @property
+    def text_stream(self) -> Iterator[str]:
+        """The content of the first choice, delta by delta."""
+        return self._texts(self._open_chunks())
+
+    @property
+    def usage(self) -> Usage | None:
+        """Token counts, once the final chunk has arrived."""
+        return self._accumulator.usage
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        """What the request cost the user, once the final chunk has arrived."""
+        return self._accumulator.cost_usd
+
+    @property
+    def remaining_usd(self) -> Decimal | None:
+        """The budget left: before the request, then after it once the final chunk has arrived."""
+        return self._accumulator.remaining_usd
+
+    @property
+    def request_id(self) -> str | None:
+        """Wattfare's id for the request."""
+        return self._accumulator.request_id
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the first choice stopped, once it has."""
+        return self._accumulator.finish_reason
+
+    def get_final_completion(self) -> ChatCompletion:
+        """Read the stream to its end and return it assembled (content and tool calls merged)."""
+        reader = self._reader
+        if reader is None or not reader.complete:
+            for _ in self._open_chunks():
+                pass
+            if reader is None or not reader.complete:
+                # It failed (and raised) earlier: never pass off a partial answer as the final one.
+                raise (reader.error if reader else None) or UsageError("the stream did not complete")
+        return reader.accumulator.completion()
+
+    @property
+    def _accumulator(self) -> StreamAccumulator:
+        return self._reader.accumulator if self._reader is not None else _EMPTY
+
+    def _open_chunks(self) -> Iterator[ChatCompletionChunk]:
+        if self._chunks is None:
+            raise UsageError("enter the stream first: `with user.stream(...) as s:`")
+        if self._closed:
+            raise UsageError("the stream is closed: read it inside its `with` block")
+        return self._chunks
+
+    @staticmethod
+    def _texts(chunks: Iterator[ChatCompletionChunk]) -> Iterator[str]:
+        for chunk in chunks:
+            text = first_choice_text(chunk)
+            if text:
+                yield text
+
+    @staticmethod
+    def _iterate(response: httpx.Response, reader: ChunkReader) -> Generator[ChatCompletionChunk]:
+        body = response.iter_bytes()
+        try:
+            while True:
+                try:
+                    data = next(body)
+                except StopIteration:
+                    raise reader.truncated() from None
+                except httpx.RequestError as exc:
+                    raise reader.broken(exc) from exc
+                for chunk in reader.feed(data):
+                    yield reader.deliver(chunk)
+                if reader.error is not None:
+                    raise reader.error
+                if reader.done:
+                    return
+        finally:
+            if isinstance(body, Generator):
+                body.close()
+
+
+_EMPTY = StreamAccumulator()

@@ -1,0 +1,294 @@
+"""Wire models: Wattfare's own JSON (camelCase on the wire, snake_case in Python) and OpenAI's chat JSON.
+
+Every model allows extra fields, because upstreams add fields and a new one must never break a
+client. Money is `Decimal`, never a float: pydantic reads a JSON number into `Decimal(str(x))`.
+Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "Choice",
+    "ChunkChoice",
+    "CompletionTokensDetails",
+    "ConnectionLimits",
+    "ConnectionStatus",
+    "CreatedSession",
+    "Delta",
+    "DeltaFunction",
+    "DeltaToolCall",
+    "FunctionCall",
+    "Message",
+    "ModelInfo",
+    "ModelList",
+    "ModelPricing",
+    "PromptTokensDetails",
+    "ToolCall",
+    "TopProvider",
+    "Usage",
+    "UsageReport",
+    "UsageRow",
+    "WattfareInfo",
+]
+
+
+def _as_utc(value: datetime) -> datetime:
+    # The wire always says UTC; a naive time can only mean UTC, never the machine's local zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class _OpenAIModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _WattfareModel(BaseModel):
+    # Wattfare's own JSON is camelCase; Python attributes are snake_case and accepted by name too.
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True)
+
+
+# ---------------------------------------------------------------- Wattfare's own API
+
+
+class ConnectionLimits(_WattfareModel):
+    """The caps on a connection.
+
+    Attributes:
+        monthly_usd: The monthly cap in USD (`monthlyUsd`); None means unlimited.
+    """
+
+    monthly_usd: Decimal | None = None
+
+
+class ConnectionStatus(_WattfareModel):
+    """One app user's connection and budget snapshot (`GET /status`); `connected` is False when there is none.
+
+    Attributes:
+        connected: Whether the user has an active connection to this app.
+        state: `"active"`, `"revoked"`, or None when the user never connected.
+        app_user_id: The app's id for the user.
+        limits: The connection's caps.
+        spent_usd: Spend in the current window (the UTC calendar month).
+        remaining_usd: What is left under the cap; None means unlimited.
+        resets_at: When the window resets (UTC).
+    """
+
+    connected: bool
+    state: str | None = None
+    app_user_id: str
+    limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
+    spent_usd: Decimal
+    remaining_usd: Decimal | None = None
+    resets_at: UtcDatetime
+
+
+class CreatedSession(_WattfareModel):
+    """A session token for the browser's consent popup (`POST /sessions`).
+
+    Attributes:
+        token: The signed session token (10 minutes).
+        expires_at: When the token expires (UTC; unix seconds on the wire).
+        connect_url: The consent page for this token.
+    """
+
+    token: str
+    expires_at: UtcDatetime
+    connect_url: str
+
+
+class ModelPricing(_OpenAIModel):
+    """USD per token (decimal strings on the wire, OpenRouter's format); other price kinds are kept as extras."""
+
+    prompt: Decimal
+    completion: Decimal
+
+
+class TopProvider(_OpenAIModel):
+    """The serving provider's limits for a model."""
+
+    max_completion_tokens: int | None = None
+    context_length: int | None = None
+
+
+class ModelInfo(_OpenAIModel):
+    """One model from `GET /models`, with its price."""
+
+    id: str
+    object: str = "model"
+    created: int | None = None
+    owned_by: str | None = None
+    context_length: int | None = None
+    pricing: ModelPricing
+    top_provider: TopProvider | None = None
+
+
+class ModelList(_OpenAIModel):
+    """The `GET /models` body."""
+
+    object: str = "list"
+    data: list[ModelInfo]
+
+
+class UsageRow(_WattfareModel):
+    """Spend of one app user on one model over the report's period."""
+
+    app_user_id: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+
+
+class UsageReport(_WattfareModel):
+    """The `GET /usage` body: per-user, per-model spend between `start` and `end` (`from`/`to` on the wire)."""
+
+    start: date | UtcDatetime = Field(alias="from")
+    end: date | UtcDatetime = Field(alias="to")
+    data: list[UsageRow]
+
+
+class WattfareInfo(_WattfareModel):
+    """What Wattfare adds to a completion: its cost, the budget left, the request id.
+
+    Attributes:
+        cost_usd: What the request cost the user.
+        remaining_usd: The budget left under the cap (None: unlimited or unknown).
+        request_id: Wattfare's id for the request; quote it in support requests.
+    """
+
+    cost_usd: Decimal | None = None
+    remaining_usd: Decimal | None = None
+    request_id: str | None = None
+
+
+# ---------------------------------------------------------------- OpenAI Chat Completions
+
+
+class PromptTokensDetails(_OpenAIModel):
+    """Breakdown of prompt tokens."""
+
+    cached_tokens: int | None = None
+
+
+class CompletionTokensDetails(_OpenAIModel):
+    """Breakdown of completion tokens."""
+
+    reasoning_tokens: int | None = None
+
+
+class Usage(_OpenAIModel):
+    """Token counts, and the upstream's reported cost in USD when it gives one."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: Decimal | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+
+class FunctionCall(_OpenAIModel):
+    """The function a tool call invokes; `arguments` is a JSON string."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(_OpenAIModel):
+    """A tool call in an assistant message."""
+
+    id: str
+    type: str = "function"
+    function: FunctionCall
+
+
+class Message(_OpenAIModel):
+    """An assistant message."""
+
+    role: str = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class Choice(_OpenAIModel):
+    """One choice of a completion."""
+
+    index: int = 0
+    message: Message
+    finish_reason: str | None = None
+
+
+class ChatCompletion(_OpenAIModel):
+    """An OpenAI chat completion, with Wattfare's cost, remaining budget and request id on `wattfare`."""
+
+    id: str
+    object: str = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    wattfare: WattfareInfo = Field(default_factory=WattfareInfo)
+
+
+class DeltaFunction(_OpenAIModel):
+    """A fragment of a streamed function call; `arguments` arrive in pieces."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(_OpenAIModel):
+    """A fragment of a streamed tool call; fragments with the same `index` belong together."""
+
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: DeltaFunction | None = None
+
+
+class Delta(_OpenAIModel):
+    """What one chunk adds to a choice's message."""
+
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
+
+
+class ChunkChoice(_OpenAIModel):
+    """One choice of a streamed chunk."""
+
+    index: int = 0
+    delta: Delta = Field(default_factory=Delta)
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_OpenAIModel):
+    """An OpenAI chat completion chunk.
+
+    The last data chunk of a Wattfare stream has no choices, carries `usage`, and `wattfare` with
+    the cost, the budget left and the request id.
+    """
+
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = Field(default_factory=list[ChunkChoice])
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    wattfare: WattfareInfo | None = None

@@ -1,0 +1,76 @@
+"""The pure metering domain: money, prices, budget windows, and the reserve/settle decisions.
+
+Nothing here performs I/O or reads a clock: callers pass instants and budgets in, and get values back
+(`Allowed` or `Denied`, a `Charge`). The cap guarantee rests on two facts proved by the tests: an
+admitted reservation fits under the cap, and a settled charge never exceeds its reservation.
+
+Typical flow in the proxy::
+
+    pricing = parse_pricing(model["pricing"])
+    bound = prompt_token_bound(body["messages"], body.get("tools"), body.get("response_format"))
+    decision = decide_reservation(
+        budget,
+        pricing.worst_case(now, bound),
+        prompt_token_bound=bound,
+        requested_max_tokens=body.get("max_tokens"),
+        model_max_output=max_output,
+    )
+    ...
+    usage = MeteredUsage(prompt_tokens=..., completion_tokens=..., upstream_cost=...)
+    charge = charge_for(cost_of(usage, pricing.at(now, usage.prompt_tokens)), decision.reserve)
+"""
+
+from __future__ import annotations
+
+from wattfare.metering.bounds import (
+    BASE_TOKEN_ALLOWANCE,
+    IMAGE_TOKEN_ALLOWANCE,
+    PER_MESSAGE_TOKEN_ALLOWANCE,
+    image_part_count,
+    prompt_token_bound,
+)
+from wattfare.metering.money import (
+    NANOS_PER_USD,
+    Rounding,
+    nanos_fraction,
+    nanos_to_json_number,
+    nanos_to_usd,
+    parse_usd,
+    round_nanos,
+    usd_to_nanos,
+)
+from wattfare.metering.prices import ModelPricing, PriceOverride, PriceSet, UnpricedModelError, parse_pricing
+from wattfare.metering.reservation import Allowed, Budget, Denied, decide_reservation
+from wattfare.metering.settlement import Charge, MeteredUsage, charge_for, cost_of
+from wattfare.metering.window import Window, window_containing
+
+__all__ = [
+    "BASE_TOKEN_ALLOWANCE",
+    "IMAGE_TOKEN_ALLOWANCE",
+    "NANOS_PER_USD",
+    "PER_MESSAGE_TOKEN_ALLOWANCE",
+    "Allowed",
+    "Budget",
+    "Charge",
+    "Denied",
+    "MeteredUsage",
+    "ModelPricing",
+    "PriceOverride",
+    "PriceSet",
+    "Rounding",
+    "UnpricedModelError",
+    "Window",
+    "charge_for",
+    "cost_of",
+    "decide_reservation",
+    "image_part_count",
+    "nanos_fraction",
+    "nanos_to_json_number",
+    "nanos_to_usd",
+    "parse_pricing",
+    "parse_usd",
+    "prompt_token_bound",
+    "round_nanos",
+    "usd_to_nanos",
+    "window_containing",
+]

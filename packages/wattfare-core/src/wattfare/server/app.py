@@ -1,0 +1,96 @@
+"""The Wattfare ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from wattfare.server import api, proxy
+from wattfare.server.errors import ApiError
+from wattfare.server.services import Services, build_upstreams, utc_now
+from wattfare.server.settings import Settings
+from wattfare.server.store import Store, open_store
+from wattfare.server.store.records import Mode
+from wattfare.server.upstream.base import Upstream
+
+log = logging.getLogger("wattfare.server")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return ApiError(
+            "invalid_request", f"No such endpoint: {request.method} {request.url.path}", status=404
+        ).response()
+    if exc.status_code == 405:
+        return ApiError("invalid_request", f"Method {request.method} is not allowed here.", status=405).response()
+    return ApiError("invalid_request", str(exc.detail), status=exc.status_code).response()
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Logged without the request body: prompts never reach the logs.
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+    return ApiError("internal", "Internal error; nothing was charged for a request that failed here.").response()
+
+
+async def _health(request: Request) -> Response:
+    return api.json_response({"ok": True})
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    upstreams: dict[Mode, Upstream] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Starlette:
+    """Build the Wattfare server; parts default to what `settings` (or the environment) describe."""
+    settings = settings or Settings.from_env()
+    services = Services(
+        settings=settings,
+        store=store or open_store(settings.database_url),
+        upstreams=upstreams or build_upstreams(settings),
+        clock=clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncGenerator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    v1 = "/api/v1"
+    routes = [
+        Route(f"{v1}/chat/completions", proxy.chat_completions, methods=["POST"]),
+        Route(f"{v1}/sessions", api.create_session, methods=["POST"]),
+        Route(f"{v1}/status", api.status, methods=["GET"]),
+        Route(f"{v1}/connections", api.get_connection, methods=["GET"]),
+        Route(f"{v1}/connections", api.approve_connection, methods=["POST"]),
+        Route(f"{v1}/connections", api.revoke_connection, methods=["DELETE"]),
+        Route(f"{v1}/connections/{{app_user_id:path}}", api.disconnect_user, methods=["DELETE"]),
+        Route(f"{v1}/models", api.list_models, methods=["GET"]),
+        Route(f"{v1}/usage", api.usage, methods=["GET"]),
+        Route("/healthz", _health, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.services = services
+    return app

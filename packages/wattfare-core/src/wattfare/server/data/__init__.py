@@ -1,0 +1,1 @@
+"""Data files bundled with the server (the model price snapshot)."""

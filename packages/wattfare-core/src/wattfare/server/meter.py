@@ -1,0 +1,214 @@
+"""The metering service: the cap guarantee, step by step, over the store.
+
+Decisions are pure (`wattfare.metering`); this module only sequences them with the store's two atomic
+writes: reserve (conditional on the cap) and settle (swap the hold for the charge, append the ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from wattfare.metering import (
+    Allowed,
+    Budget,
+    MeteredUsage,
+    PriceSet,
+    Window,
+    cost_of,
+    decide_reservation,
+    window_containing,
+)
+from wattfare.server.keys import new_id
+from wattfare.server.pricebook import PricedModel
+from wattfare.server.store.base import Store
+from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settled, Settlement
+
+log = logging.getLogger("wattfare.meter")
+
+Clock = Callable[[], datetime]
+
+# A reserve that loses a race (another request changed the counters between our read and our conditional
+# write) re-reads and decides again; after this many tries the request is refused rather than spun on.
+_RESERVE_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request may not spend: the domain's value, turned into HTTP by the proxy."""
+
+    code: Literal["not_connected", "budget_exceeded"]
+    message: str
+    resets_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation in force for one request."""
+
+    id: str
+    connection: Connection
+    window: Window
+    amount: int
+    model: PricedModel
+    max_tokens: int | None
+    clamped: bool
+    remaining_before: int
+    started_at: datetime
+    prompt_token_bound: int
+    images: int = 0
+
+
+class Meter:
+    """Reserve before a request, settle after it, sweep what dead requests left behind."""
+
+    def __init__(self, store: Store, clock: Clock, *, reservation_ttl: timedelta) -> None:
+        """Meter against `store`, reading time only from `clock`."""
+        self._store = store
+        self._clock = clock
+        self._ttl = reservation_ttl
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def connection_for(self, key: KeyRecord, app_user_id: str) -> Connection | Refusal:
+        """The active connection of this app user; test keys auto-approve one on first use."""
+        connection = await self._store.get_connection(key.app_id, key.mode, app_user_id)
+        if connection is None and key.mode == "test":
+            requested = await self._store.requested_cap(key.app_id, key.mode, app_user_id)
+            cap = requested if requested is not None else key.default_test_cap
+            connection = await self._store.ensure_connection(
+                new_id("conn"), key.app_id, app_user_id, "test", cap, self._clock()
+            )
+        if connection is None or connection.state != "active":
+            return Refusal("not_connected", f"User {app_user_id!r} has not connected an AI budget to this app.")
+        return connection
+
+    async def reserve(
+        self,
+        key: KeyRecord,
+        app_user_id: str,
+        model: PricedModel,
+        *,
+        prompt_token_bound: int,
+        requested_max_tokens: int | None,
+        choices: int = 1,
+        images: int = 0,
+    ) -> Hold | Refusal:
+        """Hold the worst-case cost of a request, or say why it may not run.
+
+        With `n` choices every choice may use `max_tokens`, so the completion price is scaled by `choices`.
+        """
+        now = self._clock()
+        window = window_containing(now)
+        prices = model.pricing.worst_case(now, prompt_token_bound)
+        if choices > 1:
+            prices = replace(prices, completion=prices.completion * choices)
+        for _ in range(_RESERVE_ATTEMPTS):
+            snapshot = await self._store.budget(key.app_id, key.mode, app_user_id, window.key)
+            if snapshot is None or snapshot.connection.state != "active":
+                connection = await self.connection_for(key, app_user_id)
+                if isinstance(connection, Refusal):
+                    return connection
+                continue
+            decision = decide_reservation(
+                Budget(cap=snapshot.connection.cap, spent=snapshot.spent, reserved=snapshot.reserved),
+                prices,
+                prompt_token_bound=prompt_token_bound,
+                requested_max_tokens=requested_max_tokens,
+                model_max_output=model.max_output_tokens,
+                images=images,
+            )
+            if not isinstance(decision, Allowed):
+                return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
+            reservation = NewReservation(
+                id=new_id("req"),
+                connection_id=snapshot.connection.id,
+                window_key=window.key,
+                amount=decision.reserve,
+                model=model.id,
+                created_at=now,
+                expires_at=now + self._ttl,
+            )
+            if await self._store.try_reserve(reservation):
+                return Hold(
+                    id=reservation.id,
+                    connection=snapshot.connection,
+                    window=window,
+                    amount=decision.reserve,
+                    model=model,
+                    max_tokens=decision.max_tokens,
+                    clamped=decision.clamped,
+                    remaining_before=snapshot.remaining,
+                    started_at=now,
+                    prompt_token_bound=prompt_token_bound,
+                    images=images,
+                )
+        return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
+
+    def prices_for(self, hold: Hold, prompt_tokens: int) -> PriceSet:
+        """The prices that applied to the request (at its start, for its actual prompt size)."""
+        return hold.model.pricing.at(hold.started_at, prompt_tokens)
+
+    async def settle(self, hold: Hold, usage: MeteredUsage | None, *, fallback: int | None = None) -> Settled | None:
+        """Charge the request: its metered cost, or `fallback` (the whole hold by default) without usage."""
+        if usage is not None:
+            usage = replace(usage, images=hold.images)  # the upstream does not count them; the request did
+            cost = cost_of(usage, self.prices_for(hold, usage.prompt_tokens))
+            settlement = Settlement(
+                hold.id, cost, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
+            )
+        else:
+            settlement = Settlement(hold.id, hold.amount if fallback is None else fallback)
+        return await self._store.settle(settlement, self._clock())
+
+    async def settle_estimate(self, hold: Hold, completion_bytes: int) -> Settled | None:
+        """Charge a request cut short before its usage arrived, by an upper bound of what it used.
+
+        No token is shorter than a byte, so the prompt bound and the completion bytes seen bound the tokens.
+        """
+        usage = MeteredUsage(
+            prompt_tokens=hold.prompt_token_bound, completion_tokens=completion_bytes, images=hold.images
+        )
+        cost = cost_of(usage, hold.model.pricing.worst_case(hold.started_at, hold.prompt_token_bound))
+        settlement = Settlement(
+            hold.id, cost, prompt_tokens=usage.prompt_tokens, completion_tokens=completion_bytes, kind="estimated"
+        )
+        return await self._store.settle(settlement, self._clock())
+
+    async def release(self, hold: Hold) -> Settled | None:
+        """Give the whole hold back: the request never reached a model."""
+        return await self._store.settle(Settlement(hold.id, 0, kind="released"), self._clock())
+
+    async def sweep(self) -> int:
+        """Settle reservations whose request died with its server, conservatively (the reserved amount)."""
+        swept = 0
+        for dead in await self._store.expired_reservations(self._clock()):
+            settled = await self._store.settle(Settlement(dead.id, dead.amount, kind="expired"), self._clock())
+            swept += settled is not None
+        if swept:
+            log.info("settled %d expired reservations at their reserved amount", swept)
+        return swept
+
+    def start_sweeping(self, every_seconds: float) -> None:
+        """Sweep now and then every `every_seconds`, in the background."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.sweep()
+                except Exception:
+                    log.exception("reservation sweep failed")
+                await asyncio.sleep(every_seconds)
+
+        self._sweeper = asyncio.get_running_loop().create_task(loop())
+
+    async def stop(self) -> None:
+        """Stop sweeping."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper

@@ -1,0 +1,76 @@
+"""Pushing revocations to streams in flight, so spending stops within a second.
+
+A revocation made through this process wakes its streams at once. One made elsewhere (another worker
+or instance) is found by a single background poll that reads the state of every connection with a
+stream open here, twice a second: one indexed query however many streams are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+from wattfare.server.store.base import Store
+
+log = logging.getLogger("wattfare.revocations")
+
+
+class Revocations:
+    """Events that fire when a connection with streams in flight is revoked."""
+
+    def __init__(self, store: Store, poll_seconds: float = 0.5) -> None:
+        """Watch connections in `store`, polling every `poll_seconds` for revocations made elsewhere."""
+        self._store = store
+        self._poll_seconds = poll_seconds
+        self._watched: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, connection_id: str) -> asyncio.Event:
+        """An event set when `connection_id` is revoked; call `unwatch` when the stream ends."""
+        event = asyncio.Event()
+        self._watched[connection_id].add(event)
+        return event
+
+    def unwatch(self, connection_id: str, event: asyncio.Event) -> None:
+        """Stop watching for one stream."""
+        events = self._watched.get(connection_id)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._watched[connection_id]
+
+    def revoked(self, connection_id: str) -> None:
+        """Wake every stream of a connection revoked in this process."""
+        for event in self._watched.get(connection_id, ()):
+            event.set()
+
+    async def poll_once(self) -> None:
+        """Read the state of every watched connection and wake the revoked ones."""
+        if not self._watched:
+            return
+        states = await self._store.connection_states(list(self._watched))
+        for connection_id, state in states.items():
+            if state != "active":
+                self.revoked(connection_id)
+
+    def start(self) -> None:
+        """Poll in the background."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.poll_once()
+                except Exception:
+                    log.exception("revocation poll failed")
+                await asyncio.sleep(self._poll_seconds)
+
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

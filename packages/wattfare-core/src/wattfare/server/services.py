@@ -1,0 +1,127 @@
+"""The running server's parts, built once at start-up and shared by every request."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from wattfare.server.keys import hash_key, key_mode
+from wattfare.server.meter import Meter
+from wattfare.server.pricebook import PriceBook
+from wattfare.server.revocations import Revocations
+from wattfare.server.settings import Settings, UpstreamKind
+from wattfare.server.store import Store
+from wattfare.server.store.records import KeyRecord, Mode
+from wattfare.server.upstream.base import Upstream
+
+_KEY_CACHE_SECONDS = 5.0
+_KEY_CACHE_SIZE = 10_000
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+class KeyCache:
+    """Secret key -> app, remembered for a few seconds so the hot path skips the database.
+
+    A revoked key therefore keeps working for at most `_KEY_CACHE_SECONDS` on each instance. Misses are
+    cached too, so a flood of bad keys costs one lookup per key per interval.
+    """
+
+    def __init__(self, store: Store) -> None:
+        """Cache lookups against `store`."""
+        self._store = store
+        self._entries: dict[str, tuple[KeyRecord | None, float]] = {}
+
+    async def lookup(self, plaintext: str) -> KeyRecord | None:
+        """The app a secret key belongs to, or None."""
+        if key_mode(plaintext) is None:
+            return None
+        now = time.monotonic()
+        hit = self._entries.get(plaintext)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        record = await self._store.find_secret_key(hash_key(plaintext))
+        if len(self._entries) >= _KEY_CACHE_SIZE:
+            self._entries.clear()
+        self._entries[plaintext] = (record, now + _KEY_CACHE_SECONDS)
+        return record
+
+    def forget(self) -> None:
+        """Drop every cached entry (after a key is revoked in this process)."""
+        self._entries.clear()
+
+
+@dataclass
+class Services:
+    """Everything a request handler may use."""
+
+    settings: Settings
+    store: Store
+    upstreams: dict[Mode, Upstream]
+    clock: Callable[[], datetime] = utc_now
+    signing_key: bytes = b""
+    meter: Meter = field(init=False)
+    revocations: Revocations = field(init=False)
+    prices: dict[Mode, PriceBook] = field(init=False)
+    keys: KeyCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.meter = Meter(
+            self.store, self.clock, reservation_ttl=timedelta(seconds=self.settings.reservation_ttl_seconds)
+        )
+        self.revocations = Revocations(self.store)
+        # One price book per distinct upstream: test and live share it when they share the upstream.
+        books: dict[int, PriceBook] = {}
+        self.prices = {}
+        for mode, upstream in self.upstreams.items():
+            self.prices[mode] = books.setdefault(id(upstream), PriceBook(upstream))
+        self.keys = KeyCache(self.store)
+
+    async def start(self) -> None:
+        """Migrate, load secrets, and start the background loops."""
+        await self.store.upgrade()
+        secret = self.settings.signing_secret or await self.store.put_secret_if_absent(
+            "session_signing_key", secrets.token_urlsafe(32)
+        )
+        self.signing_key = secret.encode()
+        for book in {id(b): b for b in self.prices.values()}.values():
+            book.start(self.settings.price_refresh_seconds)
+        self.meter.start_sweeping(30)
+        self.revocations.start()
+
+    async def stop(self) -> None:
+        """Stop the loops and release connections."""
+        await self.revocations.stop()
+        await self.meter.stop()
+        for book in {id(b): b for b in self.prices.values()}.values():
+            await book.stop()
+        for upstream in {id(u): u for u in self.upstreams.values()}.values():
+            await upstream.aclose()
+        await self.store.close()
+
+
+def build_upstreams(settings: Settings) -> dict[Mode, Upstream]:
+    """The upstream serving each mode, per the settings (the sandbox unless a real one is configured)."""
+    from wattfare.server.upstream.openai_compatible import OpenAICompatibleUpstream
+    from wattfare.server.upstream.sandbox import SandboxUpstream
+
+    built: dict[UpstreamKind, Upstream] = {}
+
+    def make(kind: UpstreamKind) -> Upstream:
+        if kind not in built:
+            built[kind] = (
+                SandboxUpstream()
+                if kind == "sandbox"
+                else OpenAICompatibleUpstream(
+                    settings.upstream_url, settings.upstream_key, timeout=settings.upstream_timeout_seconds
+                )
+            )
+        return built[kind]
+
+    return {"live": make(settings.live_upstream), "test": make(settings.test_upstream)}

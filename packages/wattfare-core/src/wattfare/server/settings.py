@@ -1,0 +1,77 @@
+"""Server configuration, read from `WATTFARE_*` environment variables when a server is built."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from wattfare.metering import usd_to_nanos
+
+DEFAULT_UPSTREAM_URL = "https://openrouter.ai/api/v1"
+DEFAULT_DATABASE_URL = "sqlite:///.wattfare/wattfare.db"
+
+UpstreamKind = Literal["sandbox", "openai-compatible"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a Wattfare server needs to start.
+
+    Attributes:
+        database_url: where state lives (`sqlite:///.wattfare/wattfare.db` by default).
+        public_url: the URL browsers reach this server at (used in `connectUrl`).
+        live_upstream: `openai-compatible` when a provider key is set, else `sandbox`.
+        test_upstream: what serves `*_test_*` keys: `sandbox` unless the operator opts into the live one.
+        upstream_url: the OpenAI-compatible base URL (OpenRouter by default).
+        upstream_key: the operator's provider key, if any.
+        signing_secret: HMAC key for session tokens; None = generated once and kept in the database.
+        max_body_bytes: larger request bodies are refused with 413.
+        default_test_cap: the cap (nano-USD) a test-mode connection gets when the app suggested none.
+        reservation_ttl_seconds: a reservation older than this is presumed dead and settled conservatively.
+        upstream_timeout_seconds: read timeout towards the upstream.
+        price_refresh_seconds: how often model prices are re-read from the upstream.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    public_url: str = "http://127.0.0.1:8787"
+    live_upstream: UpstreamKind = "sandbox"
+    test_upstream: UpstreamKind = "sandbox"
+    upstream_url: str = DEFAULT_UPSTREAM_URL
+    upstream_key: str | None = None
+    signing_secret: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    default_test_cap: int = usd_to_nanos("10")
+    reservation_ttl_seconds: int = 900
+    upstream_timeout_seconds: float = 300.0
+    price_refresh_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read settings from the environment (or `environ`); keyword overrides win."""
+        env = os.environ if environ is None else environ
+        key = env.get("WATTFARE_UPSTREAM_KEY") or env.get("OPENROUTER_API_KEY") or None
+        explicit = env.get("WATTFARE_UPSTREAM")
+        live: UpstreamKind = "openai-compatible" if key or env.get("WATTFARE_UPSTREAM_URL") else "sandbox"
+        if explicit in ("sandbox", "openai-compatible"):
+            live = explicit
+        elif explicit:
+            raise ValueError("WATTFARE_UPSTREAM must be 'sandbox' or 'openai-compatible'")
+        test: UpstreamKind = live if env.get("WATTFARE_TEST_UPSTREAM") == "live" else "sandbox"
+        values: dict[str, object] = {
+            "database_url": env.get("WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL),
+            "public_url": env.get("WATTFARE_PUBLIC_URL", "http://127.0.0.1:8787").rstrip("/"),
+            "live_upstream": live,
+            "test_upstream": test,
+            "upstream_url": env.get("WATTFARE_UPSTREAM_URL", DEFAULT_UPSTREAM_URL).rstrip("/"),
+            "upstream_key": key,
+            "signing_secret": env.get("WATTFARE_SIGNING_SECRET") or None,
+            "max_body_bytes": int(env.get("WATTFARE_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
+            "default_test_cap": usd_to_nanos(env.get("WATTFARE_TEST_DEFAULT_CAP_USD", "10")),
+            "reservation_ttl_seconds": int(env.get("WATTFARE_RESERVATION_TTL_SECONDS", "900")),
+            "upstream_timeout_seconds": float(env.get("WATTFARE_UPSTREAM_TIMEOUT_SECONDS", "300")),
+            "price_refresh_seconds": int(env.get("WATTFARE_PRICE_REFRESH_SECONDS", "3600")),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,20 @@
+"""Durable state behind one interface: SQLite embedded by default, PostgreSQL to scale out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wattfare.server.store.base import Store
+from wattfare.server.store.sqlite import SQLiteStore
+
+__all__ = ["SQLiteStore", "Store", "open_store"]
+
+
+def open_store(database_url: str) -> Store:
+    """Open the store a database URL names (`sqlite:///relative/path.db`, `sqlite:////abs/path.db`)."""
+    if database_url.startswith("sqlite://"):
+        path = database_url.removeprefix("sqlite://")
+        path = path.removeprefix("/") if not path.startswith("//") else path[1:]
+        return SQLiteStore(":memory:" if path in ("", ":memory:") else Path(path))
+    scheme = database_url.split(":", 1)[0]
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///path.db")

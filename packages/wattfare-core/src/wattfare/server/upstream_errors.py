@@ -1,0 +1,51 @@
+"""Turning an upstream's refusal (HTTP error or mid-stream error chunk) into Wattfare's envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from wattfare.server.errors import ApiError
+from wattfare.server.json_value import as_object
+
+_MESSAGE_LIMIT = 500
+
+
+def _upstream_message(body: bytes | None) -> str | None:
+    if not body:
+        return None
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = as_object((as_object(parsed) or {}).get("error")) or {}
+    message = error.get("message")
+    return str(message)[:_MESSAGE_LIMIT] if message else None
+
+
+def from_status(status: int, body: bytes | None, headers: dict[str, str] | None = None) -> ApiError:
+    """The client-facing error for an upstream's non-200 answer."""
+    detail = _upstream_message(body)
+    said = f" The provider said: {detail}" if detail else ""
+    if status in (400, 413, 422):
+        return ApiError("invalid_request", f"The model provider rejected the request.{said}", status=status)
+    if status == 404:
+        return ApiError("model_not_found", f"The model provider does not serve this model.{said}")
+    if status == 429:
+        retry_after = (headers or {}).get("retry-after")
+        extra_headers = {"Retry-After": retry_after} if retry_after else {}
+        return ApiError("rate_limited", f"The model provider is rate limiting.{said}", headers=extra_headers)
+    if status in (408, 504, 524):
+        return ApiError("upstream", f"The model provider timed out.{said}", status=504)
+    if status in (401, 403, 402):
+        # The operator's provider credentials failed: not the caller's fault, nothing they can fix.
+        return ApiError("upstream", f"The model provider refused Wattfare's credentials ({status}).{said}")
+    return ApiError("upstream", f"The model provider failed ({status}).{said}")
+
+
+def from_stream_error(error: object) -> ApiError:
+    """The client-facing error for an upstream's mid-stream error chunk (`finish_reason: "error"`)."""
+    message = (as_object(error) or {}).get("message")
+    detail = f" The provider said: {str(message)[:_MESSAGE_LIMIT]}" if message else ""
+    return ApiError("upstream", f"The model provider failed mid-stream.{detail}")
