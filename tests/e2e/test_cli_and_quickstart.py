@@ -89,7 +89,8 @@ def test_wattfare_dev_prints_working_keys_and_the_quickstart_runs_against_it(tmp
         assert quickstart.returncode == 0, quickstart.stderr
         lines = quickstart.stdout.strip().splitlines()
         assert lines[0].startswith("Sandbox reply to: Say hi")
-        assert lines[1].startswith("cost $0.0000") and "left $0.000" in lines[1]
+        assert lines[1].startswith("cost $0.0000")
+        assert "left $0.000" in lines[1]
         assert lines[-1].startswith("cap reached; resets at ")
     finally:
         output = _stop(dev)
@@ -119,7 +120,8 @@ def test_apps_create_prints_keys_once_and_db_upgrade_is_idempotent(tmp_path: Pat
     assert "up to date" in second.stdout
     created = _wattfare("apps", "create", "Acme", cwd=tmp_path, env=env)
     assert created.returncode == 0, created.stderr
-    assert created.stdout.count("sk_test_") == 1 and created.stdout.count("sk_live_") == 1
+    assert created.stdout.count("sk_test_") == 1
+    assert created.stdout.count("sk_live_") == 1
     assert "not shown again" in created.stdout
     database = (tmp_path / "w.db").read_bytes()
     secret = next(word for word in created.stdout.split() if word.startswith("sk_live_"))
