@@ -92,6 +92,18 @@ def test_wattfare_dev_prints_working_keys_and_the_quickstart_runs_against_it(tmp
         assert lines[1].startswith("cost $0.0000")
         assert "left $0.000" in lines[1]
         assert lines[-1].startswith("cap reached; resets at ")
+        readme_snippet = (REPO / "README.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+        from_readme = subprocess.run(
+            [sys.executable, "-c", readme_snippet],
+            env=_clean_env(**keys),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert from_readme.returncode == 0, from_readme.stderr
+        assert from_readme.stdout.startswith("Sandbox reply to: Say hi")
+        assert "cap reached until 20" in from_readme.stdout
     finally:
         output = _stop(dev)
     assert keys["WATTFARE_SECRET_KEY"] in output  # the banner shows the key to copy
