@@ -14,8 +14,8 @@ pytestmark = pytest.mark.anyio
 HELLO = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
 
 
-async def test_a_completion_is_charged_to_the_end_user_and_reported_in_headers(tmp_path: Path) -> None:
-    async with in_process(tmp_path) as wf:
+async def test_a_completion_is_charged_to_the_end_user_and_reported(tmp_path: Path, database_url: str) -> None:
+    async with in_process(tmp_path, database_url) as wf:
         response = await wf.client.post("/chat/completions", json=HELLO, headers=wf.auth(user="alice"))
         assert response.status_code == 200, response.text
         cost = Decimal(response.headers["Wattfare-Cost-Usd"])
@@ -26,8 +26,8 @@ async def test_a_completion_is_charged_to_the_end_user_and_reported_in_headers(t
         assert Decimal(str(status["spentUsd"])) == cost
 
 
-async def test_a_spent_cap_refuses_with_budget_exceeded_and_no_retry(tmp_path: Path) -> None:
-    async with in_process(tmp_path) as wf:
+async def test_a_spent_cap_refuses_with_budget_exceeded_and_no_retry(tmp_path: Path, database_url: str) -> None:
+    async with in_process(tmp_path, database_url) as wf:
         session = await wf.client.post(
             "/sessions", json={"appUserId": "bob", "requestLimit": {"monthlyUsd": 0.0001}}, headers=wf.auth()
         )

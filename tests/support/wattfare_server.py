@@ -21,7 +21,7 @@ from wattfare.server.app import create_app
 from wattfare.server.provisioning import ProvisionedApp
 from wattfare.server.provisioning import create_app as provision_app
 from wattfare.server.settings import Settings
-from wattfare.server.store import SQLiteStore
+from wattfare.server.store import open_store
 
 
 def free_port() -> int:
@@ -30,11 +30,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def provision(db_path: Path, name: str = "Test app", test_cap_usd: str = "10") -> ProvisionedApp:
-    """Create an app with test and live keys in the database file (migrating it first)."""
+def database_url_for(db: Path | str) -> str:
+    """A database URL: a path means a SQLite file, a string is taken as a URL."""
+    return f"sqlite:///{db}" if isinstance(db, Path) else db
+
+
+def provision(db: Path | str, name: str = "Test app", test_cap_usd: str = "10") -> ProvisionedApp:
+    """Create an app with test and live keys in the database (a SQLite file path or a URL), migrating it first."""
 
     async def run() -> ProvisionedApp:
-        store = SQLiteStore(db_path)
+        store = open_store(database_url_for(db))
         try:
             await store.upgrade()
             return await provision_app(store, name, usd_to_nanos(test_cap_usd))
@@ -64,11 +69,11 @@ class InProcess:
 
 
 @asynccontextmanager
-async def in_process(tmp_path: Path, **settings: object) -> AsyncIterator[InProcess]:
-    """The server in-process over a fresh SQLite file; `settings` override `Settings` fields."""
-    db = tmp_path / "wattfare.db"
+async def in_process(tmp_path: Path, database_url: str | None = None, **settings: object) -> AsyncIterator[InProcess]:
+    """The server in-process over a fresh SQLite file (or `database_url`); `settings` override `Settings` fields."""
+    db: Path | str = database_url or tmp_path / "wattfare.db"
     provisioned = await asyncio.to_thread(provision, db)
-    config = Settings.from_env({}, database_url=f"sqlite:///{db}", **settings)
+    config = Settings.from_env({}, database_url=database_url_for(db), **settings)
     app = create_app(config)
     services = app.state.services
     await services.start()
@@ -101,15 +106,20 @@ class ServerProcess:
 
 
 @contextmanager
-def wattfare_process(tmp_path: Path, env: dict[str, str] | None = None, workers: int = 1) -> Iterator[ServerProcess]:
-    """Start `wattfare serve` on a free loopback port over a fresh SQLite file; stop it by PID afterwards."""
+def wattfare_process(
+    tmp_path: Path, env: dict[str, str] | None = None, workers: int = 1, database_url: str | None = None
+) -> Iterator[ServerProcess]:
+    """Start `wattfare serve` on a free loopback port over a fresh SQLite file (or `database_url`).
+
+    The process is stopped by PID afterwards.
+    """
     db = tmp_path / "wattfare.db"
-    provisioned = provision(db)
+    provisioned = provision(database_url or db)
     port = free_port()
     log_path = tmp_path / "server.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("WATTFARE_", "OPENROUTER_"))}
     environment |= {
-        "WATTFARE_DATABASE_URL": f"sqlite:///{db}",
+        "WATTFARE_DATABASE_URL": database_url or f"sqlite:///{db}",
         "WATTFARE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "WATTFARE_LOG_LEVEL": "warning",
     }

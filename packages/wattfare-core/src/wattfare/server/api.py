@@ -14,6 +14,7 @@ from wattfare.server.errors import ApiError, invalid
 from wattfare.server.http_input import bearer, read_body
 from wattfare.server.keys import new_id
 from wattfare.server.proxy import authenticate
+from wattfare.server.rate_limits import SESSION_MINTING
 from wattfare.server.services import Services
 from wattfare.server.store.records import Mode
 from wattfare.server.tokens import InvalidTokenError, SessionClaims, mint_session, new_claims, verify_session
@@ -95,6 +96,7 @@ async def create_session(request: Request) -> Response:
     """`POST /sessions`: mint a 10-minute session token for one app user."""
     services = _services(request)
     key = await authenticate(services, request)
+    await SESSION_MINTING.check(services.store, key.app_id, services.clock())
     body = await _json_object(request)
     app_user_id = _app_user_id(body.get("appUserId"))
     cap: int | None = None
@@ -166,6 +168,9 @@ async def approve_connection(request: Request) -> Response:
     if claims.mode != "test":
         raise ApiError("not_connected", "Live connections are approved by the member in the consent popup.")
     cap = _cap(body["monthlyUsd"], "monthlyUsd") if "monthlyUsd" in body else claims.monthly_cap
+    expires_at = datetime.fromtimestamp(claims.expires_at, UTC)
+    if not await services.store.spend_token(claims.token_id, expires_at, services.clock()):
+        raise ApiError("auth", "This session token was already used to approve; mint a new session.")
     app = await services.store.get_app(claims.app_id)
     if app is None:
         raise ApiError("auth", "The app of this session no longer exists.")

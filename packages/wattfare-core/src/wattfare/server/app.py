@@ -17,7 +17,7 @@ from wattfare.server import api, proxy
 from wattfare.server.errors import ApiError
 from wattfare.server.services import Services, build_upstreams, utc_now
 from wattfare.server.settings import Settings
-from wattfare.server.store import Store, open_store
+from wattfare.server.store import Store, StoreUnavailableError, open_store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
 
@@ -38,6 +38,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         return ApiError("invalid_request", f"Method {request.method} is not allowed here.", status=405).response()
     return ApiError("invalid_request", str(exc.detail), status=exc.status_code).response()
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    # Fail closed: without the database no request can be metered, so none is served.
+    log.error("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return ApiError("unavailable", "Wattfare's database is unavailable; nothing was charged. Retry shortly.").response()
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -90,7 +96,14 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            StoreUnavailableError: _store_unavailable,
+            Exception: _unexpected,
+        },
     )
+    # A trailing slash is a wrong URL, not a redirect: clients should get the error envelope.
+    app.router.redirect_slashes = False
     app.state.services = services
     return app

@@ -194,7 +194,10 @@ class Meter:
         return swept
 
     def start_sweeping(self, every_seconds: float) -> None:
-        """Sweep now and then every `every_seconds`, in the background."""
+        """Sweep now and then every `every_seconds` (or every TTL, when shorter), in the background."""
+        # A dead hold keeps the user's budget tied up until swept: with a TTL shorter than the period it would
+        # outlive its TTL by up to a whole period.
+        period = min(every_seconds, self._ttl.total_seconds())
 
         async def loop() -> None:
             while True:
@@ -202,7 +205,7 @@ class Meter:
                     await self.sweep()
                 except Exception:
                     log.exception("reservation sweep failed")
-                await asyncio.sleep(every_seconds)
+                await asyncio.sleep(period)
 
         self._sweeper = asyncio.get_running_loop().create_task(loop())
 

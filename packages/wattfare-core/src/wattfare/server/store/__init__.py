@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wattfare.server.store.base import Store
+from wattfare.server.store.base import Store, StoreUnavailableError
 from wattfare.server.store.sqlite import SQLiteStore
 
-__all__ = ["SQLiteStore", "Store", "open_store"]
+__all__ = ["SQLiteStore", "Store", "StoreUnavailableError", "open_store"]
 
 
 def open_store(database_url: str) -> Store:
-    """Open the store a database URL names (`sqlite:///relative/path.db`, `sqlite:////abs/path.db`)."""
+    """Open the store a database URL names.
+
+    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, or `postgresql://user@host:5432/db`.
+    """
     if database_url.startswith("sqlite://"):
         path = database_url.removeprefix("sqlite://")
         path = path.removeprefix("/") if not path.startswith("//") else path[1:]
         return SQLiteStore(":memory:" if path in ("", ":memory:") else Path(path))
+    if database_url.startswith(("postgresql://", "postgres://")):
+        # Imported here so the embedded default needs no PostgreSQL driver.
+        from wattfare.server.store.postgres import PostgresStore
+
+        return PostgresStore(database_url)
     scheme = database_url.split(":", 1)[0]
-    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///path.db")
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///path.db or postgresql://…")

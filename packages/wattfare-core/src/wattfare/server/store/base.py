@@ -22,6 +22,10 @@ from wattfare.server.store.records import (
 )
 
 
+class StoreUnavailableError(Exception):
+    """The database cannot be reached: requests fail closed (503), never unmetered."""
+
+
 class Store(Protocol):
     """Durable state: apps and keys, connections, budget counters, reservations and the ledger.
 
@@ -94,6 +98,14 @@ class Store(Protocol):
 
     async def requested_cap(self, app_id: str, mode: Mode, app_user_id: str) -> int | None:
         """The cap the app last suggested for this user, if any."""
+        ...
+
+    async def spend_token(self, token_id: str, expires_at: datetime, now: datetime) -> bool:
+        """Mark a single-use token used; False when it already was (a replay)."""
+        ...
+
+    async def count_hit(self, bucket: str, window_start: datetime) -> int:
+        """Count one hit in a fixed rate-limit window (atomically); return the hits so far in it."""
         ...
 
     # -- metering

@@ -9,7 +9,9 @@ test key can never reach a live connection (as in a payment provider's test mode
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
+
+Dialect = Literal["sqlite", "postgresql"]
 
 MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
     (
@@ -91,4 +93,36 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        2,
+        (
+            """CREATE TABLE rate_counts (
+                bucket TEXT NOT NULL,
+                window_start TEXT NOT NULL,
+                hits INTEGER NOT NULL,
+                PRIMARY KEY (bucket, window_start)
+            )""",
+            """CREATE TABLE spent_tokens (
+                token_id TEXT PRIMARY KEY,
+                expires_at TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
+
+
+# The few spellings the two engines disagree on, translated from the SQLite form.
+_POSTGRES_SPELLINGS: Final[tuple[tuple[str, str], ...]] = (("seq INTEGER PRIMARY KEY", "seq BIGSERIAL PRIMARY KEY"),)
+
+
+def statements_for(version: int, dialect: Dialect) -> tuple[str, ...]:
+    """The statements of one migration, as the given engine spells them."""
+    statements = next(s for v, s in MIGRATIONS if v == version)
+    if dialect == "sqlite":
+        return statements
+    translated: list[str] = []
+    for statement in statements:
+        for sqlite_form, postgres_form in _POSTGRES_SPELLINGS:
+            statement = statement.replace(sqlite_form, postgres_form)
+        translated.append(statement)
+    return tuple(translated)

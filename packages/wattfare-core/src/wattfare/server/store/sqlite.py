@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from wattfare.server.store.migrations import MIGRATIONS
+from wattfare.server.store.migrations import MIGRATIONS, statements_for
 from wattfare.server.store.records import (
     AppRecord,
     BudgetSnapshot,
@@ -75,11 +75,11 @@ class SQLiteStore:
         with self._write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
         applied: list[int] = []
-        for version, statements in MIGRATIONS:
+        for version, _ in MIGRATIONS:
             with self._write() as db:
                 if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
                     continue
-                for statement in statements:
+                for statement in statements_for(version, "sqlite"):
                     db.execute(statement)
                 db.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
@@ -230,6 +230,30 @@ class SQLiteStore:
             (app_id, mode, app_user_id),
         )
         return cast("int", row[0]) if row else None
+
+    async def spend_token(self, token_id: str, expires_at: datetime, now: datetime) -> bool:
+        """Mark a single-use token used; False on a replay."""
+        with self._write() as db:
+            db.execute("DELETE FROM spent_tokens WHERE expires_at < ?", (_ts(now),))
+            return (
+                db.execute(
+                    "INSERT INTO spent_tokens (token_id, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (token_id, _ts(expires_at)),
+                ).rowcount
+                == 1
+            )
+
+    async def count_hit(self, bucket: str, window_start: datetime) -> int:
+        """Count one hit in a fixed rate-limit window."""
+        with self._write() as db:
+            # Old windows are dropped as new ones start, so the table stays one row per active bucket.
+            db.execute("DELETE FROM rate_counts WHERE bucket = ? AND window_start < ?", (bucket, _ts(window_start)))
+            row = db.execute(
+                "INSERT INTO rate_counts (bucket, window_start, hits) VALUES (?, ?, 1) "
+                "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
+                (bucket, _ts(window_start)),
+            ).fetchone()
+        return cast("int", row[0])
 
     # -- metering
     async def budget(self, app_id: str, mode: Mode, app_user_id: str, window_key: str) -> BudgetSnapshot | None:

@@ -1,0 +1,150 @@
+"""Every store keeps the same contract; SQLite and PostgreSQL run the same tests.
+
+The cap guarantee rests on two statements per store (reserve, settle), so those are attacked directly
+here with many concurrent callers, below the HTTP layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from wattfare.server.store import Store, open_store
+from wattfare.server.store.records import NewReservation, Settlement
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+WINDOW = "2026-11"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = open_store(database_url)
+    await store.upgrade()
+    await store.create_app("app_a", "A", 10_000, NOW)
+    await store.create_app("app_b", "B", 10_000, NOW)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def reservation(connection_id: str, amount: int, *, created: datetime = NOW, ttl: int = 900) -> NewReservation:
+    return NewReservation(
+        f"req_{uuid.uuid4().hex}", connection_id, WINDOW, amount, "m", created, created + timedelta(seconds=ttl)
+    )
+
+
+async def test_migrations_are_idempotent(store: Store) -> None:
+    assert await store.upgrade() == []
+
+
+async def test_a_reservation_that_fits_is_held_and_one_that_does_not_is_refused(store: Store) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    assert await store.try_reserve(reservation(conn.id, 600))
+    assert not await store.try_reserve(reservation(conn.id, 401))
+    assert await store.try_reserve(reservation(conn.id, 400))
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert (snapshot.spent, snapshot.reserved, snapshot.remaining) == (0, 1000, 0)
+
+
+async def test_settling_swaps_the_hold_for_the_charge_once_and_never_charges_above_the_hold(store: Store) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    hold = reservation(conn.id, 500)
+    assert await store.try_reserve(hold)
+    settled = await store.settle(Settlement(hold.id, 900, prompt_tokens=3, completion_tokens=4), NOW)
+    assert settled is not None
+    assert (settled.spent, settled.reserved, settled.charged) == (500, 0, 500)
+    assert await store.settle(Settlement(hold.id, 1), NOW) is None  # exactly once
+    assert await store.ledger_total(conn.id, WINDOW) == 500
+    rows = await store.usage("app_a", "test", None, NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert [(r.app_user_id, r.requests, r.prompt_tokens, r.completion_tokens, r.cost) for r in rows] == [
+        ("u1", 1, 3, 4, 500)
+    ]
+
+
+async def test_a_revoked_connection_cannot_reserve(store: Store) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "live", 1000, NOW)
+    assert await store.revoke_connection("app_a", "live", "u1", NOW) is not None
+    assert not await store.try_reserve(reservation(conn.id, 1))
+    assert await store.connection_states([conn.id]) == {conn.id: "revoked"}
+
+
+async def test_test_and_live_connections_and_apps_are_apart(store: Store) -> None:
+    await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    assert await store.get_connection("app_a", "live", "u1") is None
+    assert await store.get_connection("app_b", "test", "u1") is None
+    assert await store.revoke_connection("app_b", "test", "u1", NOW) is None
+    connection = await store.get_connection("app_a", "test", "u1")
+    assert connection is not None
+    assert connection.state == "active"
+
+
+async def test_ensure_connection_keeps_an_existing_one_even_when_revoked(store: Store) -> None:
+    await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    await store.revoke_connection("app_a", "test", "u1", NOW)
+    kept = await store.ensure_connection("c2", "app_a", "u1", "test", 5, NOW)
+    assert (kept.id, kept.state, kept.cap) == ("c1", "revoked", 1000)
+
+
+async def test_expired_reservations_are_listed_for_the_sweeper(store: Store) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    dead = reservation(conn.id, 100, created=NOW - timedelta(hours=1), ttl=60)
+    alive = reservation(conn.id, 100)
+    assert await store.try_reserve(dead)
+    assert await store.try_reserve(alive)
+    assert [r.id for r in await store.expired_reservations(NOW)] == [dead.id]
+
+
+async def test_secrets_are_set_once(store: Store) -> None:
+    assert await store.put_secret_if_absent("k", "first") == "first"
+    assert await store.put_secret_if_absent("k", "second") == "first"
+    assert await store.get_secret("k") == "first"
+
+
+async def test_rebuilding_counters_from_the_ledger_repairs_drift(store: Store, database_url: str) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    hold = reservation(conn.id, 300)
+    assert await store.try_reserve(hold)
+    await store.settle(Settlement(hold.id, 250), NOW)
+    assert await store.rebuild_counters() == 0
+    # Corrupt the derived counter behind the store's back, then rebuild it from the ledger.
+    other = open_store(database_url)
+    if database_url.startswith("sqlite"):
+        other._db.execute("UPDATE counters SET spent = 7")  # type: ignore[attr-defined]
+    else:
+        async with other._conn() as db:  # type: ignore[attr-defined]
+            await db.execute("UPDATE counters SET spent = 7")
+    await other.close()
+    assert await store.rebuild_counters() == 1
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert snapshot.spent == 250
+
+
+async def test_concurrent_reservations_never_hold_more_than_the_cap(store: Store) -> None:
+    """200 racing reserve/settle cycles against one small cap: spent + reserved never passes it."""
+    cap = 10_000
+    conn = await store.approve_connection("c1", "app_a", "u1", "test", cap, NOW)
+
+    async def cycle(i: int) -> bool:
+        hold = reservation(conn.id, 300 + i % 7)
+        if not await store.try_reserve(hold):
+            return False
+        await asyncio.sleep(0)
+        await store.settle(Settlement(hold.id, 150 + i % 11), NOW)
+        return True
+
+    results = await asyncio.gather(*(cycle(i) for i in range(200)))
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert snapshot.reserved == 0
+    assert snapshot.spent <= cap
+    assert snapshot.spent == await store.ledger_total(conn.id, WINDOW)
+    assert any(results)
+    assert not all(results)
