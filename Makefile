@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := packages/wattfare-core[server]
+PACKAGES := -e 'packages/wattfare-core[server]' -e packages/wattfare-langchain -e packages/wattfare-llamaindex
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
 .DEFAULT_GOAL := help
@@ -15,7 +15,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt packages/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '$(PACKAGES)' -r requirements-dev.txt
+	$(PIP) $(PACKAGES) -r requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the workspace and the dev tools (pinned)
@@ -38,4 +38,10 @@ format: install ## apply ruff's fixes and formatting
 test: install lint typecheck ## install, lint, typecheck and run the whole test suite
 	$(BIN)/pytest -n 2 --dist loadgroup
 
-.PHONY: help install dev lint typecheck format test
+record-langchain: install ## re-record the LangChain adapter's cassettes against a fresh server
+	WATTFARE_RECORD=1 $(BIN)/pytest -p no:cacheprovider tests/adapters/langchain/test_chat_model_replayed.py "tests/adapters/langchain/test_standard_integration.py::TestChatWattfareIntegration::test_stream_time"
+
+record-llamaindex: install ## re-record the LlamaIndex adapter's cassettes against a fresh server
+	WATTFARE_RECORD=1 $(BIN)/pytest -p no:cacheprovider tests/adapters/llamaindex/test_contract.py
+
+.PHONY: help install dev lint typecheck format test record-langchain record-llamaindex
