@@ -265,5 +265,11 @@ def test_end_user_reaches_the_upstream_only_as_an_opaque_id(proxied: ServerProce
 
     alice_by_body, alice_by_header, bob_by_body = seen
     assert alice_by_body.startswith("wf_")
+    with openai.OpenAI(base_url=proxied.api_url, api_key=proxied.secret) as client:
+        client.chat.completions.create(
+            model="standin/ok", messages=MESSAGES, user=alice, extra_body={"safety_identifier": alice}
+        )
+    sent = standin.stats()["last_request"]
+    assert sent["safety_identifier"] == sent["user"] == alice_by_body  # OpenAI's newer per-user field too
     assert alice_by_body == alice_by_header  # stable, however the app names its user
     assert bob_by_body != alice_by_body

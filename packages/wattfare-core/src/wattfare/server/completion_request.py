@@ -110,6 +110,9 @@ def upstream_payload(request: CompletionRequest, *, max_tokens: int | None, end_
         options["include_usage"] = True
         payload["stream_options"] = options
     payload["user"] = end_user
+    if "safety_identifier" in payload:
+        # OpenAI's newer per-user field: the provider sees the same opaque id, never the app's own.
+        payload["safety_identifier"] = end_user
     return payload
 
 
