@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e 'packages/wattfare-core[server]' -e packages/wattfare-langchain -e packages/wattfare-llamaindex
+PACKAGES := -e 'packages/wattfare-core[server]' -e packages/wattfare-langchain -e packages/wattfare-llamaindex \
+	-e packages/wattfare-litellm
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
 .DEFAULT_GOAL := help

@@ -1,0 +1,38 @@
+"""The `wattfare/<model>` LiteLLM provider: LiteLLM calls, Routers and proxies charged to your app's users.
+
+    >>> import litellm, wattfare_litellm
+    >>> wattfare_litellm.register()  # doctest: +SKIP  (once, at start-up)
+    >>> litellm.completion(  # doctest: +SKIP
+    ...     model="wattfare/anthropic/claude-sonnet-4",
+    ...     messages=[{"role": "user", "content": "Hi"}],
+    ...     user="u_123",  # the end user who pays
+    ... )
+
+For the LiteLLM proxy, name the default handler in `config.yaml`:
+`litellm_settings: {custom_provider_map: [{provider: wattfare, custom_handler: wattfare_litellm.wattfare_llm}]}`.
+A spent cap or a missing connection raises a `WattfarePaymentRequiredError` subclass, which a Router
+neither retries nor lets cool the shared deployment down (see `wattfare_litellm.errors`).
+"""
+
+from __future__ import annotations
+
+from wattfare_litellm._registration import register
+from wattfare_litellm._version import __version__
+from wattfare_litellm.errors import (
+    WattfareBudgetExceededError,
+    WattfareFundingInvalidError,
+    WattfareNotConnectedError,
+    WattfarePaymentRequiredError,
+)
+from wattfare_litellm.handler import WattfareLLM, wattfare_llm
+
+__all__ = [
+    "WattfareBudgetExceededError",
+    "WattfareFundingInvalidError",
+    "WattfareLLM",
+    "WattfareNotConnectedError",
+    "WattfarePaymentRequiredError",
+    "__version__",
+    "register",
+    "wattfare_llm",
+]

@@ -1,0 +1,122 @@
+"""The one function that turns a Wattfare SDK error into the LiteLLM exception a Router understands.
+
+LiteLLM passes its own exception classes through unchanged, and its Router decides retries and
+cooldowns from them: 401, 402, 404, 408, 429 and 5xx cool a deployment down, other 4xx do not.
+So per-user refusals become `WattfarePaymentRequiredError` (a 400), while deployment-level failures
+(a bad secret key, the provider's rate limit or outage) keep the classes that retry and cool down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import cast
+
+import httpx
+from litellm.exceptions import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BadGatewayError,
+    BadRequestError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    Timeout,
+)
+
+import wattfare
+from wattfare_litellm.errors import (
+    WattfareBudgetExceededError,
+    WattfareFundingInvalidError,
+    WattfareNotConnectedError,
+    WattfarePaymentRequiredError,
+)
+
+PROVIDER = "wattfare"
+
+_PAYMENT_CLASSES: dict[type[wattfare.PaymentRequiredError], type[WattfarePaymentRequiredError]] = {
+    wattfare.BudgetExceededError: WattfareBudgetExceededError,
+    wattfare.NotConnectedError: WattfareNotConnectedError,
+    wattfare.FundingInvalidError: WattfareFundingInvalidError,
+}
+
+
+def _error_object(exc: wattfare.APIStatusError) -> Mapping[str, object] | None:
+    body = exc.body
+    if isinstance(body, Mapping):
+        error = cast("Mapping[str, object]", body).get("error")
+        if isinstance(error, Mapping):
+            return dict(cast("Mapping[str, object]", error))
+    return None
+
+
+def _response(exc: wattfare.APIStatusError) -> httpx.Response:
+    # LiteLLM reads `retry-after` from an exception's response to size a cooldown; keep the request id too.
+    headers: dict[str, str] = {}
+    if isinstance(exc, wattfare.RateLimitError) and exc.retry_after is not None:
+        headers["retry-after"] = f"{exc.retry_after:g}"
+    if exc.request_id:
+        headers["wattfare-request-id"] = exc.request_id
+    request = httpx.Request("POST", "https://wattfare.invalid/api/v1/chat/completions")
+    return httpx.Response(exc.status_code, headers=headers, request=request)
+
+
+def _from_status(exc: wattfare.APIStatusError, message: str, model: str) -> Exception:
+    status = exc.status_code
+    body = _error_object(exc)
+    if isinstance(exc, wattfare.AuthenticationError):
+        return AuthenticationError(message=message, llm_provider=PROVIDER, model=model)
+    if isinstance(exc, wattfare.RateLimitError):
+        return RateLimitError(message=message, llm_provider=PROVIDER, model=model, response=_response(exc))
+    if isinstance(exc, wattfare.NotFoundError):
+        return NotFoundError(message=message, model=model, llm_provider=PROVIDER, body=body)
+    if isinstance(exc, wattfare.BadRequestError):
+        return BadRequestError(message=message, model=model, llm_provider=PROVIDER, body=body)  # pyright: ignore[reportUnknownMemberType]
+    if status in (408, 504):
+        return Timeout(message=message, model=model, llm_provider=PROVIDER)
+    if status == 502:
+        return BadGatewayError(message=message, llm_provider=PROVIDER, model=model)
+    if status == 503:
+        return ServiceUnavailableError(message=message, llm_provider=PROVIDER, model=model)
+    if status == 403:
+        return PermissionDeniedError(message=message, llm_provider=PROVIDER, model=model, response=_response(exc))
+    if status >= 500:
+        return InternalServerError(message=message, llm_provider=PROVIDER, model=model)
+    if status >= 400:
+        # An unforeseen 4xx is a problem with this request, not with the deployment: no cooldown.
+        return BadRequestError(message=message, model=model, llm_provider=PROVIDER, body=body)  # pyright: ignore[reportUnknownMemberType]
+    return APIError(status_code=status, message=message, llm_provider=PROVIDER, model=model)
+
+
+def litellm_error(exc: wattfare.WattfareError, *, model: str, app_user_id: str | None) -> Exception:
+    """The LiteLLM exception for a Wattfare SDK error (the caller raises it `from exc`).
+
+    Args:
+        exc: What the Wattfare SDK raised.
+        model: The model asked for, without the `wattfare/` prefix.
+        app_user_id: The end user the request was for.
+    """
+    message = str(exc)
+    if isinstance(exc, wattfare.PaymentRequiredError):
+        cls = next((v for k, v in _PAYMENT_CLASSES.items() if isinstance(exc, k)), WattfarePaymentRequiredError)
+        return cls(
+            exc.message,
+            model=model,
+            app_user_id=app_user_id,
+            code=exc.code,
+            request_id=exc.request_id,
+            resets_at=exc.resets_at if isinstance(exc, wattfare.BudgetExceededError) else None,
+            body=_error_object(exc),
+        )
+    if isinstance(exc, wattfare.APIStatusError):
+        return _from_status(exc, message, model)
+    if isinstance(exc, wattfare.APITimeoutError):
+        return Timeout(message=message, model=model, llm_provider=PROVIDER)
+    if isinstance(exc, wattfare.APIConnectionError | wattfare.StreamError):
+        return APIConnectionError(message=message, llm_provider=PROVIDER, model=model)
+    if isinstance(exc, wattfare.UsageError):
+        return BadRequestError(message=message, model=model, llm_provider=PROVIDER)  # pyright: ignore[reportUnknownMemberType]
+    # An APIError without a status: Wattfare answered something the SDK could not read.
+    return APIError(status_code=500, message=message, llm_provider=PROVIDER, model=model)

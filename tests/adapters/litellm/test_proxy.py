@@ -1,0 +1,152 @@
+"""The LiteLLM proxy as a subprocess with examples/litellm_proxy_config.yaml, called with the stock `openai` client."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.adapters.litellm.proxy_environment import REPO, litellm_cli
+from tests.support.wattfare_server import ServerProcess, free_port
+from wattfare import Wattfare
+
+pytestmark = [
+    pytest.mark.xdist_group("litellm"),
+    # The first run builds the proxy's venv (a few minutes); later runs reuse it.
+    pytest.mark.timeout(1200),
+]
+
+CONFIG = REPO / "examples" / "litellm_proxy_config.yaml"
+SOURCES = [REPO / "packages" / "wattfare-core" / "src", REPO / "packages" / "wattfare-litellm" / "src"]
+HI = [{"role": "user", "content": "Say hi"}]
+
+
+@dataclass
+class Proxy:
+    base_url: str
+    log_path: Path
+    client: openai.OpenAI
+
+
+# Session-scoped: under xdist, a group's tests may interleave modules, which would restart a module fixture.
+@pytest.fixture(scope="session")
+def litellm_proxy(wattfare_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    cli = litellm_cli()
+    workdir = tmp_path_factory.mktemp("litellm-proxy")
+    port = free_port()
+    master_key = f"sk-{secrets.token_hex(24)}"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PYTHONPATH": os.pathsep.join(str(path) for path in SOURCES),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_MASTER_KEY": master_key,
+        "WATTFARE_SECRET_KEY": wattfare_server.secret,
+        "WATTFARE_BASE_URL": wattfare_server.base_url,
+    }
+    log_path = workdir / "proxy.log"
+    command = [str(cli), "--config", str(CONFIG), "--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the LiteLLM proxy exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
+            try:
+                if httpx.get(f"{base_url}/health/liveliness", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the LiteLLM proxy did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.25)
+        with openai.OpenAI(base_url=base_url, api_key=master_key, max_retries=0) as client:
+            yield Proxy(base_url, log_path, client)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def ledger(wattfare: Wattfare, user_id: str) -> tuple[int, Decimal]:
+    rows = wattfare.usage(user_id).data
+    return sum(r.requests for r in rows), sum((r.cost_usd for r in rows), Decimal(0))
+
+
+def test_the_proxy_serves_a_wattfare_model_charged_to_the_openai_user_field(
+    litellm_proxy: Proxy, wattfare: Wattfare, user_id: str
+) -> None:
+    raw = litellm_proxy.client.chat.completions.with_raw_response.create(
+        model="smart", messages=HI, user=user_id, max_tokens=8
+    )
+    reply = raw.parse()
+
+    assert reply.choices[0].message.content.startswith("Sandbox reply to: Say hi")
+    requests, spent = ledger(wattfare, user_id)
+    assert requests == 1
+    assert spent > 0
+    assert Decimal(raw.headers["llm_provider-wattfare-cost-usd"]) == spent
+    assert Decimal(raw.headers["x-litellm-response-cost"]) == spent, "LiteLLM's spend tracking sees Wattfare's charge"
+
+
+def test_the_proxy_streams_and_meters_the_stream(litellm_proxy: Proxy, wattfare: Wattfare, user_id: str) -> None:
+    stream = litellm_proxy.client.chat.completions.create(
+        model="fast", messages=HI, user=user_id, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Sandbox reply to: Say hi")
+    usage = next(c.usage for c in reversed(chunks) if c.usage is not None)
+    requests, spent = ledger(wattfare, user_id)
+    assert requests == 1
+    assert usage.completion_tokens > 0
+    assert Decimal(str(usage.model_extra["cost"])) == spent > 0  # type: ignore[index]
+
+
+def test_tool_calls_pass_through_the_proxy(litellm_proxy: Proxy, user_id: str) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+
+    reply = litellm_proxy.client.chat.completions.create(
+        model="smart", messages=[{"role": "user", "content": "Weather in Rome?"}], tools=[tool], user=user_id
+    )
+
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+
+
+def test_a_spent_cap_reaches_openai_clients_as_a_400_naming_budget_exceeded(
+    litellm_proxy: Proxy, wattfare: Wattfare, user_id: str
+) -> None:
+    wattfare.create_session(user_id, monthly_usd="0.000001")
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        litellm_proxy.client.chat.completions.create(model="smart", messages=HI, user=user_id)
+
+    assert caught.value.status_code == 400
+    assert "budget_exceeded" in caught.value.message
+    assert ledger(wattfare, user_id) == (0, Decimal(0))
+    # The proxy stays up for everyone else.
+    assert litellm_proxy.client.chat.completions.create(model="smart", messages=HI, user=f"{user_id}_other").choices

@@ -1,0 +1,274 @@
+"""The handler's pure parts, without a server: reading a LiteLLM call, stream chunks, error mapping, registration."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import litellm
+import pytest
+
+import wattfare
+import wattfare_litellm
+from wattfare import ChatCompletionChunk, Usage
+from wattfare_litellm import (
+    WattfareBudgetExceededError,
+    WattfareFundingInvalidError,
+    WattfareLLM,
+    WattfareNotConnectedError,
+    WattfarePaymentRequiredError,
+)
+from wattfare_litellm._call import read_call
+from wattfare_litellm._chunks import ChunkTranslator
+from wattfare_litellm._error_mapping import litellm_error
+from wattfare_litellm._response import usage_block
+
+# ---------------------------------------------------------------- reading a call
+
+
+class FakeLogging:
+    """Stands in for LiteLLM's logging object, which records the call's `user`."""
+
+    def __init__(self, user: str | None) -> None:
+        self.model_call_details: dict[str, Any] = {"user": user}
+
+
+def read(
+    optional_params: dict[str, Any],
+    *,
+    user: str | None = "u1",
+    headers: dict[str, Any] | None = None,
+    stream: bool = False,
+) -> Any:
+    return read_call(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        optional_params=optional_params,
+        logging_obj=FakeLogging(user),
+        headers=headers,
+        api_key="sk_test_1",
+        api_base="http://wattfare.test",
+        timeout=12.0,
+        stream=stream,
+    )
+
+
+def test_the_end_user_is_litellms_user_param() -> None:
+    assert read({}, user="u_from_litellm").app_user_id == "u_from_litellm"
+    assert read({"user": "u_allowed_param"}, user=None).app_user_id == "u_allowed_param"
+
+
+def test_the_wattfare_user_header_names_the_end_user_when_user_is_absent() -> None:
+    assert read({}, user=None, headers={"Wattfare-User": "u_header"}).app_user_id == "u_header"
+
+
+def test_a_call_without_any_end_user_is_a_bad_request() -> None:
+    with pytest.raises(litellm.BadRequestError, match="pass user="):
+        read({}, user=None, headers={"X-Other": "x"})
+
+
+def test_openai_params_pass_through_and_litellm_controls_do_not() -> None:
+    call = read(
+        {
+            "temperature": 0.2,
+            "tools": [{"type": "function"}],
+            "max_retries": 0,
+            "stream_options": {"include_usage": True},
+            "extra_body": {"seed": 7, "provider": {"order": ["a"]}},
+        }
+    )
+
+    assert call.params == {"temperature": 0.2, "tools": [{"type": "function"}], "seed": 7, "provider": {"order": ["a"]}}
+    assert call.client.max_retries == 0
+    assert (call.client.secret_key, call.client.base_url, call.client.timeout) == (
+        "sk_test_1",
+        "http://wattfare.test",
+        12.0,
+    )
+
+
+def test_stream_options_are_kept_for_a_stream() -> None:
+    assert read({"stream": True, "stream_options": {"include_usage": True}}, stream=True).params == {
+        "stream_options": {"include_usage": True}
+    }
+
+
+# ---------------------------------------------------------------- stream chunks
+
+
+def chunk(data: dict[str, Any]) -> ChatCompletionChunk:
+    return ChatCompletionChunk.model_validate({"id": "c1", "created": 1, "model": "m", **data})
+
+
+def test_a_chunk_with_two_tool_calls_becomes_two_generic_chunks() -> None:
+    translator = ChunkTranslator()
+    delta = {
+        "content": "ok",
+        "tool_calls": [
+            {"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}},
+            {"index": 1, "id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+        ],
+    }
+
+    out = translator.translate(chunk({"choices": [{"index": 0, "delta": delta}]}))
+
+    assert [c["text"] for c in out] == ["ok", ""]
+    assert [c["tool_use"] for c in out] == [
+        {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}, "index": 0},
+        {"id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{}"}, "index": 1},
+    ]
+    assert not any(c["is_finished"] for c in out)
+
+
+def test_role_only_and_usage_only_chunks_yield_nothing() -> None:
+    translator = ChunkTranslator()
+
+    assert translator.translate(chunk({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})) == []
+    assert translator.translate(chunk({"choices": [], "usage": {"prompt_tokens": 1}})) == []
+
+
+def test_the_finish_reason_waits_for_the_final_chunk_with_usage_and_cost() -> None:
+    translator = ChunkTranslator()
+    finishing = chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+
+    assert translator.translate(finishing) == []
+    final = translator.final(Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7), Decimal("0.000123"))
+
+    assert final["is_finished"] is True
+    assert final["finish_reason"] == "tool_calls"
+    assert final["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "cost": 0.000123}
+
+
+def test_a_stream_without_a_finish_reason_still_finishes() -> None:
+    assert ChunkTranslator().final(None, None) == {
+        "text": "",
+        "tool_use": None,
+        "is_finished": True,
+        "finish_reason": "stop",
+        "usage": None,
+        "index": 0,
+    }
+
+
+def test_wattfares_charge_wins_over_the_upstreams_reported_cost() -> None:
+    usage = Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2, cost=Decimal("0.5"))
+
+    assert usage_block(usage, Decimal("0.25")) == {
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "total_tokens": 2,
+        "cost": 0.25,
+    }
+    assert usage_block(usage, None)["cost"] == 0.5  # type: ignore[index]
+    assert usage_block(None, None) is None
+
+
+# ---------------------------------------------------------------- errors
+
+
+def status(cls: type[wattfare.APIStatusError], status_code: int, code: str | None = None) -> wattfare.APIStatusError:
+    return cls("it failed", status_code=status_code, code=code, body={"error": {"code": code, "message": "it failed"}})
+
+
+MAPPING: list[tuple[wattfare.WattfareError, type[Exception], int]] = [
+    (status(wattfare.NotConnectedError, 402, "not_connected"), WattfareNotConnectedError, 400),
+    (status(wattfare.FundingInvalidError, 402, "funding_invalid"), WattfareFundingInvalidError, 400),
+    (status(wattfare.PaymentRequiredError, 402), WattfarePaymentRequiredError, 400),
+    (status(wattfare.AuthenticationError, 401, "auth"), litellm.AuthenticationError, 401),
+    (status(wattfare.NotFoundError, 404, "model_not_found"), litellm.NotFoundError, 404),
+    (status(wattfare.BadRequestError, 413, "invalid_request"), litellm.BadRequestError, 400),
+    (status(wattfare.UpstreamError, 502, "upstream"), litellm.BadGatewayError, 502),
+    (status(wattfare.UpstreamError, 504, "upstream"), litellm.Timeout, 408),
+    (status(wattfare.APIStatusError, 500, "internal"), litellm.InternalServerError, 500),
+    (status(wattfare.APIStatusError, 503, "unavailable"), litellm.ServiceUnavailableError, 503),
+    (status(wattfare.APIStatusError, 403), litellm.PermissionDeniedError, 403),
+    (status(wattfare.APIStatusError, 418), litellm.BadRequestError, 400),
+    (wattfare.APITimeoutError("slow"), litellm.Timeout, 408),
+    (wattfare.APIConnectionError("down"), litellm.APIConnectionError, 500),
+    (wattfare.StreamError("cut"), litellm.APIConnectionError, 500),
+    (wattfare.UsageError("bad argument"), litellm.BadRequestError, 400),
+    (wattfare.APIError("unreadable"), litellm.APIError, 500),
+]
+
+
+@pytest.mark.parametrize(("error", "expected", "status_code"), MAPPING, ids=lambda v: getattr(v, "__name__", None))
+def test_each_wattfare_error_maps_to_its_litellm_class(
+    error: wattfare.WattfareError, expected: type[Exception], status_code: int
+) -> None:
+    mapped: Any = litellm_error(error, model="openai/gpt-4o-mini", app_user_id="u1")
+
+    assert type(mapped) is expected
+    assert mapped.status_code == status_code
+    assert mapped.llm_provider == "wattfare"
+
+
+def test_a_rate_limit_keeps_retry_after_for_the_routers_cooldown() -> None:
+    error = wattfare.RateLimitError("slow down", status_code=429, code="rate_limited", retry_after=7.0)
+
+    mapped: Any = litellm_error(error, model="m", app_user_id="u1")
+
+    assert isinstance(mapped, litellm.RateLimitError)
+    assert mapped.response.headers["retry-after"] == "7"
+
+
+def test_a_spent_cap_keeps_its_data_and_is_a_bad_request_for_litellm() -> None:
+    resets = datetime(2026, 12, 1, tzinfo=UTC)
+    error = wattfare.BudgetExceededError(
+        "Spending cap reached.",
+        status_code=402,
+        code="budget_exceeded",
+        request_id="req_1",
+        resets_at=resets,
+        body={"error": {"code": "budget_exceeded", "message": "Spending cap reached.", "type": "insufficient_quota"}},
+    )
+
+    mapped: Any = litellm_error(error, model="m", app_user_id="u1")
+
+    assert type(mapped) is WattfareBudgetExceededError
+    assert isinstance(mapped, litellm.BadRequestError)
+    assert (mapped.status_code, mapped.wattfare_status_code) == (400, 402)
+    assert (mapped.code, mapped.app_user_id, mapped.request_id, mapped.resets_at) == (
+        "budget_exceeded",
+        "u1",
+        "req_1",
+        resets,
+    )
+    assert mapped.type == "insufficient_quota"
+    assert str(mapped) == (
+        "litellm.BadRequestError: Spending cap reached. [budget_exceeded]"
+        " (app user 'u1'; resets at 2026-12-01T00:00:00Z; request id req_1)"
+    )
+
+
+def test_a_mapped_refusal_pickles_with_its_data() -> None:
+    original = WattfareBudgetExceededError(
+        "cap reached", model="m", app_user_id="u1", code="budget_exceeded", resets_at=datetime(2026, 12, 1, tzinfo=UTC)
+    )
+
+    copy = pickle.loads(pickle.dumps(original))
+
+    assert type(copy) is WattfareBudgetExceededError
+    assert (copy.app_user_id, copy.code, copy.resets_at, copy.status_code) == (
+        "u1",
+        "budget_exceeded",
+        original.resets_at,
+        400,
+    )
+    assert str(copy) == str(original)
+
+
+# ---------------------------------------------------------------- registration
+
+
+def test_register_installs_one_wattfare_provider_and_replaces_an_earlier_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = {"provider": "other", "custom_handler": WattfareLLM()}
+    monkeypatch.setattr(litellm, "custom_provider_map", [other])
+
+    first = wattfare_litellm.register()
+    second = wattfare_litellm.register(WattfareLLM(base_url="http://elsewhere"))
+
+    assert first is wattfare_litellm.wattfare_llm
+    assert litellm.custom_provider_map == [other, {"provider": "wattfare", "custom_handler": second}]
+    assert "wattfare" in litellm.provider_list
