@@ -1,5 +1,8 @@
 """The OpenAI-compatible upstream: any `/chat/completions` + `/models` provider over HTTP (OpenRouter first).
 
+The client is aiohttp: on the proxy's hot path it costs about a tenth of the CPU httpx does per upstream call
+(measured in benchmarks/PROFILE.md), and every request pays for one.
+
 The request body is sent as the proxy wrote it and a successful stream is handed back as raw bytes,
 never re-encoded. Failures split by what the proxy can still do about them:
 
@@ -15,11 +18,11 @@ Header names in `UpstreamResponse.headers` are lower-case.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import httpx
+import aiohttp
 import orjson
 
 from wattfare.server.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailableError
@@ -37,6 +40,7 @@ _KEPT_HEADERS = (
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
 )
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class UpstreamStreamBrokenError(Exception):
@@ -47,18 +51,22 @@ class UpstreamStreamBrokenError(Exception):
     """
 
 
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, asyncio.TimeoutError)
+
+
 class OpenAICompatibleUpstream:
     """An upstream speaking the OpenAI Chat Completions wire over HTTP, through one pooled client.
 
     Args:
         base_url: the API root, e.g. ".../api/v1" (requests go to `{base_url}/chat/completions`).
         api_key: the default key, used when a request carries no funding key of its own.
-        timeout: seconds to wait for each read (and write, and a pooled connection).
-        connect_timeout: seconds to wait for a new connection.
+        timeout: seconds to wait for each read from the upstream.
+        connect_timeout: seconds to wait for a new connection (or a free one from the pool).
         app_name: sent as `X-Title` (OpenRouter's app attribution); None sends nothing.
         app_url: sent as `HTTP-Referer` (OpenRouter's app attribution); None sends nothing.
-        http_client: a client to use instead of the built-in pool; the caller keeps ownership and
-            `aclose` leaves it open.
+        http_client: an `aiohttp.ClientSession` to use instead of the built-in pool; the caller keeps
+            ownership and `aclose` leaves it open.
     """
 
     name = "openai-compatible"
@@ -72,7 +80,7 @@ class OpenAICompatibleUpstream:
         connect_timeout: float = 10.0,
         app_name: str | None = "Wattfare",
         app_url: str | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -80,11 +88,18 @@ class OpenAICompatibleUpstream:
             header: value for header, value in (("X-Title", app_name), ("HTTP-Referer", app_url)) if value
         }
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            # Sized for a proxy: many concurrent long-lived streams to one host.
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30.0),
-        )
+        self._client = http_client
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=timeout)
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Made on first use: an aiohttp session belongs to the event loop it is created in.
+        if self._client is None:
+            self._client = aiohttp.ClientSession(
+                # Sized for a proxy: many concurrent long-lived streams to one host.
+                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30.0, ttl_dns_cache=300),
+                timeout=self._timeout,
+            )
+        return self._client
 
     async def list_models(self) -> list[dict[str, Any]]:
         """Fetch `{base_url}/models` and return its `data` entries.
@@ -94,15 +109,17 @@ class OpenAICompatibleUpstream:
         """
         url = f"{self._base_url}/models"
         try:
-            response = await self._client.get(url, headers=self._headers(None))
-        except httpx.TimeoutException as exc:
-            raise UpstreamUnavailableError(f"timed out listing models at {url}", timed_out=True) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailableError(f"could not list models at {url}: {exc!r}", timed_out=False) from exc
-        if response.status_code != 200:
-            raise UpstreamUnavailableError(f"listing models at {url} answered {response.status_code}", timed_out=False)
+            async with self._session().get(url, headers=self._headers(None)) as response:
+                status = response.status
+                content = await response.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise UpstreamUnavailableError(
+                f"could not list models at {url}: {exc!r}", timed_out=_timed_out(exc)
+            ) from exc
+        if status != 200:
+            raise UpstreamUnavailableError(f"listing models at {url} answered {status}", timed_out=False)
         try:
-            data = orjson.loads(response.content).get("data")
+            data = orjson.loads(content).get("data")
         except (orjson.JSONDecodeError, AttributeError) as exc:
             raise UpstreamUnavailableError(f"listing models at {url} answered no JSON object", timed_out=False) from exc
         if not isinstance(data, list):
@@ -126,30 +143,29 @@ class OpenAICompatibleUpstream:
             # Raw bytes are relayed as they come: a compressed stream would reach the proxy's parser encoded.
             headers["accept-encoding"] = "identity"
         url = f"{self._base_url}/chat/completions"
-        outgoing = self._client.build_request("POST", url, content=request.body, headers=headers)
         try:
-            response = await self._client.send(outgoing, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamUnavailableError(f"timed out waiting for {url}", timed_out=True) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailableError(f"could not reach {url}: {exc!r}", timed_out=False) from exc
+            response = await self._session().post(url, data=request.body, headers=headers)
+        except _TRANSPORT_ERRORS as exc:
+            verb = "timed out waiting for" if _timed_out(exc) else "could not reach"
+            raise UpstreamUnavailableError(f"{verb} {url}: {exc!r}", timed_out=_timed_out(exc)) from exc
         kept = {name: value for name in _KEPT_HEADERS if (value := response.headers.get(name)) is not None}
-        if request.stream and response.status_code == 200:
+        if request.stream and response.status == 200:
             return UpstreamResponse(status=200, headers=kept, chunks=_RelayedStream(response))
         try:
-            body = await _read(response, None if response.status_code == 200 else MAX_ERROR_BODY)
-        except httpx.TimeoutException as exc:
-            raise UpstreamUnavailableError(f"timed out reading the answer of {url}", timed_out=True) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailableError(f"the answer of {url} broke off: {exc!r}", timed_out=False) from exc
+            body = await _read(response, None if response.status == 200 else MAX_ERROR_BODY)
+        except _TRANSPORT_ERRORS as exc:
+            raise UpstreamUnavailableError(
+                f"the answer of {url} broke off: {exc!r}", timed_out=_timed_out(exc)
+            ) from exc
         finally:
-            await response.aclose()
-        return UpstreamResponse(status=response.status_code, headers=kept, body=body)
+            response.release()
+        return UpstreamResponse(status=response.status, headers=kept, body=body)
 
     async def aclose(self) -> None:
         """Close the pooled client (a client passed in by the caller stays open)."""
-        if self._owns_client:
-            await self._client.aclose()
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def _headers(self, api_key: str | None) -> dict[str, str]:
         headers = dict(self._attribution)
@@ -159,48 +175,52 @@ class OpenAICompatibleUpstream:
         return headers
 
 
-async def _read(response: httpx.Response, limit: int | None) -> bytes:
+async def _read(response: aiohttp.ClientResponse, limit: int | None) -> bytes:
     """The (decoded) body, cut at `limit` bytes: an error page must not fill the proxy's memory."""
     if limit is None:
-        return await response.aread()
+        return await response.read()
     parts: list[bytes] = []
     size = 0
-    async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_bytes())) as chunks:
-        async for part in chunks:
-            parts.append(part[: limit - size])
-            size += len(parts[-1])
-            if size >= limit:
-                break
+    while size < limit:
+        part = await response.content.read(limit - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
     return b"".join(parts)
 
 
 class _RelayedStream(AsyncIterator[bytes]):
-    """The raw bytes of a streamed answer; closing it (or reaching its end) closes the response.
+    """The raw bytes of a streamed answer, as they arrive; closing it (or reaching its end) frees the connection.
 
     A class rather than an async generator: `aclose` on a generator that never started does not run its
     `finally`, and the proxy may close a stream it never read (the client left first).
     """
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
-        self._raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+        self._finished = False
 
     def __aiter__(self) -> _RelayedStream:
         return self
 
     async def __anext__(self) -> bytes:
         try:
-            return await anext(self._raw)
-        except StopAsyncIteration:
-            await self.aclose()
-            raise
-        except httpx.TransportError as exc:
+            chunk = await self._response.content.readany()
+        except _TRANSPORT_ERRORS as exc:
             await self.aclose()
             raise UpstreamStreamBrokenError(f"the upstream stream broke: {exc!r}") from exc
+        if not chunk:
+            self._finished = True
+            await self.aclose()
+            raise StopAsyncIteration
+        return chunk
 
     async def aclose(self) -> None:
-        """Close the response and its connection (idempotent)."""
-        try:
-            await self._raw.aclose()
-        finally:
-            await self._response.aclose()
+        """Release the connection: back to the pool after a clean end, closed when abandoned (idempotent)."""
+        if self._finished:
+            self._response.release()
+        else:
+            # Unread bytes may still be coming: the connection cannot be reused, and closing it tells a
+            # provider that supports cancellation to stop generating (and billing).
+            self._response.close()
