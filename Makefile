@@ -45,4 +45,7 @@ record-langchain: install ## re-record the LangChain adapter's cassettes against
 record-llamaindex: install ## re-record the LlamaIndex adapter's cassettes against a fresh server
 	WATTFARE_RECORD=1 $(BIN)/pytest -p no:cacheprovider tests/adapters/llamaindex/test_contract.py
 
-.PHONY: help install dev lint typecheck format test record-langchain record-llamaindex
+bench: install ## benchmark Wattfare beside direct, a bare pass-through and LiteLLM (needs nginx + wrk; ~6 min)
+	$(BIN)/python benchmarks/run.py
+
+.PHONY: help install dev lint typecheck format test record-langchain record-llamaindex bench

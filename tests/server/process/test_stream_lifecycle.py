@@ -92,6 +92,11 @@ def revoke_during_slow_stream(stream_via: ServerProcess, revoke_via: ServerProce
     return data_fields(rest.encode() + b"\n\n"), took, response.headers["wattfare-request-id"]
 
 
+# Wattfare stops streams within a second of a revocation; the slack absorbs a loaded shared machine while
+# staying far below the 10 s a slow stand-in stream runs on its own.
+REVOCATION_BOUND = 2.5
+
+
 def assert_stopped_for_revocation(events: list[str], took: float, *, within: float) -> None:
     assert events[-1] == "[DONE]"
     assert decoded(events[-2])["error"]["code"] == "not_connected"
@@ -103,7 +108,7 @@ def assert_stopped_for_revocation(events: list[str], took: float, *, within: flo
 def test_revoking_a_connection_ends_its_stream_in_flight(server: ServerProcess) -> None:
     events, took, request_id = revoke_during_slow_stream(server, server)
 
-    assert_stopped_for_revocation(events, took, within=1.5)
+    assert_stopped_for_revocation(events, took, within=REVOCATION_BOUND)
     books = Books(server.db_path)
     assert books.wait_for_entry(request_id, within=2.0).kind == "estimated"
     books.assert_balanced()
@@ -117,7 +122,7 @@ def test_revocation_made_by_another_server_process_ends_the_stream(tmp_path: Pat
 
         events, took, request_id = revoke_during_slow_stream(streaming, other)
 
-        assert_stopped_for_revocation(events, took, within=1.5)
+        assert_stopped_for_revocation(events, took, within=REVOCATION_BOUND)
         books = Books(streaming.db_path)
         assert books.wait_for_entry(request_id, within=2.0).kind == "estimated"
         books.assert_balanced()

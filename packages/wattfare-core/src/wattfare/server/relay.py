@@ -128,12 +128,19 @@ class MeteredStream:
         assert chunks is not None
         try:
             async for raw in chunks:
+                # The events of one upstream read go out in one write: one send per read, not per event.
+                batch: list[bytes] = []
+                ending: ApiError | None = None
                 for event in frames.feed(raw):
                     outgoing, ending = await self._on_event(event)
                     if outgoing:
-                        await send({"type": "http.response.body", "body": outgoing, "more_body": True})
+                        batch.append(outgoing)
                     if ending is not None:
-                        return ending
+                        break
+                if batch:
+                    await send({"type": "http.response.body", "body": b"".join(batch), "more_body": True})
+                if ending is not None:
+                    return ending
         except Exception as exc:  # the upstream broke the connection mid-stream
             log.warning("upstream stream broke: %s", type(exc).__name__)
             return ApiError("upstream", "The model provider's stream broke off.")

@@ -1,0 +1,550 @@
+"""Where Wattfare's CPU goes per request: py-spy on a real `wattfare serve` under wrk load.
+
+Starts the nginx stand-in, Wattfare (and the bare pass-through for comparison), drives each with wrk
+while py-spy samples the server process, then splits the samples by component (uvicorn, Starlette,
+httpx/httpcore/h11, SQLite, metering, logging, ...) and converts the shares into microseconds of CPU per
+request using the CPU time the process really used (/proc). Also: SQLite statements per request
+(counted in-process with sqlite3's trace callback) and an A/B of the access log.
+
+Run: `.venv/bin/python benchmarks/profile_wattfare.py` (needs py-spy: pip install py-spy).
+Writes benchmarks/results/profile.json and prints the tables PROFILE.md quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import standin
+from load import Target, request_body, run_wrk, wrk_script
+from processes import Server, stop_all
+from run import HERE, start_bare, start_nginx, start_wattfare
+from whatif import ALL_PROPOSALS, start_whatif
+
+RAW = HERE / "results" / "tmp"  # raw py-spy stacks (gitignored): feed them to a flamegraph tool
+
+# Component of a frame, by the first matching path fragment (most specific first).
+COMPONENTS = [
+    ("serve.<locals>.checkpoint (", "SQLite WAL checkpoint thread (what-if only)"),
+    ("benchmarks/whatif.py", "upstream client (what-if httptools prototype)"),
+    ("wattfare/server/store/", "SQLite store (incl. the sqlite3 C calls)"),
+    ("_sqlite3", "SQLite store (incl. the sqlite3 C calls)"),
+    ("libsqlite3", "SQLite store (incl. the sqlite3 C calls)"),
+    ("wattfare/server/upstream/", "Wattfare upstream client wrapper"),
+    ("wattfare/server/relay.py", "Wattfare relay (SSE)"),
+    ("wattfare/server/sse_frames.py", "Wattfare relay (SSE)"),
+    ("wattfare/server/meter.py", "Wattfare meter + metering domain"),
+    ("wattfare/metering/", "Wattfare meter + metering domain"),
+    ("wattfare/server/completion_request.py", "Wattfare request parsing + token bound"),
+    ("wattfare/server/", "Wattfare other (proxy, auth, errors)"),
+    ("wattfare/", "Wattfare other (proxy, auth, errors)"),
+    ("httpcore/", "httpx client (httpx + httpcore + h11 + anyio)"),
+    ("httpx/", "httpx client (httpx + httpcore + h11 + anyio)"),
+    ("/h11/", "httpx client (httpx + httpcore + h11 + anyio)"),
+    ("anyio/", "httpx client (httpx + httpcore + h11 + anyio)"),
+    ("sniffio/", "httpx client (httpx + httpcore + h11 + anyio)"),
+    ("starlette/", "Starlette (routing, Request, Response, exception middleware)"),
+    ("logging/", "logging (uvicorn access log)"),
+    ("uvicorn/logging.py", "logging (uvicorn access log)"),
+    ("click/", "logging (uvicorn access log)"),
+    ("uvicorn/", "uvicorn + httptools (server side HTTP)"),
+    ("httptools", "uvicorn + httptools (server side HTTP)"),
+    ("uvloop", "event loop (uvloop, asyncio tasks, sockets)"),
+    ("asyncio/", "event loop (uvloop, asyncio tasks, sockets)"),
+    ("orjson", "JSON (orjson)"),
+    ("json/", "JSON (stdlib)"),
+    ("hashlib", "hashing"),
+    ("datetime", "datetime"),
+]
+
+
+# Leaves of a thread that waits rather than runs (the event loop's epoll, a sleeping thread).
+IDLE_LEAVES = ("epoll_wait", "epoll_pwait", "clock_nanosleep", "nanosleep", "pthread_cond_wait", "sleep (")
+
+
+def component(frame: str) -> str | None:
+    for fragment, name in COMPONENTS:
+        if fragment in frame:
+            return name
+    return None
+
+
+def analyse(raw: Path) -> dict[str, Any]:
+    """Self samples by component, plus inclusive samples of the hot path's steps."""
+    by_component: Counter[str] = Counter()
+    leaf_functions: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    steps = {
+        "authenticate (KeyCache)": "authenticate (",
+        "read_body": "read_body (",
+        "parse_completion": "parse_completion (",
+        "Meter.reserve": "reserve (",
+        "  SQLiteStore.budget": "budget (",
+        "  SQLiteStore.try_reserve": "try_reserve (",
+        "upstream send (httpx)": ".send (",
+        "  inside httpx/httpcore (all calls)": "site-packages/httpcore/",
+        "_whole_answer (settle + response)": "_whole_answer (",
+        "Meter.settle / settle_estimate": "settle",
+        "  SQLiteStore.settle": "sqlite.py)",
+        "relay _pump (SSE)": "_pump (",
+        "uvicorn access log": "access_log",
+        "chat_completions (whole handler)": "chat_completions (",
+        "uvicorn run_asgi (whole request)": "run_asgi (",
+    }
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        if frames[-1].startswith(IDLE_LEAVES):
+            continue  # a thread waiting (py-spy --native counts these): not CPU
+        total += count
+        # Self time goes to the innermost frame we can name (C frames from --native name their library).
+        named = None
+        for frame in reversed(frames):
+            named = component(frame)
+            if named is not None:
+                break
+        by_component[named or "other (interpreter, stdlib)"] += count
+        leaf_functions[frames[-1]] += count
+        joined = ";".join(frames)
+        for step, marker in steps.items():
+            if step.strip().startswith("SQLiteStore.settle"):
+                hit = any("settle (" in f and "sqlite.py" in f for f in frames)
+            elif step == "Meter.settle / settle_estimate":
+                hit = any(("settle (" in f or "settle_estimate (" in f) and "meter.py" in f for f in frames)
+            elif step == "upstream send (httpx)":
+                hit = any(".send (" in f and "openai_compatible.py" in f for f in frames)
+            elif step.strip().startswith("SQLiteStore."):
+                hit = any(marker in f and "sqlite.py" in f for f in frames)
+            elif step == "Meter.reserve":
+                hit = any(marker in f and "meter.py" in f for f in frames)
+            else:
+                hit = marker in joined
+            if hit:
+                inclusive[step] += count
+    return {
+        "samples": total,
+        "components": dict(by_component.most_common()),
+        "steps": {k: inclusive.get(k, 0) for k in steps},
+        "top_leaves": dict(leaf_functions.most_common(40)),
+    }
+
+
+def spy_while_loading(
+    server: Server,
+    target: Target,
+    *,
+    stream: bool,
+    users: int,
+    connections: int,
+    seconds: float,
+    out: Path,
+    native: bool,
+) -> dict[str, Any]:
+    script = out.with_suffix(".lua")
+    script.write_text(wrk_script(target, stream=stream, users=users))
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.tree()[0]), "--rate", "250"]
+    command += ["--format", "raw", "--full-filenames", "--nolineno", "--duration", f"{seconds:g}", "-o", str(out)]
+    command += ["--native"] if native else ["--nonblocking"]
+    spy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(0.5)
+    before = server.cpu()
+    result = run_wrk(
+        script,
+        f"http://127.0.0.1:{target.port}{target.path}",
+        connections=connections,
+        seconds=seconds - 1,
+        threads=1 if connections == 1 else 2,
+    )
+    cpu = server.cpu() - before
+    spy_out = spy.communicate(timeout=60)[0].decode(errors="replace")
+    analysis = analyse(out) if out.exists() else {"samples": 0, "components": {}, "steps": {}, "top_leaves": {}}
+    return {
+        "rps": result.rps,
+        "requests": result.requests,
+        "errors": result.errors,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "cpu_ms_per_request": 1000 * cpu / max(1, result.requests),
+        "py_spy": spy_out.strip().splitlines()[-2:] if spy_out.strip() else [],
+        **analysis,
+    }
+
+
+def plain_cpu(
+    server: Server, target: Target, *, stream: bool, users: int, connections: int, seconds: float, tmp: Path
+) -> dict[str, float]:
+    script = tmp / f"plain-{target.name}-{stream}-{users}-{connections}.lua"
+    script.write_text(wrk_script(target, stream=stream, users=users))
+    before = server.cpu()
+    result = run_wrk(
+        script,
+        f"http://127.0.0.1:{target.port}{target.path}",
+        connections=connections,
+        seconds=seconds,
+        threads=1 if connections == 1 else 2,
+    )
+    return {
+        "rps": result.rps,
+        "cpu_ms_per_request": 1000 * (server.cpu() - before) / max(1, result.requests),
+        "p50_ms": result.p50_ms,
+    }
+
+
+# ---------------------------------------------------------------- SQLite statements per request
+
+
+def count_statements(tmp: Path, upstream: str) -> dict[str, Any]:
+    """Run the app in-process (uvicorn in a thread) with a trace callback on its SQLite connection."""
+    import uvicorn
+    from run import provision_wattfare
+
+    from wattfare.server.app import create_app
+    from wattfare.server.settings import Settings
+
+    db = tmp / "statements.db"
+    secret = provision_wattfare(db, "1000000")
+    settings = Settings.from_env(
+        {
+            "WATTFARE_DATABASE_URL": f"sqlite:///{db}",
+            "WATTFARE_UPSTREAM": "openai-compatible",
+            "WATTFARE_UPSTREAM_URL": upstream,
+            "WATTFARE_UPSTREAM_KEY": "bench",
+            "WATTFARE_TEST_UPSTREAM": "live",
+            "WATTFARE_TEST_DEFAULT_CAP_USD": "1000000",
+        }
+    )
+    app = create_app(settings)
+    statements: list[str] = []
+    store = app.state.services.store
+    store._db.set_trace_callback(statements.append)  # the benchmark peeks; the server is untouched
+    from processes import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}/api/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {secret}", "content-type": "application/json"}
+    cases: dict[str, Any] = {}
+    try:
+        with httpx.Client(timeout=30) as client:
+            for name, stream, user in (
+                ("first request of a new user (auto-connect)", False, "new-user"),
+                ("non-streamed, known user", False, "new-user"),
+                ("streamed, known user", True, "new-user"),
+            ):
+                time.sleep(0.7)  # let the background loops (revocation poll) go quiet
+                statements.clear()
+                response = client.post(
+                    base,
+                    content=request_body(standin.MODEL, stream=stream),
+                    headers=headers | {"Wattfare-User": user} | ({"accept": "text/event-stream"} if stream else {}),
+                )
+                assert response.status_code == 200, response.text
+                sql = [s.split()[0] + " " + " ".join(s.split()[1:4]) for s in statements]
+                writes = sum(s.startswith(("INSERT", "UPDATE", "DELETE")) for s in statements)
+                cases[name] = {
+                    "statements": len(statements),
+                    "writes": writes,
+                    "transactions": sum(s.startswith("BEGIN") for s in statements),
+                    "sql": sql,
+                }
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    return cases
+
+
+# ---------------------------------------------------------------- in-process micro-benchmarks
+
+
+def micro(tmp: Path, n: int) -> dict[str, float]:
+    """µs of CPU per call of the hot path's pieces, in-process, without HTTP (best of 3 passes)."""
+    import logging
+    import logging.config
+
+    import orjson
+    import uvicorn.config
+    from run import provision_wattfare
+
+    from wattfare.metering import Budget, MeteredUsage, cost_of, decide_reservation, window_containing
+    from wattfare.server.completion_request import anonymous_user, parse_completion, upstream_payload
+    from wattfare.server.keys import hash_key, new_id
+    from wattfare.server.meter import Meter
+    from wattfare.server.pricebook import PriceBook
+    from wattfare.server.services import utc_now
+    from wattfare.server.store import open_store
+    from wattfare.server.store.records import NewReservation, Settlement
+
+    db = tmp / "micro.db"
+    secret = provision_wattfare(db, "1000000")
+    body = request_body(standin.MODEL, stream=False)
+    results: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> None:
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            for _ in range(n):
+                fn()
+            best = min(best, time.process_time() - started)
+        results[name] = 1e6 * best / n
+
+    completion = parse_completion(body)
+    timed("parse_completion (orjson + checks + prompt_token_bound)", lambda: parse_completion(body))
+    timed("anonymous_user (sha256)", lambda: anonymous_user("app_x", "bench-user"))
+    timed(
+        "upstream_payload + orjson.dumps",
+        lambda: orjson.dumps(upstream_payload(completion, max_tokens=64, end_user="wf_x")),
+    )
+    timed("new_id (secrets.token_urlsafe)", lambda: new_id("req"))
+    timed("window_containing(now)", lambda: window_containing(utc_now()))
+    book = PriceBook(None, [json.loads(standin.models_body())["data"][0]])  # type: ignore[arg-type]
+    model = book.get(standin.MODEL)
+    assert model is not None
+    now = utc_now()
+    timed("pricing.worst_case (Decimal)", lambda: model.pricing.worst_case(now, 100))
+    prices = model.pricing.at(now, 24)
+    usage = MeteredUsage(prompt_tokens=24, completion_tokens=20)
+    timed("cost_of (7 Decimal -> Fraction conversions)", lambda: cost_of(usage, prices))
+    budget = Budget(cap=10**15, spent=10**9, reserved=10**6)
+    worst = model.pricing.worst_case(now, 100)
+    timed(
+        "decide_reservation (Fraction)",
+        lambda: decide_reservation(
+            budget, worst, prompt_token_bound=100, requested_max_tokens=64, model_max_output=16384
+        ),
+    )
+
+    async def metering() -> None:
+        store = open_store(f"sqlite:///{db}")
+        await store.upgrade()
+        key = await store.find_secret_key(hash_key(secret))
+        assert key is not None
+        meter = Meter(store, utc_now, reservation_ttl=__import__("datetime").timedelta(seconds=900))
+        await meter.reserve(key, "micro-user", model, prompt_token_bound=100, requested_max_tokens=64)
+        best_reserve = best_settle = best_budget = float("inf")
+        window = window_containing(utc_now()).key
+        for _ in range(3):
+            reserve_s = settle_s = 0.0
+            for _ in range(n):
+                t0 = time.process_time()
+                hold = await meter.reserve(key, "micro-user", model, prompt_token_bound=100, requested_max_tokens=64)
+                t1 = time.process_time()
+                await meter.settle(hold, usage)  # type: ignore[arg-type]
+                t2 = time.process_time()
+                reserve_s += t1 - t0
+                settle_s += t2 - t1
+            best_reserve, best_settle = min(best_reserve, reserve_s), min(best_settle, settle_s)
+            t0 = time.process_time()
+            for _ in range(n):
+                await store.budget(key.app_id, key.mode, "micro-user", window)
+            best_budget = min(best_budget, time.process_time() - t0)
+        results["Meter.reserve (budget SELECT + pricing + 1 write txn, 3 statements)"] = 1e6 * best_reserve / n
+        results["Meter.settle (1 write txn, 5 statements)"] = 1e6 * best_settle / n
+        results["  SQLiteStore.budget (one SELECT ... JOIN)"] = 1e6 * best_budget / n
+        connection = await store.get_connection(key.app_id, key.mode, "micro-user")
+        assert connection is not None
+        best_try = best_store_settle = float("inf")
+        for _ in range(3):
+            try_s = settle_s = 0.0
+            for _ in range(n):
+                at = utc_now()
+                reservation = NewReservation(new_id("req"), connection.id, window, 1000, standin.MODEL, at, at)
+                t0 = time.process_time()
+                await store.try_reserve(reservation)
+                t1 = time.process_time()
+                await store.settle(Settlement(reservation.id, 500, prompt_tokens=24, completion_tokens=20), at)
+                t2 = time.process_time()
+                try_s += t1 - t0
+                settle_s += t2 - t1
+            best_try, best_store_settle = min(best_try, try_s), min(best_store_settle, settle_s)
+        results["  SQLiteStore.try_reserve (BEGIN + 3 statements + COMMIT)"] = 1e6 * best_try / n
+        results["  SQLiteStore.settle (BEGIN + 5 statements + COMMIT)"] = 1e6 * best_store_settle / n
+        raw = store._db  # the benchmark measures the connection the store uses
+        best_empty = best_tiny = float("inf")
+        for _ in range(3):
+            t0 = time.process_time()
+            for _ in range(n):
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("COMMIT")
+            best_empty = min(best_empty, time.process_time() - t0)
+            t0 = time.process_time()
+            for _ in range(n):
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("UPDATE counters SET reserved = reserved + 0 WHERE rowid = 1")
+                raw.execute("COMMIT")
+            best_tiny = min(best_tiny, time.process_time() - t0)
+        results["  empty BEGIN IMMEDIATE + COMMIT"] = 1e6 * best_empty / n
+        results["  one-row UPDATE transaction (WAL append)"] = 1e6 * best_tiny / n
+        await store.close()
+
+    asyncio.run(metering())
+
+    config = dict(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"] = {
+        "access": {"formatter": "access", "class": "logging.FileHandler", "filename": str(tmp / "access.log")}
+    }
+    config["loggers"] = {"uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False}}
+    logging.config.dictConfig(config)
+    access = logging.getLogger("uvicorn.access")
+    args = ("127.0.0.1:50000", "POST", "/api/v1/chat/completions", "1.1", 200)
+    timed("uvicorn access log line (to a file)", lambda: access.info('%s - "%s %s HTTP/%s" %d', *args))
+    return results
+
+
+def print_report(report: dict[str, Any]) -> None:
+    for label, p in report["profiles"].items():
+        print(f"\n## {label}: {p['rps']:.0f} req/s, {p['cpu_ms_per_request']:.3f} ms CPU/req, {p['samples']} samples")
+        total = max(1, p["samples"])
+        for name, count in p["components"].items():
+            print(f"  {100 * count / total:5.1f}%  {1000 * p['cpu_ms_per_request'] * count / total:7.1f} µs  {name}")
+        print("  steps (inclusive):")
+        for name, count in p["steps"].items():
+            print(f"  {100 * count / total:5.1f}%  {1000 * p['cpu_ms_per_request'] * count / total:7.1f} µs  {name}")
+    print("\nin-process, µs CPU per call (best of 3):")
+    for name, us in report["micro_us"].items():
+        print(f"  {us:8.1f}  {name}")
+    for name, case in report["sqlite_statements"].items():
+        print(
+            f"\n{name}: {case['statements']} statements, {case['writes']} writes, {case['transactions']} transactions"
+        )
+        for sql in case["sql"]:
+            print(f"    {sql}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--micro-calls", type=int, default=2000)
+    parser.add_argument("--ab-rounds", type=int, default=4, help="rounds of the access-log A/B")
+    parser.add_argument("--reanalyse", action="store_true", help="re-read the raw stacks of --out's run and print")
+    parser.add_argument("--only", default="", help="profile only the scenarios whose label contains this")
+    parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too; pauses the process)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "profile.json")
+    args = parser.parse_args()
+    if shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:
+        print("py-spy is missing: pip install py-spy", file=sys.stderr)
+        return 2
+    RAW.mkdir(parents=True, exist_ok=True)
+    if args.reanalyse:
+        report = json.loads(args.out.read_text())
+        suffix = "-native" if report["native"] else ""
+        for label, profile in report["profiles"].items():
+            raw = RAW / f"{label.replace(' ', '_').replace('=', '')}{suffix}.txt"
+            if raw.exists():
+                profile.update(analyse(raw))
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print_report(report)
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="wattfare-profile-"))
+    tmp.chmod(0o755)
+    report = {"seconds": args.seconds, "native": args.native}
+    try:
+        _, nginx_port = start_nginx(tmp)
+        upstream = f"http://127.0.0.1:{nginx_port}/v1"
+        wattfare, port, secret = start_wattfare(tmp, "wattfare", upstream, 1, None)
+        quiet, quiet_port, quiet_secret = start_wattfare(tmp, "wattfare-quiet", upstream, 1, "warning")
+        bare, bare_port = start_bare(tmp, upstream)
+        lean, lean_port, lean_secret = start_whatif(tmp, "whatif", upstream, ALL_PROPOSALS)
+        wl = Target(
+            "whatif",
+            lean_port,
+            "/api/v1/chat/completions",
+            standin.MODEL,
+            standin.MODEL,
+            headers={"Authorization": f"Bearer {lean_secret}"},
+            user_header="Wattfare-User",
+        )
+        wf = Target(
+            "wattfare",
+            port,
+            "/api/v1/chat/completions",
+            standin.MODEL,
+            standin.MODEL,
+            headers={"Authorization": f"Bearer {secret}"},
+            user_header="Wattfare-User",
+        )
+        wfq = Target(
+            "wattfare-quiet",
+            quiet_port,
+            "/api/v1/chat/completions",
+            standin.MODEL,
+            standin.MODEL,
+            headers={"Authorization": f"Bearer {quiet_secret}"},
+            user_header="Wattfare-User",
+        )
+        bt = Target("bare", bare_port, "/v1/chat/completions", standin.MODEL, standin.MODEL)
+        for server, target in ((wattfare, wf), (quiet, wfq), (bare, bt), (lean, wl)):
+            plain_cpu(server, target, stream=False, users=args.users, connections=8, seconds=2, tmp=tmp)  # warm-up
+        # Access log A/B first, while both servers have served the same requests: same binary, WATTFARE_LOG_LEVEL
+        # unset (info: access log on) vs warning; interleaved.
+        ab: dict[str, list[dict[str, float]]] = {"info (as shipped)": [], "warning (no access log)": []}
+        for _ in range(args.ab_rounds):
+            ab["info (as shipped)"].append(
+                plain_cpu(wattfare, wf, stream=False, users=args.users, connections=32, seconds=4, tmp=tmp)
+            )
+            ab["warning (no access log)"].append(
+                plain_cpu(quiet, wfq, stream=False, users=args.users, connections=32, seconds=4, tmp=tmp)
+            )
+        report["access_log_ab"] = ab
+        print(json.dumps({k: [round(r["cpu_ms_per_request"], 3) for r in v] for k, v in ab.items()}))
+        profiles: dict[str, Any] = {}
+        for label, server, target, stream, connections in (
+            ("wattfare json c=32", wattfare, wf, False, 32),
+            ("wattfare stream c=32", wattfare, wf, True, 32),
+            ("wattfare json c=1", wattfare, wf, False, 1),
+            ("bare json c=32", bare, bt, False, 32),
+            ("what-if (all proposals) json c=32", lean, wl, False, 32),
+            ("what-if (all proposals) stream c=32", lean, wl, True, 32),
+        ):
+            if args.only not in label:
+                continue
+            print(f"profiling {label} ...", flush=True)
+            profiles[label] = spy_while_loading(
+                server,
+                target,
+                stream=stream,
+                users=args.users if target.user_header else 1,
+                connections=connections,
+                seconds=args.seconds,
+                out=RAW / f"{label.replace(' ', '_').replace('=', '')}{'-native' if args.native else ''}.txt",
+                native=args.native,
+            )
+            p = profiles[label]
+            print(
+                f"  {p['rps']:.0f} req/s, {p['cpu_ms_per_request']:.3f} ms CPU/req, {p['samples']} samples",
+                p["py_spy"],
+            )
+        report["profiles"] = profiles
+        report["sqlite_statements"] = count_statements(tmp, upstream)
+        report["micro_us"] = micro(tmp, args.micro_calls)
+    finally:
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
