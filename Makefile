@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml constraints.txt packages/*/pyproject.toml
 
 install: $(STAMP) ## create .venv and install the workspace and the dev tools (pinned)
 
-dev: install ## run Wattfare locally (SQLite, test keys, sandbox models) on :8787
-	$(BIN)/wattfare dev
+dev: install ## run Wattfare (SQLite, test keys, sandbox models) on :8787 and the demo app on :8000
+	$(BIN)/python examples/demo_app/run.py
 
 lint: install ## ruff (lint + format check) and the import-linter contracts
 	$(BIN)/ruff check .

@@ -107,7 +107,7 @@ def exercise(server: ServerProcess) -> list[str]:
 
 @pytest.mark.timeout(60)
 def test_prompts_completions_and_secret_keys_never_reach_the_database_or_the_log(tmp_path: Path) -> None:
-    with wattfare_process(tmp_path, env={"WATTFARE_LOG_LEVEL": "debug"}) as server:
+    with wattfare_process(tmp_path, env={"WATTFARE_LOG_LEVEL": "debug", "WATTFARE_ACCESS_LOG": "1"}) as server:
         completions = exercise(server)
         while_running = stored_bytes(server.db_path)
         log_while_running = server.log_text()

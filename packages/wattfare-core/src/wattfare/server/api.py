@@ -12,7 +12,7 @@ from starlette.responses import Response
 from wattfare.metering import nanos_to_json_number, usd_to_nanos, window_containing
 from wattfare.server.errors import ApiError, invalid
 from wattfare.server.http_input import bearer, read_body
-from wattfare.server.keys import new_id
+from wattfare.server.keys import hash_key, new_id
 from wattfare.server.proxy import authenticate
 from wattfare.server.rate_limits import SESSION_MINTING
 from wattfare.server.services import Services
@@ -149,21 +149,51 @@ def _session(services: Services, request: Request) -> SessionClaims:
         raise ApiError("auth", f"Invalid session token: {exc}.") from None
 
 
+async def _browser_session(services: Services, request: Request) -> SessionClaims:
+    """The session token's claims, plus the browser's rules: the app's publishable key, from its own origins.
+
+    A request with `Origin` (a browser) must name the app with `Wattfare-Publishable-Key`; a key given must be
+    a publishable key of the token's app and mode (a secret key there is refused: it must never reach a
+    browser); and the origin must be one the app registered. Server-side callers send no `Origin`.
+    """
+    claims = _session(services, request)
+    origin = request.headers.get("origin")
+    key_text = request.headers.get("wattfare-publishable-key")
+    if key_text is None:
+        if origin is not None:
+            raise ApiError("auth", "Browsers must name the app with its publishable key (Wattfare-Publishable-Key).")
+        return claims
+    if not key_text.startswith("pk_"):
+        raise ApiError(
+            "auth",
+            "Wattfare-Publishable-Key must be a publishable key (pk_…): a secret key must never reach a browser.",
+        )
+    key = await services.store.find_publishable_key(hash_key(key_text))
+    if key is None or key.app_id != claims.app_id or key.mode != claims.mode:
+        raise ApiError("auth", "The publishable key does not belong to this session's app and mode.")
+    if origin is not None:
+        app = await services.store.app_profile(claims.app_id)
+        if app is None or origin not in app.allowed_origins:
+            raise ApiError("auth", f"Origin {origin} is not allowed for this app.", status=403)
+    return claims
+
+
 async def get_connection(request: Request) -> Response:
     """`GET /connections` (session token): the browser reads its own connection."""
     services = _services(request)
-    claims = _session(services, request)
+    claims = await _browser_session(services, request)
     return json_response(await connection_status(services, claims.app_id, claims.mode, claims.app_user_id))
 
 
 async def approve_connection(request: Request) -> Response:
     """`POST /connections` (session token): approve or change the cap.
 
-    Test-mode tokens approve at once. Live approval needs a signed-in member in the consent popup, which
-    this endpoint does not have, so live tokens get `not_connected` here.
+    Test-mode tokens approve at once. Live approval needs a signed-in member in the consent popup
+    (`/connect`, see `wattfare.server.consent`), which this endpoint does not have, so live tokens get
+    `not_connected` here: an app must never approve, or raise the cap of, a member's budget by itself.
     """
     services = _services(request)
-    claims = _session(services, request)
+    claims = await _browser_session(services, request)
     body = await _json_object(request, optional=True)
     if claims.mode != "test":
         raise ApiError("not_connected", "Live connections are approved by the member in the consent popup.")
@@ -189,7 +219,7 @@ async def approve_connection(request: Request) -> Response:
 async def revoke_connection(request: Request) -> Response:
     """`DELETE /connections` (session token): the browser disconnects its own user."""
     services = _services(request)
-    claims = _session(services, request)
+    claims = await _browser_session(services, request)
     await _revoke(services, claims.app_id, claims.mode, claims.app_user_id)
     return Response(status_code=204)
 

@@ -6,20 +6,26 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from wattfare.server import api, proxy
+from wattfare.server import account, api, consent, developers, members, openrouter_oauth, proxy
+from wattfare.server.browser_cors import BrowserCors
 from wattfare.server.errors import ApiError
+from wattfare.server.pages.render import STATIC, PageError, render
 from wattfare.server.services import Services, build_upstreams, utc_now
 from wattfare.server.settings import Settings
 from wattfare.server.store import Store, StoreUnavailableError, open_store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
+from wattfare.server.web_sessions import SignInRequired, visitor
 
 log = logging.getLogger("wattfare.server")
 
@@ -50,6 +56,32 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged without the request body: prompts never reach the logs.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
     return ApiError("internal", "Internal error; nothing was charged for a request that failed here.").response()
+
+
+async def _page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    services: Services = request.app.state.services
+    found = await visitor(services, request)
+    return render(services, found, "error.html", {"title": exc.title, "message": exc.message}, status=exc.status)
+
+
+async def _sign_in_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    return RedirectResponse(f"/login?{urlencode({'next': exc.next_path})}", 303)
+
+
+async def _button_script(request: Request) -> Response:
+    # Loaded by apps' pages on other origins: cacheable briefly, usable with `crossorigin` and SRI.
+    return FileResponse(
+        STATIC / "wattfare.js",
+        media_type="text/javascript; charset=utf-8",
+        headers={
+            "Cache-Control": "public, max-age=300",
+            "Access-Control-Allow-Origin": "*",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 async def _health(request: Request) -> Response:
@@ -92,11 +124,22 @@ def create_app(
         Route(f"{v1}/models", api.list_models, methods=["GET"]),
         Route(f"{v1}/usage", api.usage, methods=["GET"]),
         Route("/healthz", _health, methods=["GET"]),
+        # The human side: members, the consent popup, the account and the developer console, the button script.
+        *members.routes,
+        *consent.routes,
+        *account.routes,
+        *openrouter_oauth.routes,
+        *developers.routes,
+        Route("/wattfare.js", _button_script, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(BrowserCors, services=services)],
         exception_handlers={
+            PageError: _page_error,
+            SignInRequired: _sign_in_required,
             ApiError: _api_error,
             HTTPException: _http_error,
             StoreUnavailableError: _store_unavailable,

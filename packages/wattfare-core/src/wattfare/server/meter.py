@@ -26,6 +26,7 @@ from wattfare.metering import (
 )
 from wattfare.server.keys import new_id
 from wattfare.server.pricebook import PricedModel
+from wattfare.server.store.account_records import ConnectionFunding
 from wattfare.server.store.base import Store
 from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settled, Settlement
 
@@ -42,7 +43,7 @@ _RESERVE_ATTEMPTS = 8
 class Refusal:
     """Why a request may not spend: the domain's value, turned into HTTP by the proxy."""
 
-    code: Literal["not_connected", "budget_exceeded"]
+    code: Literal["not_connected", "budget_exceeded", "funding_invalid"]
     message: str
     resets_at: datetime | None = None
 
@@ -62,6 +63,12 @@ class Hold:
     started_at: datetime
     prompt_token_bound: int
     images: int = 0
+    funding: ConnectionFunding | None = None
+
+    @property
+    def member_key(self) -> str | None:
+        """The member's encrypted provider key when it pays for this request (else the operator's key does)."""
+        return self.funding.provider_key if self.funding is not None else None
 
 
 class Meter:
@@ -114,8 +121,19 @@ class Meter:
                 if isinstance(connection, Refusal):
                     return connection
                 continue
+            # Live connections approved by a member are paid by them: their own provider key when linked, else
+            # their credits, which then bound the request as tightly as the cap does.
+            funding = await self._store.connection_funding(snapshot.connection.id) if key.mode == "live" else None
+            credited = funding is not None and funding.provider_key is None
+            affordable = snapshot.remaining
+            if funding is not None and credited:
+                affordable = min(affordable, funding.credits_available)
             decision = decide_reservation(
-                Budget(cap=snapshot.connection.cap, spent=snapshot.spent, reserved=snapshot.reserved),
+                Budget(
+                    cap=snapshot.spent + snapshot.reserved + affordable,
+                    spent=snapshot.spent,
+                    reserved=snapshot.reserved,
+                ),
                 prices,
                 prompt_token_bound=prompt_token_bound,
                 requested_max_tokens=requested_max_tokens,
@@ -123,6 +141,11 @@ class Meter:
                 images=images,
             )
             if not isinstance(decision, Allowed):
+                if affordable < snapshot.remaining:
+                    return Refusal(
+                        "funding_invalid",
+                        "The user's Wattfare credits are used up: they can add funding in their Wattfare account.",
+                    )
                 return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
             reservation = NewReservation(
                 id=new_id("req"),
@@ -133,7 +156,11 @@ class Meter:
                 created_at=now,
                 expires_at=now + self._ttl,
             )
-            if await self._store.try_reserve(reservation):
+            if funding is not None and credited:
+                held = await self._store.try_reserve_credited(reservation, funding.member_id)
+            else:
+                held = await self._store.try_reserve(reservation)
+            if held:
                 return Hold(
                     id=reservation.id,
                     connection=snapshot.connection,
@@ -146,6 +173,7 @@ class Meter:
                     started_at=now,
                     prompt_token_bound=prompt_token_bound,
                     images=images,
+                    funding=funding,
                 )
         return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
 
@@ -196,8 +224,8 @@ class Meter:
     def start_sweeping(self, every_seconds: float) -> None:
         """Sweep now and then every `every_seconds` (or every TTL, when shorter), in the background."""
         # A dead hold keeps the user's budget tied up until swept: with a TTL shorter than the period it would
-        # outlive its TTL by up to a whole period.
-        period = min(every_seconds, self._ttl.total_seconds())
+        # outlive its TTL by up to a whole period. The floor keeps a zero TTL from spinning the loop.
+        period = max(0.5, min(every_seconds, self._ttl.total_seconds()))
 
         async def loop() -> None:
             while True:

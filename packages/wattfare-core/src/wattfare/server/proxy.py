@@ -19,12 +19,13 @@ from wattfare.server.completion_request import anonymous_user, parse_completion,
 from wattfare.server.errors import ApiError
 from wattfare.server.http_input import bearer, read_body
 from wattfare.server.json_value import as_object
+from wattfare.server.key_vault import VaultError
 from wattfare.server.meter import Hold, Refusal
 from wattfare.server.relay import MeteredStream, cost_headers
 from wattfare.server.services import Services
 from wattfare.server.store.records import KeyRecord
 from wattfare.server.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailableError
-from wattfare.server.upstream_errors import from_status
+from wattfare.server.upstream_errors import from_member_key_status, from_status
 from wattfare.server.upstream_usage import metered_usage
 
 log = logging.getLogger("wattfare.proxy")
@@ -76,8 +77,17 @@ async def chat_completions(request: Request) -> Response:
         raise refusal_error(hold)
     end_user = anonymous_user(key.app_id, app_user_id)
     payload = upstream_payload(completion, max_tokens=hold.max_tokens, end_user=end_user)
+    api_key: str | None = None
+    if hold.member_key is not None and hold.funding is not None:
+        try:
+            api_key = services.vault.open(hold.member_key, hold.funding.member_id)
+        except VaultError:
+            await services.meter.release(hold)
+            raise ApiError(
+                "funding_invalid", "The user's linked provider key cannot be read: they need to relink it."
+            ) from None
     upstream_request = UpstreamRequest(
-        body=orjson.dumps(payload), payload=payload, stream=completion.stream, end_user=end_user
+        body=orjson.dumps(payload), payload=payload, stream=completion.stream, api_key=api_key, end_user=end_user
     )
     try:
         answer = await services.upstreams[key.mode].send(upstream_request)
@@ -93,7 +103,8 @@ async def chat_completions(request: Request) -> Response:
         # The provider refused before generating anything: nothing was used, so nothing is charged.
         await services.meter.release(hold)
         await answer.close()
-        raise from_status(answer.status, answer.body, dict(answer.headers))
+        refused = from_member_key_status if api_key is not None else from_status
+        raise refused(answer.status, answer.body, dict(answer.headers))
     headers = {"Wattfare-Request-Id": hold.id}
     if completion.stream and answer.chunks is not None:
         headers |= {

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from wattfare.server.key_vault import KeyVault, new_vault_key
 from wattfare.server.keys import hash_key, key_mode
 from wattfare.server.meter import Meter
 from wattfare.server.pricebook import PriceBook
@@ -70,6 +71,7 @@ class Services:
     revocations: Revocations = field(init=False)
     prices: dict[Mode, PriceBook] = field(init=False)
     keys: KeyCache = field(init=False)
+    vault: KeyVault = field(init=False)
 
     def __post_init__(self) -> None:
         self.meter = Meter(
@@ -82,6 +84,7 @@ class Services:
         for mode, upstream in self.upstreams.items():
             self.prices[mode] = books.setdefault(id(upstream), PriceBook(upstream))
         self.keys = KeyCache(self.store)
+        self.vault = KeyVault()
 
     async def start(self) -> None:
         """Migrate, load secrets, and start the background loops."""
@@ -90,6 +93,10 @@ class Services:
             "session_signing_key", secrets.token_urlsafe(32)
         )
         self.signing_key = secret.encode()
+        self.vault.load(
+            self.settings.encryption_key
+            or await self.store.put_secret_if_absent("provider_key_encryption_key", new_vault_key())
+        )
         for book in {id(b): b for b in self.prices.values()}.values():
             book.start(self.settings.price_refresh_seconds)
         self.meter.start_sweeping(30)

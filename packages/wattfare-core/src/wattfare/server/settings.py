@@ -11,6 +11,7 @@ from wattfare.metering import usd_to_nanos
 
 DEFAULT_UPSTREAM_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DATABASE_URL = "sqlite:///.wattfare/wattfare.db"
+DEFAULT_OPENROUTER_URL = "https://openrouter.ai"
 
 UpstreamKind = Literal["sandbox", "openai-compatible"]
 
@@ -32,6 +33,10 @@ class Settings:
         reservation_ttl_seconds: a reservation older than this is presumed dead and settled conservatively.
         upstream_timeout_seconds: read timeout towards the upstream.
         price_refresh_seconds: how often model prices are re-read from the upstream.
+        encryption_key: base64url of 32 bytes, the AES-256-GCM key for members' provider keys at rest;
+            None = generated once and kept in the database (dev only: set it in production).
+        openrouter_url: where members link their OpenRouter account (OAuth PKCE `/auth`, `/api/v1/auth/keys`).
+        signup_credits: credits (nano-USD) granted to every new member (0 by default).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -46,6 +51,14 @@ class Settings:
     reservation_ttl_seconds: int = 900
     upstream_timeout_seconds: float = 300.0
     price_refresh_seconds: int = 3600
+    encryption_key: str | None = None
+    openrouter_url: str = DEFAULT_OPENROUTER_URL
+    signup_credits: int = 0
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are `Secure` whenever browsers reach the server over HTTPS."""
+        return self.public_url.startswith("https://")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -72,6 +85,9 @@ class Settings:
             "reservation_ttl_seconds": int(env.get("WATTFARE_RESERVATION_TTL_SECONDS", "900")),
             "upstream_timeout_seconds": float(env.get("WATTFARE_UPSTREAM_TIMEOUT_SECONDS", "300")),
             "price_refresh_seconds": int(env.get("WATTFARE_PRICE_REFRESH_SECONDS", "3600")),
+            "encryption_key": env.get("WATTFARE_ENCRYPTION_KEY") or None,
+            "openrouter_url": env.get("WATTFARE_OPENROUTER_URL", DEFAULT_OPENROUTER_URL).rstrip("/"),
+            "signup_credits": usd_to_nanos(env.get("WATTFARE_SIGNUP_CREDITS_USD", "0")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -49,3 +49,19 @@ def from_stream_error(error: object) -> ApiError:
     message = (as_object(error) or {}).get("message")
     detail = f" The provider said: {str(message)[:_MESSAGE_LIMIT]}" if message else ""
     return ApiError("upstream", f"The model provider failed mid-stream.{detail}")
+
+
+def from_member_key_status(status: int, body: bytes | None, headers: dict[str, str] | None = None) -> ApiError:
+    """The client-facing error for an upstream's non-200 answer to a request paid with the member's own key.
+
+    401/402/403 then mean the member's funding failed (key deleted, out of credit, key limit reached: OpenRouter
+    answers the last with 402 or 403), which only the member can fix: `funding_invalid`, shown as "Reconnect".
+    """
+    if status in (401, 402, 403):
+        detail = _upstream_message(body)
+        said = f" The provider said: {detail}" if detail else ""
+        return ApiError(
+            "funding_invalid",
+            f"The user's own provider key was refused ({status}); they need to relink or top it up.{said}",
+        )
+    return from_status(status, body, headers)

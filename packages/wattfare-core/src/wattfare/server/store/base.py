@@ -9,6 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from wattfare.server.store.account_records import (
+    AppKey,
+    AppProfile,
+    ConnectionFunding,
+    CreditBalance,
+    DailySpend,
+    Member,
+    MemberConnection,
+    MemberCredentials,
+    OAuthState,
+    ProviderKey,
+    PublishableKey,
+)
 from wattfare.server.store.records import (
     AppRecord,
     BudgetSnapshot,
@@ -137,4 +150,131 @@ class Store(Protocol):
 
     async def rebuild_counters(self) -> int:
         """Recompute every `spent` counter from the ledger; return how many rows changed."""
+        ...
+
+    # -- members and their browser sessions
+    async def create_member(self, member_id: str, email: str, password_hash: str, now: datetime) -> Member | None:
+        """Register a member; None when the email is taken."""
+        ...
+
+    async def member_credentials(self, email: str) -> MemberCredentials | None:
+        """The member with this (normalised) email and their password hash."""
+        ...
+
+    async def create_web_session(self, session_hash: str, member_id: str, now: datetime, expires_at: datetime) -> None:
+        """Store a signed-in browser session by the hash of its cookie."""
+        ...
+
+    async def web_session_member(self, session_hash: str, now: datetime) -> Member | None:
+        """The member of an unexpired browser session."""
+        ...
+
+    async def delete_web_session(self, session_hash: str) -> None:
+        """Sign a browser session out."""
+        ...
+
+    # -- the developer console: apps, origins, keys
+    async def register_app(
+        self, app_id: str, name: str, owner_member_id: str, default_test_cap: int, now: datetime
+    ) -> AppRecord:
+        """Register an app owned by a member (apps made by the CLI have no owner)."""
+        ...
+
+    async def set_app_origins(self, app_id: str, origins: list[str]) -> None:
+        """Replace the browser origins allowed for an app."""
+        ...
+
+    async def app_profile(self, app_id: str) -> AppProfile | None:
+        """An app with its owner and allowed origins."""
+        ...
+
+    async def member_apps(self, member_id: str) -> list[AppProfile]:
+        """The apps a member registered, oldest first."""
+        ...
+
+    async def origin_registered(self, origin: str) -> bool:
+        """Whether any app allows this browser origin (answers CORS preflights)."""
+        ...
+
+    async def add_publishable_key(
+        self, key_id: str, app_id: str, mode: Mode, key_hash: str, hint: str, display: str, now: datetime
+    ) -> None:
+        """Store a publishable key by its hash, and its browser-safe text for the console."""
+        ...
+
+    async def find_publishable_key(self, key_hash: str) -> PublishableKey | None:
+        """The unrevoked publishable key with this hash."""
+        ...
+
+    async def app_keys(self, app_id: str) -> list[AppKey]:
+        """Every key of an app, oldest first."""
+        ...
+
+    async def revoke_key(self, app_id: str, key_id: str, now: datetime) -> bool:
+        """Revoke one key of this app; False when it has no such unrevoked key."""
+        ...
+
+    # -- members' connections
+    async def approve_member_connection(
+        self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, member_id: str, now: datetime
+    ) -> Connection:
+        """Create or re-activate a connection approved by a member, who funds it from now on."""
+        ...
+
+    async def member_connections(self, member_id: str, window_key: str) -> list[MemberConnection]:
+        """A member's connections with their counters for the window."""
+        ...
+
+    async def set_member_cap(self, member_id: str, connection_id: str, cap: int, now: datetime) -> Connection | None:
+        """Change the cap of one of this member's connections; None when it is not theirs."""
+        ...
+
+    async def revoke_member_connection(self, member_id: str, connection_id: str, now: datetime) -> Connection | None:
+        """Revoke one of this member's connections; None when it is not theirs."""
+        ...
+
+    async def member_daily_spend(self, member_id: str, start: datetime, end: datetime) -> list[DailySpend]:
+        """Ledger charges of a member's connections per UTC day in [start, end)."""
+        ...
+
+    # -- funding
+    async def grant_credits(self, member_id: str, amount: int, note: str, now: datetime) -> CreditBalance:
+        """Append a grant to the credit ledger and add it to the member's balance, atomically."""
+        ...
+
+    async def credit_balance(self, member_id: str) -> CreditBalance:
+        """A member's credits (zeros when never granted any)."""
+        ...
+
+    async def connection_funding(self, connection_id: str) -> ConnectionFunding | None:
+        """Who pays for a connection; None when no member approved it (operator-funded)."""
+        ...
+
+    async def try_reserve_credited(self, reservation: NewReservation, member_id: str) -> bool:
+        """`try_reserve`, plus the same amount held on the member's credits, in ONE transaction.
+
+        Both guards are conditional updates (cap: spent + reserved + amount <= cap; credits: spent + reserved +
+        amount <= granted); if either fails nothing is written. `settle` releases the credit hold and charges
+        the credits in the same transaction that settles the counters.
+        """
+        ...
+
+    async def put_provider_key(self, key: ProviderKey) -> None:
+        """Store (or replace) a member's encrypted provider key."""
+        ...
+
+    async def provider_key(self, member_id: str) -> ProviderKey | None:
+        """A member's encrypted provider key, if linked."""
+        ...
+
+    async def delete_provider_key(self, member_id: str) -> bool:
+        """Unlink a member's provider key; False when none was linked."""
+        ...
+
+    async def put_oauth_state(self, state_hash: str, member_id: str, verifier: str, expires_at: datetime) -> None:
+        """Remember a pending OAuth PKCE link."""
+        ...
+
+    async def take_oauth_state(self, state_hash: str, now: datetime) -> OAuthState | None:
+        """Consume a pending OAuth link (single use); None when unknown or expired."""
         ...

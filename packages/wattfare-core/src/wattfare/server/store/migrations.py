@@ -108,6 +108,77 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        3,
+        (
+            # Members: people with a Wattfare account, who own one budget across all their connected apps.
+            """CREATE TABLE members (
+                id TEXT PRIMARY KEY,
+                email TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE web_sessions (
+                id_hash TEXT PRIMARY KEY,
+                member_id TEXT NOT NULL REFERENCES members(id),
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX web_sessions_by_member ON web_sessions (member_id)",
+            "ALTER TABLE apps ADD COLUMN owner_member_id TEXT REFERENCES members(id)",
+            "CREATE INDEX apps_by_owner ON apps (owner_member_id)",
+            # The browser origins an app may call the session-token API from and receive consent results on.
+            """CREATE TABLE app_origins (
+                app_id TEXT NOT NULL REFERENCES apps(id),
+                origin TEXT NOT NULL,
+                PRIMARY KEY (app_id, origin)
+            )""",
+            "CREATE INDEX app_origins_by_origin ON app_origins (origin)",
+            # Publishable keys are browser-safe, so the console may show them again; secret keys stay hashed only.
+            "ALTER TABLE api_keys ADD COLUMN display TEXT",
+            "ALTER TABLE connections ADD COLUMN member_id TEXT REFERENCES members(id)",
+            "CREATE INDEX connections_by_member ON connections (member_id)",
+            # Operator-granted credits: the ledger is the truth, the account row its derived counters.
+            """CREATE TABLE credit_accounts (
+                member_id TEXT PRIMARY KEY REFERENCES members(id),
+                granted BIGINT NOT NULL DEFAULT 0 CHECK (granted >= 0),
+                spent BIGINT NOT NULL DEFAULT 0 CHECK (spent >= 0),
+                reserved BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+                CHECK (spent + reserved <= granted)
+            )""",
+            """CREATE TABLE credit_ledger (
+                seq INTEGER PRIMARY KEY,
+                member_id TEXT NOT NULL REFERENCES members(id),
+                kind TEXT NOT NULL CHECK (kind IN ('grant', 'charge')),
+                amount BIGINT NOT NULL CHECK (amount >= 0),
+                request_id TEXT UNIQUE,
+                note TEXT NOT NULL DEFAULT '',
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX credit_ledger_by_member ON credit_ledger (member_id, created_at)",
+            # The part of a reservation held on the member's credits, released by the same settle transaction.
+            """CREATE TABLE credit_holds (
+                reservation_id TEXT PRIMARY KEY,
+                member_id TEXT NOT NULL REFERENCES members(id),
+                amount BIGINT NOT NULL CHECK (amount >= 0)
+            )""",
+            # A member's own provider key (OpenRouter, via OAuth PKCE), encrypted at rest.
+            """CREATE TABLE provider_keys (
+                member_id TEXT PRIMARY KEY REFERENCES members(id),
+                provider TEXT NOT NULL,
+                ciphertext TEXT NOT NULL,
+                hint TEXT NOT NULL,
+                external_user_id TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE oauth_states (
+                state_hash TEXT PRIMARY KEY,
+                member_id TEXT NOT NULL REFERENCES members(id),
+                verifier TEXT NOT NULL,
+                expires_at TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

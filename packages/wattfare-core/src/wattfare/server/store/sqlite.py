@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.migrations import MIGRATIONS, statements_for
 from wattfare.server.store.records import (
     AppRecord,
@@ -29,8 +30,12 @@ from wattfare.server.store.records import (
     Settlement,
     UsageRow,
 )
+from wattfare.server.store.sqlite_accounts import SQLiteAccounts
+from wattfare.server.store.sqlite_funding import SQLiteFunding
 
-_BUSY_TIMEOUT_MS = 5000
+# Writers of other processes queue behind each other; each transaction is sub-millisecond, so a long wait
+# means overload, answered with 503 rather than an unbounded stall.
+_BUSY_TIMEOUT_MS = 15000
 
 
 def _ts(moment: datetime) -> str:
@@ -41,8 +46,8 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-class SQLiteStore:
-    """A `Store` on one SQLite file (or `:memory:`)."""
+class SQLiteStore(SQLiteAccounts, SQLiteFunding):
+    """A `Store` on one SQLite file (or `:memory:`); members and funding live in the mixins."""
 
     def __init__(self, path: str | Path) -> None:
         """Open (and create) the database file; call `upgrade()` before use."""
@@ -59,7 +64,11 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Generator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            # Another process held the write lock past the busy timeout: a typed 503, not a 500.
+            raise StoreUnavailableError(f"SQLite is busy: {exc}") from exc
         try:
             yield self._db
         except BaseException:
@@ -332,6 +341,8 @@ class SQLiteStore:
                     _ts(now),
                 ),
             )
+            # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
+            self._settle_credit_hold(db, s.reservation_id, charged, now)
         return Settled(connection_id, window_key, counters[0], counters[1], owner[3], charged)
 
     async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:

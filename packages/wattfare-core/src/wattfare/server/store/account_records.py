@@ -1,0 +1,126 @@
+"""Plain records of the human side: members, their sessions, funding, and the developer console's view of apps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from wattfare.server.store.records import Connection, Mode
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A person with a Wattfare account: the owner of one budget across all their connected apps."""
+
+    id: str
+    email: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCredentials:
+    """A member and their password hash (argon2id), read only to sign them in."""
+
+    member: Member
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppProfile:
+    """An app as its developer and the consent page see it."""
+
+    id: str
+    name: str
+    owner_member_id: str | None
+    allowed_origins: tuple[str, ...]
+    default_test_cap: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PublishableKey:
+    """What a publishable key names: one app, in one mode (it unlocks nothing by itself)."""
+
+    key_id: str
+    app_id: str
+    mode: Mode
+
+
+@dataclass(frozen=True, slots=True)
+class AppKey:
+    """One of an app's keys, as the console lists it (`display` is set for publishable keys only)."""
+
+    id: str
+    mode: Mode
+    kind: str
+    hint: str
+    display: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberConnection:
+    """A member's connection to an app, with its counters for one window."""
+
+    connection: Connection
+    app_name: str
+    spent: int
+    reserved: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditBalance:
+    """A member's operator-granted credits, in nano-USD."""
+
+    granted: int
+    spent: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        """What new reservations may still hold."""
+        return max(0, self.granted - self.spent - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFunding:
+    """Who pays for a connection's requests: its member's own provider key if linked, else their credits.
+
+    Attributes:
+        member_id: the member who approved the connection.
+        provider_key: the member's encrypted provider key, or None (credits pay).
+        credits_available: the member's unreserved credits (nano-USD).
+    """
+
+    member_id: str
+    provider_key: str | None
+    credits_available: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKey:
+    """A member's own provider key, encrypted at rest."""
+
+    member_id: str
+    provider: str
+    ciphertext: str
+    hint: str
+    external_user_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthState:
+    """A pending OAuth PKCE link: whose it is and the verifier that proves it."""
+
+    member_id: str
+    verifier: str
+
+
+@dataclass(frozen=True, slots=True)
+class DailySpend:
+    """What a member's connections were charged on one UTC day (`day` is YYYY-MM-DD)."""
+
+    day: str
+    amount: int

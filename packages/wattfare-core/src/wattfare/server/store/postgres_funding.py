@@ -1,0 +1,188 @@
+"""The PostgreSQL store's funding: credits reserved together with the cap, members' provider keys, OAuth states."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any
+
+from wattfare.server.store.account_records import ConnectionFunding, CreditBalance, OAuthState, ProviderKey
+from wattfare.server.store.records import NewReservation
+from wattfare.server.store.timestamps import from_text, to_text
+
+
+class _CreditsShort(Exception):
+    """Raised inside a reserve transaction to roll back the cap hold when the credits cannot cover it."""
+
+
+class PostgresFunding:
+    """Mixed into `PostgresStore`, which provides pooled connections and transactions."""
+
+    def _conn(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError  # provided by PostgresStore
+
+    def _tx(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError  # provided by PostgresStore
+
+    async def grant_credits(self, member_id: str, amount: int, note: str, now: datetime) -> CreditBalance:
+        """Append a grant to the credit ledger and add it to the balance, atomically."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO credit_ledger (member_id, kind, amount, note, created_at) "
+                "VALUES ($1, 'grant', $2, $3, $4)",
+                member_id,
+                amount,
+                note,
+                to_text(now),
+            )
+            row = await db.fetchrow(
+                "INSERT INTO credit_accounts (member_id, granted) VALUES ($1, $2) ON CONFLICT (member_id) "
+                "DO UPDATE SET granted = credit_accounts.granted + excluded.granted RETURNING granted, spent, reserved",
+                member_id,
+                amount,
+            )
+        return CreditBalance(int(row[0]), int(row[1]), int(row[2]))
+
+    async def credit_balance(self, member_id: str) -> CreditBalance:
+        """A member's credits."""
+        async with self._conn() as db:
+            row = await db.fetchrow(
+                "SELECT granted, spent, reserved FROM credit_accounts WHERE member_id = $1", member_id
+            )
+        return CreditBalance(int(row[0]), int(row[1]), int(row[2])) if row else CreditBalance(0, 0, 0)
+
+    async def connection_funding(self, connection_id: str) -> ConnectionFunding | None:
+        """Who pays for a connection."""
+        async with self._conn() as db:
+            row = await db.fetchrow(
+                "SELECT c.member_id, p.ciphertext, COALESCE(a.granted - a.spent - a.reserved, 0) FROM connections c "
+                "LEFT JOIN provider_keys p ON p.member_id = c.member_id "
+                "LEFT JOIN credit_accounts a ON a.member_id = c.member_id WHERE c.id = $1",
+                connection_id,
+            )
+        if row is None or row[0] is None:
+            return None
+        return ConnectionFunding(row[0], row[1], max(0, int(row[2])))
+
+    async def try_reserve_credited(self, reservation: NewReservation, member_id: str) -> bool:
+        """Hold the amount on the connection's cap and on the member's credits, or on neither."""
+        r = reservation
+        try:
+            async with self._tx() as db:
+                await db.execute(
+                    "INSERT INTO counters (connection_id, window_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    r.connection_id,
+                    r.window_key,
+                )
+                held = await db.execute(
+                    "UPDATE counters SET reserved = reserved + $1 WHERE connection_id = $2 AND window_key = $3 "
+                    "AND spent + reserved + $1 <= (SELECT cap FROM connections WHERE id = $2 AND state = 'active')",
+                    r.amount,
+                    r.connection_id,
+                    r.window_key,
+                )
+                if held != "UPDATE 1":
+                    raise _CreditsShort
+                credited = await db.execute(
+                    "UPDATE credit_accounts SET reserved = reserved + $1 "
+                    "WHERE member_id = $2 AND spent + reserved + $1 <= granted",
+                    r.amount,
+                    member_id,
+                )
+                if credited != "UPDATE 1":
+                    raise _CreditsShort
+                await db.execute(
+                    "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    r.id,
+                    r.connection_id,
+                    r.window_key,
+                    r.amount,
+                    r.model,
+                    to_text(r.created_at),
+                    to_text(r.expires_at),
+                )
+                await db.execute(
+                    "INSERT INTO credit_holds (reservation_id, member_id, amount) VALUES ($1, $2, $3)",
+                    r.id,
+                    member_id,
+                    r.amount,
+                )
+        except _CreditsShort:
+            return False
+        return True
+
+    async def _settle_credit_hold(self, db: Any, reservation_id: str, charged: int, now: datetime) -> None:
+        """Inside `settle`'s transaction: swap the credit hold of a reservation (if any) for its charge."""
+        hold = await db.fetchrow(
+            "DELETE FROM credit_holds WHERE reservation_id = $1 RETURNING member_id, amount", reservation_id
+        )
+        if hold is None:
+            return
+        await db.execute(
+            "UPDATE credit_accounts SET reserved = reserved - $1, spent = spent + $2 WHERE member_id = $3",
+            hold[1],
+            charged,
+            hold[0],
+        )
+        if charged:
+            await db.execute(
+                "INSERT INTO credit_ledger (member_id, kind, amount, request_id, created_at) "
+                "VALUES ($1, 'charge', $2, $3, $4)",
+                hold[0],
+                charged,
+                reservation_id,
+                to_text(now),
+            )
+
+    async def put_provider_key(self, key: ProviderKey) -> None:
+        """Store (or replace) a member's encrypted provider key."""
+        async with self._conn() as db:
+            await db.execute(
+                "INSERT INTO provider_keys (member_id, provider, ciphertext, hint, external_user_id, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (member_id) DO UPDATE SET provider = excluded.provider, "
+                "ciphertext = excluded.ciphertext, hint = excluded.hint, "
+                "external_user_id = excluded.external_user_id, created_at = excluded.created_at",
+                key.member_id,
+                key.provider,
+                key.ciphertext,
+                key.hint,
+                key.external_user_id,
+                to_text(key.created_at),
+            )
+
+    async def provider_key(self, member_id: str) -> ProviderKey | None:
+        """A member's encrypted provider key."""
+        async with self._conn() as db:
+            row = await db.fetchrow(
+                "SELECT member_id, provider, ciphertext, hint, external_user_id, created_at FROM provider_keys "
+                "WHERE member_id = $1",
+                member_id,
+            )
+        return ProviderKey(row[0], row[1], row[2], row[3], row[4], from_text(row[5])) if row else None
+
+    async def delete_provider_key(self, member_id: str) -> bool:
+        """Unlink a member's provider key."""
+        async with self._conn() as db:
+            status = await db.execute("DELETE FROM provider_keys WHERE member_id = $1", member_id)
+        return status == "DELETE 1"
+
+    async def put_oauth_state(self, state_hash: str, member_id: str, verifier: str, expires_at: datetime) -> None:
+        """Remember a pending OAuth PKCE link."""
+        async with self._conn() as db:
+            await db.execute(
+                "INSERT INTO oauth_states (state_hash, member_id, verifier, expires_at) VALUES ($1, $2, $3, $4)",
+                state_hash,
+                member_id,
+                verifier,
+                to_text(expires_at),
+            )
+
+    async def take_oauth_state(self, state_hash: str, now: datetime) -> OAuthState | None:
+        """Consume a pending OAuth link."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM oauth_states WHERE expires_at <= $1", to_text(now))
+            row = await db.fetchrow(
+                "DELETE FROM oauth_states WHERE state_hash = $1 RETURNING member_id, verifier", state_hash
+            )
+        return OAuthState(row[0], row[1]) if row else None

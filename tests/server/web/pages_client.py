@@ -1,0 +1,95 @@
+"""The server in-process for page tests: an httpx client that keeps cookies, like one browser."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from tests.support.wattfare_server import provision
+from wattfare.server.app import create_app
+from wattfare.server.provisioning import ProvisionedApp
+from wattfare.server.services import Services
+from wattfare.server.settings import Settings
+from wattfare.server.store.records import Mode
+
+PUBLIC_URL = "http://127.0.0.1:8787"
+PASSWORD = "correct horse battery staple"
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Pages:
+    """One running server, its provisioned app, and a way to open browsers (cookie jars) on it."""
+
+    app: ProvisionedApp
+    services: Services
+    transport: httpx.ASGITransport
+
+    def browser(self) -> httpx.AsyncClient:
+        """A new cookie jar, as if another person opened the site."""
+        return httpx.AsyncClient(transport=self.transport, base_url=PUBLIC_URL)
+
+    async def session_token(self, app_user_id: str, mode: Mode = "live", monthly_usd: float = 5) -> str:
+        async with self.browser() as server:
+            response = await server.post(
+                "/api/v1/sessions",
+                json={"appUserId": app_user_id, "requestLimit": {"monthlyUsd": monthly_usd}},
+                headers={"Authorization": f"Bearer {self.app.secret_keys[mode]}"},
+            )
+        assert response.status_code == 200, response.text
+        return response.json()["token"]
+
+    async def status(self, app_user_id: str, mode: Mode = "live") -> dict[str, object]:
+        async with self.browser() as server:
+            response = await server.get(
+                "/api/v1/status",
+                params={"appUserId": app_user_id},
+                headers={"Authorization": f"Bearer {self.app.secret_keys[mode]}"},
+            )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def complete(self, app_user_id: str, mode: Mode = "live", **body: object) -> httpx.Response:
+        payload = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]} | body
+        async with self.browser() as server:
+            return await server.post(
+                "/api/v1/chat/completions",
+                json=payload,
+                headers={"Authorization": f"Bearer {self.app.secret_keys[mode]}", "Wattfare-User": app_user_id},
+            )
+
+
+@asynccontextmanager
+async def pages(database_url: str, **settings: object) -> AsyncIterator[Pages]:
+    provisioned = await asyncio.to_thread(provision, database_url)
+    config = Settings.from_env({}, database_url=database_url, public_url=PUBLIC_URL, **settings)
+    app = create_app(config)
+    services: Services = app.state.services
+    await services.start()
+    try:
+        yield Pages(provisioned, services, httpx.ASGITransport(app=app))
+    finally:
+        await services.stop()
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = _CSRF.search(page.text)
+    assert match is not None, page.text
+    return match.group(1)
+
+
+async def sign_up(browser: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+    form = await browser.get("/signup")
+    return await browser.post("/signup", data={"csrf": csrf_of(form), "email": email, "password": password})
+
+
+async def approve(browser: httpx.AsyncClient, token: str, cap: str = "5") -> httpx.Response:
+    """Open the consent page for `token` and press Approve with `cap`."""
+    consent = await browser.get("/connect", params={"session": token})
+    data = {"csrf": csrf_of(consent), "session": token, "monthlyUsd": cap, "decision": "approve"}
+    return await browser.post("/connect", data=data)
