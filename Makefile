@@ -45,7 +45,10 @@ record-langchain: install ## re-record the LangChain adapter's cassettes against
 record-llamaindex: install ## re-record the LlamaIndex adapter's cassettes against a fresh server
 	WATTFARE_RECORD=1 $(BIN)/pytest -p no:cacheprovider tests/adapters/llamaindex/test_contract.py
 
+figures: install ## rerun the PostgreSQL scale-out tests and rewrite tests/server/scale/FIGURES.md
+	WATTFARE_WRITE_FIGURES=1 $(BIN)/pytest -p no:cacheprovider tests/server/scale
+
 bench: install ## benchmark Wattfare beside direct, a bare pass-through and LiteLLM (needs nginx + wrk; ~6 min)
 	$(BIN)/python benchmarks/run.py
 
-.PHONY: help install dev lint typecheck format test record-langchain record-llamaindex bench
+.PHONY: help install dev lint typecheck format test record-langchain record-llamaindex bench figures

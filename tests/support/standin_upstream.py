@@ -355,8 +355,15 @@ async def _serve(server: StandinServer, port: int, port_file: Path | None) -> No
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
+    # A long keep-alive, like real providers behind a CDN: with uvicorn's 5 s default, a pooled connection
+    # the proxy reuses can be closed under it, turning one request in thousands into a spurious 502.
     config = uvicorn.Config(
-        server.app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+        server.app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=120,
     )
     uvicorn_server = uvicorn.Server(config)
     serving = asyncio.create_task(uvicorn_server.serve(sockets=[sock]))

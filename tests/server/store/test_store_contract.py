@@ -148,3 +148,18 @@ async def test_concurrent_reservations_never_hold_more_than_the_cap(store: Store
     assert snapshot.spent == await store.ledger_total(conn.id, WINDOW)
     assert any(results)
     assert not all(results)
+
+
+async def test_a_cap_lowered_while_a_request_runs_still_bounds_its_charge(store: Store) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "live", 1000, NOW)
+    hold = reservation(conn.id, 800)
+    assert await store.try_reserve(hold)
+    await store.approve_connection("c1", "app_a", "u1", "live", 300, NOW)  # the member lowers the cap
+    settled = await store.settle(Settlement(hold.id, 700), NOW)
+    assert settled is not None
+    assert (settled.charged, settled.spent, settled.cap) == (300, 300, 300)
+    rows = await store.usage("app_a", "live", "u1", NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert rows[0].cost == 300
+    # Once at the cap, nothing more is charged, whatever the request cost.
+    conn = await store.approve_connection("c1", "app_a", "u1", "live", 300, NOW)
+    assert not await store.try_reserve(reservation(conn.id, 1))

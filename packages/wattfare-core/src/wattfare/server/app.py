@@ -49,13 +49,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     # Fail closed: without the database no request can be metered, so none is served.
     log.error("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return ApiError("unavailable", "Wattfare's database is unavailable; nothing was charged. Retry shortly.").response()
+    return ApiError("unavailable", "Wattfare's database is unavailable; retry shortly.").response()
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged without the request body: prompts never reach the logs.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
-    return ApiError("internal", "Internal error; nothing was charged for a request that failed here.").response()
+    return ApiError("internal", "Internal error in Wattfare; retry shortly.").response()
 
 
 async def _page_error(request: Request, exc: Exception) -> Response:
@@ -99,7 +99,7 @@ def create_app(
     settings = settings or Settings.from_env()
     services = Services(
         settings=settings,
-        store=store or open_store(settings.database_url),
+        store=store or open_store(settings.database_url, pool_size=settings.database_pool_size),
         upstreams=upstreams or build_upstreams(settings),
         clock=clock,
     )

@@ -23,6 +23,7 @@ from wattfare.server.json_value import as_array, as_object
 from wattfare.server.meter import Hold, Meter
 from wattfare.server.revocations import Revocations
 from wattfare.server.sse_frames import SSEFrames, event_data
+from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.records import Settled
 from wattfare.server.upstream.base import UpstreamResponse
 from wattfare.server.upstream_errors import from_stream_error
@@ -141,6 +142,10 @@ class MeteredStream:
                     await send({"type": "http.response.body", "body": b"".join(batch), "more_body": True})
                 if ending is not None:
                     return ending
+        except StoreUnavailableError as exc:
+            # The answer was served but cannot be settled now: its hold stays and expires at the reserved amount.
+            log.error("settling %s failed, its hold is left to expire: %s", self._hold.id, exc)
+            return ApiError("unavailable", "Wattfare's database became unavailable; the request stopped here.")
         except Exception as exc:  # the upstream broke the connection mid-stream
             log.warning("upstream stream broke: %s", type(exc).__name__)
             return ApiError("upstream", "The model provider's stream broke off.")
@@ -201,6 +206,8 @@ class MeteredStream:
         try:
             if not self._settled:
                 await self._settle()
+        except StoreUnavailableError as exc:
+            log.error("settling %s failed, its hold is left to expire: %s", self._hold.id, exc)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._upstream.close())

@@ -33,6 +33,8 @@ class Settings:
         reservation_ttl_seconds: a reservation older than this is presumed dead and settled conservatively.
         upstream_timeout_seconds: read timeout towards the upstream.
         price_refresh_seconds: how often model prices are re-read from the upstream.
+        database_pool_size: PostgreSQL connections per process at most (instances x workers x this must stay
+            under the server's max_connections).
         encryption_key: base64url of 32 bytes, the AES-256-GCM key for members' provider keys at rest;
             None = generated once and kept in the database (dev only: set it in production).
         openrouter_url: where members link their OpenRouter account (OAuth PKCE `/auth`, `/api/v1/auth/keys`).
@@ -51,6 +53,7 @@ class Settings:
     reservation_ttl_seconds: int = 900
     upstream_timeout_seconds: float = 300.0
     price_refresh_seconds: int = 3600
+    database_pool_size: int = 10
     encryption_key: str | None = None
     openrouter_url: str = DEFAULT_OPENROUTER_URL
     signup_credits: int = 0
@@ -85,6 +88,7 @@ class Settings:
             "reservation_ttl_seconds": int(env.get("WATTFARE_RESERVATION_TTL_SECONDS", "900")),
             "upstream_timeout_seconds": float(env.get("WATTFARE_UPSTREAM_TIMEOUT_SECONDS", "300")),
             "price_refresh_seconds": int(env.get("WATTFARE_PRICE_REFRESH_SECONDS", "3600")),
+            "database_pool_size": int(env.get("WATTFARE_DATABASE_POOL_SIZE", "10")),
             "encryption_key": env.get("WATTFARE_ENCRYPTION_KEY") or None,
             "openrouter_url": env.get("WATTFARE_OPENROUTER_URL", DEFAULT_OPENROUTER_URL).rstrip("/"),
             "signup_credits": usd_to_nanos(env.get("WATTFARE_SIGNUP_CREDITS_USD", "0")),

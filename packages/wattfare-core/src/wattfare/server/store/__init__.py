@@ -10,10 +10,11 @@ from wattfare.server.store.sqlite import SQLiteStore
 __all__ = ["SQLiteStore", "Store", "StoreUnavailableError", "open_store"]
 
 
-def open_store(database_url: str) -> Store:
+def open_store(database_url: str, *, pool_size: int = 10) -> Store:
     """Open the store a database URL names.
 
-    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, or `postgresql://user@host:5432/db`.
+    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, or `postgresql://user@host:5432/db`
+    (with `pool_size` connections per process at most).
     """
     if database_url.startswith("sqlite://"):
         path = database_url.removeprefix("sqlite://")
@@ -23,6 +24,6 @@ def open_store(database_url: str) -> Store:
         # Imported here so the embedded default needs no PostgreSQL driver.
         from wattfare.server.store.postgres import PostgresStore
 
-        return PostgresStore(database_url)
+        return PostgresStore(database_url, min_size=min(2, pool_size), max_size=pool_size)
     scheme = database_url.split(":", 1)[0]
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///path.db or postgresql://…")

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 
 from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store.charging import settlement_charge
 from wattfare.server.store.migrations import MIGRATIONS, statements_for
 from wattfare.server.store.postgres_accounts import PostgresAccounts
 from wattfare.server.store.postgres_funding import PostgresFunding
@@ -401,9 +402,15 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
             if held is None:
                 return None
             connection_id, window_key, amount, model = held[0], held[1], held[2], held[3]
-            # Never charge more than was held: that is the step that keeps spent <= cap.
-            charged = min(max(0, s.charged), amount)
-            absorbed = s.absorbed + max(0, s.charged - amount)
+            owner = await db.fetchrow(
+                "SELECT app_id, mode, app_user_id, cap FROM connections WHERE id = $1", connection_id
+            )
+            spent_before = await db.fetchval(
+                "SELECT spent FROM counters WHERE connection_id = $1 AND window_key = $2 FOR UPDATE",
+                connection_id,
+                window_key,
+            )
+            charged, absorbed = settlement_charge(s, amount, owner[3], spent_before)
             counters = await db.fetchrow(
                 "UPDATE counters SET reserved = reserved - $1, spent = spent + $2 "
                 "WHERE connection_id = $3 AND window_key = $4 RETURNING spent, reserved",
@@ -411,9 +418,6 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 charged,
                 connection_id,
                 window_key,
-            )
-            owner = await db.fetchrow(
-                "SELECT app_id, mode, app_user_id, cap FROM connections WHERE id = $1", connection_id
             )
             await db.execute(
                 "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store.charging import settlement_charge
 from wattfare.server.store.migrations import MIGRATIONS, statements_for
 from wattfare.server.store.records import (
     AppRecord,
@@ -310,16 +311,16 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             if held is None:
                 return None
             connection_id, window_key, amount, model = held
-            # Never charge more than was held: that is the step that keeps spent <= cap.
-            charged = min(max(0, s.charged), amount)
-            absorbed = s.absorbed + max(0, s.charged - amount)
+            owner = db.execute(
+                "SELECT c.app_id, c.mode, c.app_user_id, c.cap, k.spent FROM connections c "
+                "JOIN counters k ON k.connection_id = c.id AND k.window_key = ? WHERE c.id = ?",
+                (window_key, connection_id),
+            ).fetchone()
+            charged, absorbed = settlement_charge(s, amount, owner[3], owner[4])
             counters = db.execute(
                 "UPDATE counters SET reserved = reserved - ?, spent = spent + ? "
                 "WHERE connection_id = ? AND window_key = ? RETURNING spent, reserved",
                 (amount, charged, connection_id, window_key),
-            ).fetchone()
-            owner = db.execute(
-                "SELECT app_id, mode, app_user_id, cap FROM connections WHERE id = ?", (connection_id,)
             ).fetchone()
             db.execute(
                 "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "

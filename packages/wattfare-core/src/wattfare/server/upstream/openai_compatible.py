@@ -96,7 +96,9 @@ class OpenAICompatibleUpstream:
         if self._client is None:
             self._client = aiohttp.ClientSession(
                 # Sized for a proxy: many concurrent long-lived streams to one host.
-                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30.0, ttl_dns_cache=300),
+                # Idle connections are dropped after 15 s, before most servers' own keep-alive ends, so a
+                # reused connection is rarely one the provider has just closed.
+                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=15.0, ttl_dns_cache=300),
                 timeout=self._timeout,
             )
         return self._client
