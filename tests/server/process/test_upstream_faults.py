@@ -277,6 +277,9 @@ def test_upstream_without_usage_is_charged_conservatively_within_the_cap(
     (entry,) = books.entries(user)
     # Never less than the 20 tokens the stand-in produced (and its 2-token prompt) really cost.
     assert true_cost_nanos(2, 20) <= entry.amount <= usd_to_nanos("0.01")
+    # An upper bound of what the answer used, not the whole hold (here all the user could still afford).
+    assert entry.kind == "estimated"
+    assert entry.amount < usd_to_nanos("0.01") // 10
     books.assert_balanced()
 
 

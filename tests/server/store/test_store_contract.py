@@ -163,3 +163,12 @@ async def test_a_cap_lowered_while_a_request_runs_still_bounds_its_charge(store:
     # Once at the cap, nothing more is charged, whatever the request cost.
     conn = await store.approve_connection("c1", "app_a", "u1", "live", 300, NOW)
     assert not await store.try_reserve(reservation(conn.id, 1))
+
+
+async def test_renewing_a_live_hold_keeps_it_from_the_sweeper(store: Store) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    running = reservation(conn.id, 100, created=NOW - timedelta(hours=1), ttl=60)
+    assert await store.try_reserve(running)
+    assert [r.id for r in await store.expired_reservations(NOW)] == [running.id]
+    assert await store.renew_reservations([running.id, "req_gone"], NOW + timedelta(minutes=15)) == 1
+    assert await store.expired_reservations(NOW) == []

@@ -80,6 +80,9 @@ class Meter:
         self._clock = clock
         self._ttl = reservation_ttl
         self._sweeper: asyncio.Task[None] | None = None
+        # Holds of requests running in this process: renewed while they run, so only a hold whose process
+        # died can expire (a stream may outlast the TTL; its hold must not be swept from under it).
+        self._live: set[str] = set()
 
     async def connection_for(self, key: KeyRecord, app_user_id: str) -> Connection | Refusal:
         """The active connection of this app user; test keys auto-approve one on first use."""
@@ -161,6 +164,7 @@ class Meter:
             else:
                 held = await self._store.try_reserve(reservation)
             if held:
+                self._live.add(reservation.id)
                 return Hold(
                     id=reservation.id,
                     connection=snapshot.connection,
@@ -191,6 +195,10 @@ class Meter:
             )
         else:
             settlement = Settlement(hold.id, hold.amount if fallback is None else fallback)
+        return await self._settle(settlement)
+
+    async def _settle(self, settlement: Settlement) -> Settled | None:
+        self._live.discard(settlement.reservation_id)
         return await self._store.settle(settlement, self._clock())
 
     async def settle_estimate(self, hold: Hold, completion_bytes: int) -> Settled | None:
@@ -205,15 +213,17 @@ class Meter:
         settlement = Settlement(
             hold.id, cost, prompt_tokens=usage.prompt_tokens, completion_tokens=completion_bytes, kind="estimated"
         )
-        return await self._store.settle(settlement, self._clock())
+        return await self._settle(settlement)
 
     async def release(self, hold: Hold) -> Settled | None:
         """Give the whole hold back: the request never reached a model."""
-        return await self._store.settle(Settlement(hold.id, 0, kind="released"), self._clock())
+        return await self._settle(Settlement(hold.id, 0, kind="released"))
 
     async def sweep(self) -> int:
         """Settle reservations whose request died with its server, conservatively (the reserved amount)."""
         swept = 0
+        if self._live:
+            await self._store.renew_reservations(list(self._live), self._clock() + self._ttl)
         for dead in await self._store.expired_reservations(self._clock()):
             settled = await self._store.settle(Settlement(dead.id, dead.amount, kind="expired"), self._clock())
             swept += settled is not None
@@ -222,10 +232,10 @@ class Meter:
         return swept
 
     def start_sweeping(self, every_seconds: float) -> None:
-        """Sweep now and then every `every_seconds` (or every TTL, when shorter), in the background."""
-        # A dead hold keeps the user's budget tied up until swept: with a TTL shorter than the period it would
-        # outlive its TTL by up to a whole period. The floor keeps a zero TTL from spinning the loop.
-        period = max(0.5, min(every_seconds, self._ttl.total_seconds()))
+        """Renew live holds and sweep dead ones every `every_seconds` (a third of the TTL when shorter)."""
+        # Live holds must be renewed well before their deadline, and a dead hold should not outlive its TTL
+        # by a whole period. The floor keeps a zero TTL from spinning the loop.
+        period = max(0.5, min(every_seconds, self._ttl.total_seconds() / 3))
 
         async def loop() -> None:
             while True:

@@ -18,7 +18,7 @@ from wattfare.metering import nanos_to_usd
 from wattfare.server.completion_request import anonymous_user, parse_completion, require_end_user, upstream_payload
 from wattfare.server.errors import ApiError
 from wattfare.server.http_input import bearer, read_body
-from wattfare.server.json_value import as_object
+from wattfare.server.json_value import as_array, as_object
 from wattfare.server.key_vault import VaultError
 from wattfare.server.meter import Hold, Refusal
 from wattfare.server.relay import MeteredStream, cost_headers
@@ -130,8 +130,24 @@ async def _whole_answer(services: Services, hold: Hold, answer: UpstreamResponse
     if as_object(answer_object.get("error")) is not None:
         await services.meter.release(hold)
         raise ApiError("upstream", "The model provider failed.")
-    # No usage reported: charge the hold (the worst case), the only amount known not to undercharge.
-    settled = await services.meter.settle(hold, usage)
+    if usage is None:
+        # No usage reported: charge an upper bound of what the answer used (as a cut-short stream is), never
+        # less than it cost and never more than the hold.
+        settled = await services.meter.settle_estimate(hold, _answer_bytes(answer_object))
+    else:
+        settled = await services.meter.settle(hold, usage)
     if settled is not None:
         headers |= cost_headers(settled.charged, max(0, settled.cap - settled.spent - settled.reserved))
     return Response(body, 200, headers, media_type="application/json")
+
+
+def _answer_bytes(answer: dict[str, Any]) -> int:
+    """UTF-8 bytes of everything the model wrote in a whole answer (no token is shorter than a byte)."""
+    texts: list[object] = []
+    for choice in as_array(answer.get("choices")) or ():
+        message = as_object((as_object(choice) or {}).get("message")) or {}
+        texts += (message.get("content"), message.get("refusal"), message.get("reasoning"))
+        for call in as_array(message.get("tool_calls")) or ():
+            function = as_object((as_object(call) or {}).get("function")) or {}
+            texts += (function.get("name"), function.get("arguments"))
+    return sum(len(text.encode()) for text in texts if isinstance(text, str))

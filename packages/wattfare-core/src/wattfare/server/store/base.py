@@ -134,6 +134,10 @@ class Store(Protocol):
         """Replace a reservation by its charge and append the ledger entry, atomically; None if already gone."""
         ...
 
+    async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:
+        """Push back the deadline of holds whose request is still running here; return how many exist."""
+        ...
+
     async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
         """Reservations whose request outlived its deadline (its server likely died)."""
         ...

@@ -441,6 +441,16 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
             await self._settle_credit_hold(db, s.reservation_id, charged, now)
         return Settled(connection_id, window_key, counters[0], counters[1], owner[3], charged)
 
+    async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:
+        """Push back the deadline of holds still in flight."""
+        if not reservation_ids:
+            return 0
+        async with self._conn() as db:
+            status = await db.execute(
+                "UPDATE reservations SET expires_at = $1 WHERE id = ANY($2::text[])", _ts(expires_at), reservation_ids
+            )
+        return int(status.split()[-1])
+
     async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
         """Reservations past their deadline."""
         async with self._conn() as db:

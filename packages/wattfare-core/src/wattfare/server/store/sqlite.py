@@ -346,6 +346,16 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             self._settle_credit_hold(db, s.reservation_id, charged, now)
         return Settled(connection_id, window_key, counters[0], counters[1], owner[3], charged)
 
+    async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:
+        """Push back the deadline of holds still in flight."""
+        if not reservation_ids:
+            return 0
+        marks = ",".join("?" * len(reservation_ids))
+        with self._write() as db:
+            return db.execute(
+                f"UPDATE reservations SET expires_at = ? WHERE id IN ({marks})", (_ts(expires_at), *reservation_ids)
+            ).rowcount
+
     async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
         """Reservations past their deadline."""
         rows = self._db.execute(
