@@ -31,8 +31,9 @@ from wattfare.server.store.records import (
     Settlement,
     UsageRow,
 )
+from wattfare.server.store.rows import CONNECTION_COLUMNS, connection_from_row
+from wattfare.server.store.timestamps import from_text, to_text
 
-_CONNECTION_COLUMNS = "id, app_id, app_user_id, mode, state, cap, created_at, updated_at"
 # Errors that mean "the database is not there", as opposed to a bug in a statement. Besides a lost
 # connection: the server starting up or shutting down (57P03, 57P01, 57P02) and out of connection slots
 # (53300, e.g. instances x workers x pool size > max_connections) are outages too, answered with 503.
@@ -48,27 +49,6 @@ _UNAVAILABLE = (
 )
 # Serialises concurrent `upgrade()` calls of instances starting together (an arbitrary, fixed lock id).
 _MIGRATION_LOCK = 0x57A77FA2E
-
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _connection(row: Any) -> Connection:
-    return Connection(
-        id=row[0],
-        app_id=row[1],
-        app_user_id=row[2],
-        mode=row[3],
-        state=row[4],
-        cap=row[5],
-        created_at=_dt(row[6]),
-        updated_at=_dt(row[7]),
-    )
 
 
 class PostgresStore(PostgresAccounts, PostgresFunding):
@@ -148,7 +128,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 await db.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                     version,
-                    _ts(datetime.now(UTC)),
+                    to_text(datetime.now(UTC)),
                 )
             applied.append(version)
         return applied
@@ -168,7 +148,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 app_id,
                 name,
                 default_test_cap,
-                _ts(now),
+                to_text(now),
             )
         return AppRecord(app_id, name, default_test_cap, now)
 
@@ -176,7 +156,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
         """Read an app by id."""
         async with self._conn() as db:
             row = await db.fetchrow("SELECT id, name, default_test_cap, created_at FROM apps WHERE id = $1", app_id)
-        return AppRecord(row[0], row[1], row[2], _dt(row[3])) if row else None
+        return AppRecord(row[0], row[1], row[2], from_text(row[3])) if row else None
 
     async def add_key(
         self, key_id: str, app_id: str, mode: Mode, kind: str, key_hash: str, hint: str, now: datetime
@@ -192,7 +172,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 kind,
                 key_hash,
                 hint,
-                _ts(now),
+                to_text(now),
             )
 
     async def find_secret_key(self, key_hash: str) -> KeyRecord | None:
@@ -224,12 +204,12 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
         """The connection of this app user, in any state."""
         async with self._conn() as db:
             row = await db.fetchrow(
-                f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE app_id = $1 AND mode = $2 AND app_user_id = $3",
+                f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE app_id = $1 AND mode = $2 AND app_user_id = $3",
                 app_id,
                 mode,
                 app_user_id,
             )
-        return _connection(row) if row else None
+        return connection_from_row(row) if row else None
 
     async def approve_connection(
         self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, now: datetime
@@ -240,15 +220,15 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 "INSERT INTO connections (id, app_id, app_user_id, mode, state, cap, created_at, updated_at) "
                 "VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) "
                 "ON CONFLICT (app_id, mode, app_user_id) DO UPDATE SET state = 'active', cap = excluded.cap, "
-                f"updated_at = excluded.updated_at RETURNING {_CONNECTION_COLUMNS}",
+                f"updated_at = excluded.updated_at RETURNING {CONNECTION_COLUMNS}",
                 connection_id,
                 app_id,
                 app_user_id,
                 mode,
                 cap,
-                _ts(now),
+                to_text(now),
             )
-        return _connection(row)
+        return connection_from_row(row)
 
     async def ensure_connection(
         self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, now: datetime
@@ -263,28 +243,28 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 app_user_id,
                 mode,
                 cap,
-                _ts(now),
+                to_text(now),
             )
             row = await db.fetchrow(
-                f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE app_id = $1 AND mode = $2 AND app_user_id = $3",
+                f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE app_id = $1 AND mode = $2 AND app_user_id = $3",
                 app_id,
                 mode,
                 app_user_id,
             )
-        return _connection(row)
+        return connection_from_row(row)
 
     async def revoke_connection(self, app_id: str, mode: Mode, app_user_id: str, now: datetime) -> Connection | None:
         """Revoke the connection; None when there is none."""
         async with self._conn() as db:
             row = await db.fetchrow(
                 "UPDATE connections SET state = 'revoked', updated_at = $1 "
-                f"WHERE app_id = $2 AND mode = $3 AND app_user_id = $4 RETURNING {_CONNECTION_COLUMNS}",
-                _ts(now),
+                f"WHERE app_id = $2 AND mode = $3 AND app_user_id = $4 RETURNING {CONNECTION_COLUMNS}",
+                to_text(now),
                 app_id,
                 mode,
                 app_user_id,
             )
-        return _connection(row) if row else None
+        return connection_from_row(row) if row else None
 
     async def connection_states(self, connection_ids: list[str]) -> dict[str, str]:
         """Current state of each listed connection."""
@@ -305,7 +285,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 mode,
                 app_user_id,
                 cap,
-                _ts(now),
+                to_text(now),
             )
 
     async def requested_cap(self, app_id: str, mode: Mode, app_user_id: str) -> int | None:
@@ -321,11 +301,11 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
     async def spend_token(self, token_id: str, expires_at: datetime, now: datetime) -> bool:
         """Mark a single-use token used; False on a replay."""
         async with self._tx() as db:
-            await db.execute("DELETE FROM spent_tokens WHERE expires_at < $1", _ts(now))
+            await db.execute("DELETE FROM spent_tokens WHERE expires_at < $1", to_text(now))
             status = await db.execute(
                 "INSERT INTO spent_tokens (token_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 token_id,
-                _ts(expires_at),
+                to_text(expires_at),
             )
         return status == "INSERT 0 1"
 
@@ -333,13 +313,13 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
         """Count one hit in a fixed rate-limit window."""
         async with self._tx() as db:
             await db.execute(
-                "DELETE FROM rate_counts WHERE bucket = $1 AND window_start < $2", bucket, _ts(window_start)
+                "DELETE FROM rate_counts WHERE bucket = $1 AND window_start < $2", bucket, to_text(window_start)
             )
             return await db.fetchval(
                 "INSERT INTO rate_counts (bucket, window_start, hits) VALUES ($1, $2, 1) "
                 "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_counts.hits + 1 RETURNING hits",
                 bucket,
-                _ts(window_start),
+                to_text(window_start),
             )
 
     # -- metering
@@ -358,7 +338,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
             )
         if row is None:
             return None
-        return BudgetSnapshot(_connection(row), window_key, row[8], row[9])
+        return BudgetSnapshot(connection_from_row(row), window_key, row[8], row[9])
 
     async def try_reserve(self, reservation: NewReservation) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
@@ -386,8 +366,8 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                     r.window_key,
                     r.amount,
                     r.model,
-                    _ts(r.created_at),
-                    _ts(r.expires_at),
+                    to_text(r.created_at),
+                    to_text(r.expires_at),
                 )
         return held
 
@@ -435,7 +415,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
                 absorbed,
                 s.prompt_tokens,
                 s.completion_tokens,
-                _ts(now),
+                to_text(now),
             )
             # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
             await self._settle_credit_hold(db, s.reservation_id, charged, now)
@@ -447,7 +427,9 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
             return 0
         async with self._conn() as db:
             status = await db.execute(
-                "UPDATE reservations SET expires_at = $1 WHERE id = ANY($2::text[])", _ts(expires_at), reservation_ids
+                "UPDATE reservations SET expires_at = $1 WHERE id = ANY($2::text[])",
+                to_text(expires_at),
+                reservation_ids,
             )
         return int(status.split()[-1])
 
@@ -457,10 +439,10 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
             rows = await db.fetch(
                 "SELECT id, connection_id, window_key, amount, model, created_at, expires_at FROM reservations "
                 "WHERE expires_at < $1 ORDER BY expires_at LIMIT $2",
-                _ts(now),
+                to_text(now),
                 limit,
             )
-        return [NewReservation(r[0], r[1], r[2], r[3], r[4], _dt(r[5]), _dt(r[6])) for r in rows]
+        return [NewReservation(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6])) for r in rows]
 
     async def usage(
         self, app_id: str, mode: Mode, app_user_id: str | None, start: datetime, end: datetime
@@ -470,7 +452,7 @@ class PostgresStore(PostgresAccounts, PostgresFunding):
             "SELECT app_user_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount) "
             "FROM ledger WHERE app_id = $1 AND mode = $2 AND created_at >= $3 AND created_at < $4"
         )
-        params: list[Any] = [app_id, mode, _ts(start), _ts(end)]
+        params: list[Any] = [app_id, mode, to_text(start), to_text(end)]
         if app_user_id is not None:
             sql += " AND app_user_id = $5"
             params.append(app_user_id)

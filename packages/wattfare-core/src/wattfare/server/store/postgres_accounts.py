@@ -16,23 +16,11 @@ from wattfare.server.store.account_records import (
     PublishableKey,
 )
 from wattfare.server.store.records import AppRecord, Connection
+from wattfare.server.store.rows import connection_from_row
 from wattfare.server.store.timestamps import from_text, to_text
 
 _CONNECTION_COLUMNS = "c.id, c.app_id, c.app_user_id, c.mode, c.state, c.cap, c.created_at, c.updated_at"
 _RETURNING_CONNECTION = "RETURNING id, app_id, app_user_id, mode, state, cap, created_at, updated_at"
-
-
-def _connection(row: Any) -> Connection:
-    return Connection(
-        id=row[0],
-        app_id=row[1],
-        app_user_id=row[2],
-        mode=row[3],
-        state=row[4],
-        cap=row[5],
-        created_at=from_text(row[6]),
-        updated_at=from_text(row[7]),
-    )
 
 
 class PostgresAccounts:
@@ -213,7 +201,7 @@ class PostgresAccounts:
                 to_text(now),
                 member_id,
             )
-        return _connection(row)
+        return connection_from_row(row)
 
     async def member_connections(self, member_id: str, window_key: str) -> list[MemberConnection]:
         """A member's connections with their counters for the window."""
@@ -226,7 +214,7 @@ class PostgresAccounts:
                 window_key,
                 member_id,
             )
-        return [MemberConnection(_connection(r), r[8], int(r[9]), int(r[10])) for r in rows]
+        return [MemberConnection(connection_from_row(r), r[8], int(r[9]), int(r[10])) for r in rows]
 
     async def set_member_cap(self, member_id: str, connection_id: str, cap: int, now: datetime) -> Connection | None:
         """Change the cap of one of this member's connections."""
@@ -239,7 +227,7 @@ class PostgresAccounts:
                 connection_id,
                 member_id,
             )
-        return _connection(row) if row else None
+        return connection_from_row(row) if row else None
 
     async def revoke_member_connection(self, member_id: str, connection_id: str, now: datetime) -> Connection | None:
         """Revoke one of this member's connections."""
@@ -251,7 +239,7 @@ class PostgresAccounts:
                 connection_id,
                 member_id,
             )
-        return _connection(row) if row else None
+        return connection_from_row(row) if row else None
 
     async def member_daily_spend(self, member_id: str, start: datetime, end: datetime) -> list[DailySpend]:
         """Ledger charges of a member's connections per UTC day."""

@@ -23,7 +23,6 @@ from wattfare.server.store.records import (
     AppRecord,
     BudgetSnapshot,
     Connection,
-    ConnectionState,
     KeyRecord,
     Mode,
     NewReservation,
@@ -31,20 +30,14 @@ from wattfare.server.store.records import (
     Settlement,
     UsageRow,
 )
+from wattfare.server.store.rows import CONNECTION_COLUMNS, connection_from_row
 from wattfare.server.store.sqlite_accounts import SQLiteAccounts
 from wattfare.server.store.sqlite_funding import SQLiteFunding
+from wattfare.server.store.timestamps import from_text, to_text
 
 # Writers of other processes queue behind each other; each transaction is sub-millisecond, so a long wait
 # means overload, answered with 503 rather than an unbounded stall.
 _BUSY_TIMEOUT_MS = 15000
-
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 class SQLiteStore(SQLiteAccounts, SQLiteFunding):
@@ -93,7 +86,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
                     db.execute(statement)
                 db.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                    (version, _ts(datetime.now(UTC))),
+                    (version, to_text(datetime.now(UTC))),
                 )
             applied.append(version)
         return applied
@@ -108,14 +101,14 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         with self._write() as db:
             db.execute(
                 "INSERT INTO apps (id, name, default_test_cap, created_at) VALUES (?, ?, ?, ?)",
-                (app_id, name, default_test_cap, _ts(now)),
+                (app_id, name, default_test_cap, to_text(now)),
             )
         return AppRecord(app_id, name, default_test_cap, now)
 
     async def get_app(self, app_id: str) -> AppRecord | None:
         """Read an app by id."""
         row = self._one("SELECT id, name, default_test_cap, created_at FROM apps WHERE id = ?", (app_id,))
-        return AppRecord(row[0], row[1], row[2], _dt(row[3])) if row else None
+        return AppRecord(row[0], row[1], row[2], from_text(row[3])) if row else None
 
     async def add_key(
         self, key_id: str, app_id: str, mode: Mode, kind: str, key_hash: str, hint: str, now: datetime
@@ -125,7 +118,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             db.execute(
                 "INSERT INTO api_keys (id, app_id, mode, kind, key_hash, hint, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, app_id, mode, kind, key_hash, hint, _ts(now)),
+                (key_id, app_id, mode, kind, key_hash, hint, to_text(now)),
             )
 
     async def find_secret_key(self, key_hash: str) -> KeyRecord | None:
@@ -150,28 +143,13 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         return cast("str", row[0])
 
     # -- connections
-    _CONNECTION_COLUMNS = "id, app_id, app_user_id, mode, state, cap, created_at, updated_at"
-
-    @staticmethod
-    def _connection(row: tuple[Any, ...]) -> Connection:
-        return Connection(
-            id=row[0],
-            app_id=row[1],
-            app_user_id=row[2],
-            mode=cast("Mode", row[3]),
-            state=cast("ConnectionState", row[4]),
-            cap=row[5],
-            created_at=_dt(row[6]),
-            updated_at=_dt(row[7]),
-        )
-
     async def get_connection(self, app_id: str, mode: Mode, app_user_id: str) -> Connection | None:
         """The connection of this app user, in any state."""
         row = self._one(
-            f"SELECT {self._CONNECTION_COLUMNS} FROM connections WHERE app_id = ? AND mode = ? AND app_user_id = ?",
+            f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE app_id = ? AND mode = ? AND app_user_id = ?",
             (app_id, mode, app_user_id),
         )
-        return self._connection(row) if row else None
+        return connection_from_row(row) if row else None
 
     async def approve_connection(
         self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, now: datetime
@@ -183,10 +161,10 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
                 "VALUES (?, ?, ?, ?, 'active', ?, ?, ?) "
                 "ON CONFLICT (app_id, mode, app_user_id) DO UPDATE SET state = 'active', cap = excluded.cap, "
                 "updated_at = excluded.updated_at "
-                f"RETURNING {self._CONNECTION_COLUMNS}",
-                (connection_id, app_id, app_user_id, mode, cap, _ts(now), _ts(now)),
+                f"RETURNING {CONNECTION_COLUMNS}",
+                (connection_id, app_id, app_user_id, mode, cap, to_text(now), to_text(now)),
             ).fetchone()
-        return self._connection(row)
+        return connection_from_row(row)
 
     async def ensure_connection(
         self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, now: datetime
@@ -196,13 +174,13 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             db.execute(
                 "INSERT INTO connections (id, app_id, app_user_id, mode, state, cap, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, 'active', ?, ?, ?) ON CONFLICT (app_id, mode, app_user_id) DO NOTHING",
-                (connection_id, app_id, app_user_id, mode, cap, _ts(now), _ts(now)),
+                (connection_id, app_id, app_user_id, mode, cap, to_text(now), to_text(now)),
             )
             row = db.execute(
-                f"SELECT {self._CONNECTION_COLUMNS} FROM connections WHERE app_id = ? AND mode = ? AND app_user_id = ?",
+                f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE app_id = ? AND mode = ? AND app_user_id = ?",
                 (app_id, mode, app_user_id),
             ).fetchone()
-        return self._connection(row)
+        return connection_from_row(row)
 
     async def revoke_connection(self, app_id: str, mode: Mode, app_user_id: str, now: datetime) -> Connection | None:
         """Revoke the connection; None when there is none."""
@@ -210,10 +188,10 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             row = db.execute(
                 "UPDATE connections SET state = 'revoked', updated_at = ? "
                 "WHERE app_id = ? AND mode = ? AND app_user_id = ? "
-                f"RETURNING {self._CONNECTION_COLUMNS}",
-                (_ts(now), app_id, mode, app_user_id),
+                f"RETURNING {CONNECTION_COLUMNS}",
+                (to_text(now), app_id, mode, app_user_id),
             ).fetchone()
-        return self._connection(row) if row else None
+        return connection_from_row(row) if row else None
 
     async def connection_states(self, connection_ids: list[str]) -> dict[str, str]:
         """Current state of each listed connection."""
@@ -230,7 +208,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
                 "INSERT INTO requested_caps (app_id, mode, app_user_id, cap, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (app_id, mode, app_user_id) "
                 "DO UPDATE SET cap = excluded.cap, updated_at = excluded.updated_at",
-                (app_id, mode, app_user_id, cap, _ts(now)),
+                (app_id, mode, app_user_id, cap, to_text(now)),
             )
 
     async def requested_cap(self, app_id: str, mode: Mode, app_user_id: str) -> int | None:
@@ -244,11 +222,11 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
     async def spend_token(self, token_id: str, expires_at: datetime, now: datetime) -> bool:
         """Mark a single-use token used; False on a replay."""
         with self._write() as db:
-            db.execute("DELETE FROM spent_tokens WHERE expires_at < ?", (_ts(now),))
+            db.execute("DELETE FROM spent_tokens WHERE expires_at < ?", (to_text(now),))
             return (
                 db.execute(
                     "INSERT INTO spent_tokens (token_id, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    (token_id, _ts(expires_at)),
+                    (token_id, to_text(expires_at)),
                 ).rowcount
                 == 1
             )
@@ -257,11 +235,11 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         """Count one hit in a fixed rate-limit window."""
         with self._write() as db:
             # Old windows are dropped as new ones start, so the table stays one row per active bucket.
-            db.execute("DELETE FROM rate_counts WHERE bucket = ? AND window_start < ?", (bucket, _ts(window_start)))
+            db.execute("DELETE FROM rate_counts WHERE bucket = ? AND window_start < ?", (bucket, to_text(window_start)))
             row = db.execute(
                 "INSERT INTO rate_counts (bucket, window_start, hits) VALUES (?, ?, 1) "
                 "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = hits + 1 RETURNING hits",
-                (bucket, _ts(window_start)),
+                (bucket, to_text(window_start)),
             ).fetchone()
         return cast("int", row[0])
 
@@ -277,7 +255,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         )
         if row is None:
             return None
-        return BudgetSnapshot(self._connection(row[:8]), window_key, row[8], row[9])
+        return BudgetSnapshot(connection_from_row(row[:8]), window_key, row[8], row[9])
 
     async def try_reserve(self, reservation: NewReservation) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
@@ -296,7 +274,15 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
                 db.execute(
                     "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (r.id, r.connection_id, r.window_key, r.amount, r.model, _ts(r.created_at), _ts(r.expires_at)),
+                    (
+                        r.id,
+                        r.connection_id,
+                        r.window_key,
+                        r.amount,
+                        r.model,
+                        to_text(r.created_at),
+                        to_text(r.expires_at),
+                    ),
                 )
         return held == 1
 
@@ -339,7 +325,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
                     absorbed,
                     s.prompt_tokens,
                     s.completion_tokens,
-                    _ts(now),
+                    to_text(now),
                 ),
             )
             # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
@@ -353,7 +339,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         marks = ",".join("?" * len(reservation_ids))
         with self._write() as db:
             return db.execute(
-                f"UPDATE reservations SET expires_at = ? WHERE id IN ({marks})", (_ts(expires_at), *reservation_ids)
+                f"UPDATE reservations SET expires_at = ? WHERE id IN ({marks})", (to_text(expires_at), *reservation_ids)
             ).rowcount
 
     async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
@@ -361,9 +347,9 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         rows = self._db.execute(
             "SELECT id, connection_id, window_key, amount, model, created_at, expires_at FROM reservations "
             "WHERE expires_at < ? ORDER BY expires_at LIMIT ?",
-            (_ts(now), limit),
+            (to_text(now), limit),
         ).fetchall()
-        return [NewReservation(r[0], r[1], r[2], r[3], r[4], _dt(r[5]), _dt(r[6])) for r in rows]
+        return [NewReservation(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6])) for r in rows]
 
     async def usage(
         self, app_id: str, mode: Mode, app_user_id: str | None, start: datetime, end: datetime
@@ -373,7 +359,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             "SELECT app_user_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount) "
             "FROM ledger WHERE app_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
         )
-        params: list[Any] = [app_id, mode, _ts(start), _ts(end)]
+        params: list[Any] = [app_id, mode, to_text(start), to_text(end)]
         if app_user_id is not None:
             sql += " AND app_user_id = ?"
             params.append(app_user_id)
