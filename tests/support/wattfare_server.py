@@ -23,6 +23,10 @@ from wattfare.server.provisioning import create_app as provision_app
 from wattfare.server.settings import Settings
 from wattfare.server.store import open_store
 
+# Tests that opt in (the `each_store` fixture of tests/server/conftest.py) run their in-process servers on
+# this database instead of a SQLite file under tmp_path.
+database_override: str | None = None
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -71,7 +75,7 @@ class InProcess:
 @asynccontextmanager
 async def in_process(tmp_path: Path, database_url: str | None = None, **settings: object) -> AsyncIterator[InProcess]:
     """The server in-process over a fresh SQLite file (or `database_url`); `settings` override `Settings` fields."""
-    db: Path | str = database_url or tmp_path / "wattfare.db"
+    db: Path | str = database_url or database_override or tmp_path / "wattfare.db"
     provisioned = await asyncio.to_thread(provision, db)
     config = Settings.from_env({}, database_url=database_url_for(db), **settings)
     app = create_app(config)

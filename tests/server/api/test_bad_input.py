@@ -18,6 +18,9 @@ from tests.server.api.envelope import assert_error
 from tests.server.api.tables import METERING_TABLES, nothing_metered, row_counts
 from tests.support.wattfare_server import InProcess, in_process
 
+# Every test runs on SQLite and on PostgreSQL: a refusal must leave either database untouched.
+pytestmark = pytest.mark.usefixtures("each_store")
+
 MODEL = "openai/gpt-4o-mini"
 HELLO = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}]}
 

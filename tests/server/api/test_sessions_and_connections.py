@@ -15,7 +15,7 @@ from tests.server.api.envelope import assert_error
 from tests.server.api.tables import row_counts
 from tests.support.wattfare_server import InProcess, in_process
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("each_store")]
 
 HELLO = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
 

@@ -13,7 +13,7 @@ import pytest
 from tests.server.api.envelope import assert_error
 from tests.support.wattfare_server import InProcess, in_process
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("each_store")]
 
 MINI = "openai/gpt-4o-mini"
 GPT4O = "openai/gpt-4o"
