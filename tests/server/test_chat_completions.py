@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,3 +45,22 @@ async def test_a_spent_cap_refuses_with_budget_exceeded_and_no_retry(tmp_path: P
         assert statuses[-1] == 402
         status = (await wf.client.get("/status", params={"appUserId": "bob"}, headers=wf.auth())).json()
         assert Decimal(str(status["spentUsd"])) <= Decimal("0.0001")
+
+
+async def test_every_refusal_names_its_request_and_a_served_request_reuses_that_id_in_the_ledger(
+    tmp_path: Path,
+) -> None:
+    async with in_process(tmp_path) as wf:
+        unknown = await wf.client.post(
+            "/chat/completions", json={**HELLO, "model": "nope/nothing"}, headers=wf.auth(user="carol")
+        )
+        assert unknown.status_code == 404
+        assert unknown.headers["Wattfare-Request-Id"].startswith("req_")
+        served = await wf.client.post("/chat/completions", json=HELLO, headers=wf.auth(user="carol"))
+        request_id = served.headers["Wattfare-Request-Id"]
+        assert request_id != unknown.headers["Wattfare-Request-Id"]
+        db = sqlite3.connect(tmp_path / "wattfare.db")
+        try:
+            assert db.execute("SELECT COUNT(*) FROM ledger WHERE request_id = ?", (request_id,)).fetchone() == (1,)
+        finally:
+            db.close()

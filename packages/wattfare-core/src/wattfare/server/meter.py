@@ -107,6 +107,7 @@ class Meter:
         requested_max_tokens: int | None,
         choices: int = 1,
         images: int = 0,
+        request_id: str | None = None,
     ) -> Hold | Refusal:
         """Hold the worst-case cost of a request, or say why it may not run.
 
@@ -117,6 +118,8 @@ class Meter:
         prices = model.pricing.worst_case(now, prompt_token_bound)
         if choices > 1:
             prices = replace(prices, completion=prices.completion * choices)
+        # One id for every attempt: a lost race writes nothing, so the id is still free on the next try.
+        hold_id = request_id or new_id("req")
         for _ in range(_RESERVE_ATTEMPTS):
             snapshot = await self._store.budget(key.app_id, key.mode, app_user_id, window.key)
             if snapshot is None or snapshot.connection.state != "active":
@@ -151,7 +154,7 @@ class Meter:
                     )
                 return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
             reservation = NewReservation(
-                id=new_id("req"),
+                id=hold_id,
                 connection_id=snapshot.connection.id,
                 window_key=window.key,
                 amount=decision.reserve,

@@ -20,6 +20,7 @@ from wattfare.server.errors import ApiError
 from wattfare.server.http_input import bearer, read_body
 from wattfare.server.json_value import as_array, as_object
 from wattfare.server.key_vault import VaultError
+from wattfare.server.keys import new_id
 from wattfare.server.meter import Hold, Refusal
 from wattfare.server.relay import MeteredStream, cost_headers
 from wattfare.server.services import Services
@@ -51,7 +52,20 @@ def refusal_error(refusal: Refusal) -> ApiError:
 
 
 async def chat_completions(request: Request) -> Response:
-    """Proxy one chat completion, metered against the end user's cap."""
+    """Proxy one chat completion, metered against the end user's cap.
+
+    Every answer names the request, refusals included (`Wattfare-Request-Id`), so a support question can
+    point at one ledger row or one refusal.
+    """
+    request_id = new_id("req")
+    try:
+        return await _proxy(request, request_id)
+    except ApiError as exc:
+        exc.headers.setdefault("Wattfare-Request-Id", request_id)
+        raise
+
+
+async def _proxy(request: Request, request_id: str) -> Response:
     services: Services = request.app.state.services
     key = await authenticate(services, request)
     body = await read_body(request, services.settings.max_body_bytes)
@@ -72,6 +86,7 @@ async def chat_completions(request: Request) -> Response:
         requested_max_tokens=completion.requested_max_tokens,
         choices=completion.choices,
         images=completion.images,
+        request_id=request_id,
     )
     if isinstance(hold, Refusal):
         raise refusal_error(hold)
