@@ -9,18 +9,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-
-@dataclass(frozen=True)
-class Account:
-    """One connection's counters in one window, next to what its ledger says."""
-
-    app_user_id: str
-    state: str
-    cap: int
-    spent: int
-    reserved: int
-    ledger_total: int
-    ledger_entries: int
+from tests.server.process.books import Account  # the same record, read from PostgreSQL here
 
 
 @dataclass(frozen=True)
