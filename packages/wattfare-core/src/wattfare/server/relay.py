@@ -88,6 +88,9 @@ class MeteredStream:
         self._chunk_ceiling = None if hold.max_tokens is None else hold.max_tokens * choices
         self._tally = _Tally()
         self._settled = False
+        # Events read but not yet written, and where to write them (set when the pump starts).
+        self._batch: list[bytes] = []
+        self._send: Send | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the stream."""
@@ -127,19 +130,18 @@ class MeteredStream:
         frames = SSEFrames()
         chunks = self._upstream.chunks
         assert chunks is not None
+        self._send = send
         try:
             async for raw in chunks:
                 # The events of one upstream read go out in one write: one send per read, not per event.
-                batch: list[bytes] = []
                 ending: ApiError | None = None
                 for event in frames.feed(raw):
                     outgoing, ending = await self._on_event(event)
                     if outgoing:
-                        batch.append(outgoing)
+                        self._batch.append(outgoing)
                     if ending is not None:
                         break
-                if batch:
-                    await send({"type": "http.response.body", "body": b"".join(batch), "more_body": True})
+                await self._flush()
                 if ending is not None:
                     return ending
         except StoreUnavailableError as exc:
@@ -154,12 +156,20 @@ class MeteredStream:
             return ApiError("upstream", "The model provider's stream ended early.")
         return None
 
+    async def _flush(self) -> None:
+        """Write the batched events; before a settle too, so its database write never delays what streamed."""
+        if self._batch and self._send is not None:
+            body = b"".join(self._batch)
+            self._batch.clear()
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
     async def _on_event(self, event: bytes) -> tuple[bytes | None, ApiError | None]:
         data = event_data(event)
         if data is None:
             return event, None  # keep-alive comments keep the client's connection warm too
         if data == b"[DONE]":
             if not self._settled:
+                await self._flush()
                 await self._settle()
             return _DONE, None
         try:
@@ -180,6 +190,9 @@ class MeteredStream:
         if usage is None:
             return event, None
         self._tally.usage = usage
+        # A fast upstream's whole stream can come in one read: what came before the usage chunk goes out
+        # before the settle, so the client's first token does not wait on the ledger.
+        await self._flush()
         settled = await self._settle()
         parsed["wattfare"] = self._cost_field(settled)
         return b"data: " + orjson.dumps(parsed) + b"\n\n", None
