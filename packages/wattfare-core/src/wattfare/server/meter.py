@@ -162,10 +162,17 @@ class Meter:
                 created_at=now,
                 expires_at=now + self._ttl,
             )
-            if funding is not None and credited:
-                held = await self._store.try_reserve_credited(reservation, funding.member_id)
-            else:
-                held = await self._store.try_reserve(reservation)
+            try:
+                if funding is not None and credited:
+                    held = await self._store.try_reserve_credited(reservation, funding.member_id)
+                else:
+                    held = await self._store.try_reserve(reservation)
+            except asyncio.CancelledError:
+                # A store may group commits, so the hold can commit after its caller was cancelled: give it
+                # back rather than let it expire at its full amount (a no-op if it never committed).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._store.settle(Settlement(hold_id, 0, kind="released"), self._clock()))
+                raise
             if held:
                 self._live.add(reservation.id)
                 return Hold(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 
 from wattfare.server.store.account_records import ConnectionFunding, CreditBalance, OAuthState, ProviderKey
@@ -21,6 +21,9 @@ class SQLiteFunding:
     _db: sqlite3.Connection
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # provided by SQLiteStore
+
+    def _grouped_write(self) -> AbstractAsyncContextManager[sqlite3.Connection]:
         raise NotImplementedError  # provided by SQLiteStore
 
     async def grant_credits(self, member_id: str, amount: int, note: str, now: datetime) -> CreditBalance:
@@ -60,7 +63,7 @@ class SQLiteFunding:
         """Hold the amount on the connection's cap and on the member's credits, or on neither."""
         r = reservation
         try:
-            with self._write() as db:
+            async with self._grouped_write() as db:
                 db.execute(
                     "INSERT INTO counters (connection_id, window_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (r.connection_id, r.window_key),

@@ -1,0 +1,165 @@
+"""SQLite's group commit: the hot path's writes of one loop turn share a transaction, safely.
+
+What must hold: every writer gets its own answer; a failing write undoes only itself; a failed COMMIT
+fails every write of its group and leaves none of them behind; nobody resumes before the COMMIT; a
+write outside the hot path commits the open group first; a reserve cancelled mid-commit leaves no hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from wattfare.server.meter import Hold, Meter
+from wattfare.server.pricebook import load_snapshot, price_models
+from wattfare.server.store import open_store
+from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settlement
+from wattfare.server.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+WINDOW = "2026-11"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = open_store(f"sqlite:///{tmp_path / 'group.db'}")
+    assert isinstance(store, SQLiteStore)
+    await store.upgrade()
+    await store.create_app("app_a", "A", 10**12, NOW)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def raw(store: SQLiteStore) -> sqlite3.Connection:
+    return store._db  # pyright: ignore[reportPrivateUsage]  # the test watches the connection's statements
+
+
+def reservation(connection_id: str, amount: int, reservation_id: str | None = None) -> NewReservation:
+    expires = NOW + timedelta(minutes=15)
+    return NewReservation(reservation_id or f"req_{uuid.uuid4().hex}", connection_id, WINDOW, amount, "m", NOW, expires)
+
+
+async def connection(store: SQLiteStore, user: str, cap: int = 1_000_000) -> Connection:
+    return await store.approve_connection(f"conn_{user}", "app_a", user, "test", cap, NOW)
+
+
+async def test_writes_of_one_turn_share_one_commit_and_each_gets_its_own_answer(store: SQLiteStore) -> None:
+    conn = await connection(store, "u1", cap=1000)
+    statements: list[str] = []
+    raw(store).set_trace_callback(statements.append)
+    # 12 reserves of 100 against a cap of 1,000, all issued in the same loop turn: exactly 10 fit.
+    holds = [reservation(conn.id, 100) for _ in range(12)]
+    answers = await asyncio.gather(*(store.try_reserve(hold) for hold in holds))
+    raw(store).set_trace_callback(None)
+
+    assert answers == [True] * 10 + [False] * 2
+    assert statements.count("COMMIT") == 1
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert (snapshot.spent, snapshot.reserved) == (0, 1000)
+
+    settled = await asyncio.gather(*(store.settle(Settlement(hold.id, 40), NOW) for hold in holds[:10]))
+    assert [s.charged if s else None for s in settled] == [40] * 10
+    assert await store.ledger_total(conn.id, WINDOW) == 400
+
+
+async def test_a_failing_write_undoes_only_itself(store: SQLiteStore) -> None:
+    conn = await connection(store, "u1")
+    first = reservation(conn.id, 100)
+    assert await store.try_reserve(first)
+    neighbour = reservation(conn.id, 200)
+    duplicate = reservation(conn.id, 300, reservation_id=first.id)  # its INSERT fails after its UPDATE ran
+
+    results = await asyncio.gather(store.try_reserve(neighbour), store.try_reserve(duplicate), return_exceptions=True)
+
+    assert results[0] is True
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert snapshot.reserved == 300  # first + neighbour; the duplicate's counter update was rolled back
+
+
+async def test_a_failed_commit_fails_every_write_of_the_group_and_keeps_none(store: SQLiteStore) -> None:
+    conn = await connection(store, "u1")
+    writes = [asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100))) for _ in range(3)]
+    while not raw(store).in_transaction:
+        await asyncio.sleep(0)
+    assert not any(write.done() for write in writes)  # all three wrote, and wait for the group's COMMIT
+    # Sabotage the open group so its COMMIT fails: a deferred foreign key only fails at COMMIT.
+    raw(store).execute("PRAGMA defer_foreign_keys = ON")
+    raw(store).execute("INSERT INTO counters (connection_id, window_key) VALUES ('no-such-connection', ?)", (WINDOW,))
+
+    results = await asyncio.gather(*writes, return_exceptions=True)
+
+    assert all(isinstance(result, StoreUnavailableError) for result in results), results
+    assert not raw(store).in_transaction
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert snapshot.reserved == 0
+    assert raw(store).execute("SELECT count(*) FROM reservations").fetchone() == (0,)
+    assert await store.try_reserve(reservation(conn.id, 100))  # the next group works
+
+
+async def test_no_writer_resumes_before_the_commit(store: SQLiteStore) -> None:
+    conn = await connection(store, "u1")
+    events: list[str] = []
+    raw(store).set_trace_callback(events.append)
+
+    async def reserve_and_note(index: int) -> None:
+        assert await store.try_reserve(reservation(conn.id, 10))
+        events.append(f"resumed {index}")
+
+    await asyncio.gather(*(reserve_and_note(index) for index in range(5)))
+    raw(store).set_trace_callback(None)
+
+    commit = events.index("COMMIT")
+    assert all(events.index(f"resumed {index}") > commit for index in range(5))
+
+
+async def test_a_write_outside_the_hot_path_commits_the_open_group_first(store: SQLiteStore) -> None:
+    conn = await connection(store, "u1")
+    grouped = asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100)))
+    while not raw(store).in_transaction:
+        await asyncio.sleep(0)
+
+    await store.create_app("app_b", "B", 1, NOW)  # a write alone: it must not nest in the group
+
+    assert not raw(store).in_transaction
+    assert await grouped
+    assert await store.get_app("app_b") is not None
+
+
+async def test_a_reserve_cancelled_while_its_group_commits_leaves_no_hold(store: SQLiteStore) -> None:
+    meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
+    model = price_models(load_snapshot())["openai/gpt-4o-mini"]
+    warm = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
+    assert isinstance(warm, Hold)  # the connection exists now, so the next reserve goes straight to its write
+    await meter.release(warm)
+
+    reserving = asyncio.ensure_future(
+        meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5, request_id="req_cancelled")
+    )
+    while not raw(store).in_transaction:
+        await asyncio.sleep(0)
+    reserving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reserving
+
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert snapshot.reserved == 0
+    assert raw(store).execute("SELECT count(*) FROM reservations").fetchone() == (0,)
+    released = raw(store).execute("SELECT kind, amount FROM ledger WHERE request_id = 'req_cancelled'").fetchall()
+    assert released == [("released", 0)]
