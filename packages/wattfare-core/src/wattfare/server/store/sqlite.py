@@ -31,6 +31,7 @@ from wattfare.server.store.records import (
 )
 from wattfare.server.store.rows import CONNECTION_COLUMNS, connection_from_row
 from wattfare.server.store.sqlite_accounts import SQLiteAccounts
+from wattfare.server.store.sqlite_checkpoints import JOURNAL_SIZE_LIMIT_BYTES, Checkpointer
 from wattfare.server.store.sqlite_funding import SQLiteFunding
 from wattfare.server.store.sqlite_group_commit import GroupCommit
 from wattfare.server.store.timestamps import from_text, to_text
@@ -38,6 +39,8 @@ from wattfare.server.store.timestamps import from_text, to_text
 # Writers of other processes queue behind each other; each transaction is sub-millisecond, so a long wait
 # means overload, answered with 503 rather than an unbounded stall.
 _BUSY_TIMEOUT_MS = 15000
+# At ~1,000 requests/s a second of WAL is a few MB: small enough to fold back in one pass.
+_CHECKPOINT_EVERY_SECONDS = 1.0
 
 
 class SQLiteStore(SQLiteAccounts, SQLiteFunding):
@@ -56,6 +59,12 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA foreign_keys = ON")
         self._transactions = GroupCommit(self._db)
+        self._checkpointer: Checkpointer | None = None
+        if target != ":memory:":
+            # Checkpoints run on a thread of their own, never inside a request's COMMIT.
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+            self._checkpointer = Checkpointer(target, _CHECKPOINT_EVERY_SECONDS)
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._transactions.alone()
@@ -88,6 +97,8 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         """Commit what is pending and close the database file."""
         self._transactions.flush()
         self._db.close()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     # -- apps and keys
     async def create_app(self, app_id: str, name: str, default_test_cap: int, now: datetime) -> AppRecord:

@@ -1,0 +1,60 @@
+"""The WAL is folded back into the database file by the store's own thread, never by a request's COMMIT."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from wattfare.server.store import open_store
+from wattfare.server.store.records import NewReservation, Settlement
+from wattfare.server.store.sqlite import SQLiteStore
+from wattfare.server.store.sqlite_checkpoints import Checkpointer
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+async def test_commits_never_checkpoint_and_the_thread_does_it(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLiteStore)
+    try:
+        await store.upgrade()
+        await store.create_app("app_a", "A", 10**12, NOW)
+        conn = await store.approve_connection("conn_1", "app_a", "u1", "test", 10**15, NOW)
+        store._checkpointer.stop()  # type: ignore[union-attr]  # pyright: ignore[reportPrivateUsage]
+        pages_before = _database_pages(path)
+        for index in range(1500):  # ~20 pages per request: far past SQLite's 1,000-page autocheckpoint
+            hold = NewReservation(f"req_{index}", conn.id, "2026-11", 10, "m", NOW, NOW + timedelta(minutes=15))
+            assert await store.try_reserve(hold)
+            await store.settle(Settlement(hold.id, 5), NOW)
+        # No COMMIT checkpointed: the database file is as it was and everything is still in the WAL.
+        assert _database_pages(path) == pages_before
+        assert Path(f"{path}-wal").stat().st_size > 16 * 1024 * 1024
+
+        checkpointer = Checkpointer(str(path), 0.05)
+        try:
+            for _ in range(200):
+                if _database_pages(path) > pages_before:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            checkpointer.stop()
+        assert _database_pages(path) > pages_before
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("SELECT count(*), sum(amount) FROM ledger").fetchone() == (1500, 7500)
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        check.close()
+
+
+def _database_pages(path: Path) -> int:
+    """Pages in the main database file itself (what checkpoints write), not counting the WAL."""
+    return path.stat().st_size // 4096
