@@ -11,11 +11,10 @@ the cap. All arithmetic is exact; the reservation is rounded up to the nano.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Literal
 
-from wattfare.metering.money import nanos_fraction, round_nanos
 from wattfare.metering.prices import PriceSet
+from wattfare.metering.rates import scaled_rates
 
 __all__ = ["Allowed", "Budget", "Denied", "decide_reservation"]
 
@@ -121,32 +120,30 @@ def decide_reservation(
 
     remaining = budget.remaining
     over_cap = budget.spent + budget.reserved > budget.cap
-    fixed = (
-        prompt_token_bound * nanos_fraction(prices.prompt_ceiling)
-        + nanos_fraction(prices.request)
-        + images * nanos_fraction(prices.image)
-    )
-    per_token = nanos_fraction(prices.completion_ceiling)
+    # Exact arithmetic in units of 1/denominator nano-USD (see `scaled_rates`).
+    rates = scaled_rates(prices)
+    unit = rates.denominator
+    fixed = prompt_token_bound * rates.prompt_ceiling + rates.request + images * rates.image
+    per_token = rates.completion_ceiling
     limits = [limit for limit in (requested_max_tokens, model_max_output) if limit is not None]
     limit = min(limits) if limits else None
-
     if per_token == 0:
         # Free output cannot run past the cap, so the client's choice (within the model's limit) stands.
         max_tokens = None if requested_max_tokens is None else limit
-        reserve = round_nanos(fixed, rounding="up")
+        reserve = _nanos_up(fixed, unit)
         if over_cap or reserve > remaining:
             return Denied("budget_exceeded", needed=reserve, remaining=remaining)
         clamped = requested_max_tokens is not None and max_tokens is not None and max_tokens < requested_max_tokens
         return Allowed(reserve=reserve, max_tokens=max_tokens, clamped=clamped)
-
-    affordable = _affordable_tokens(remaining - fixed, per_token)
+    left = remaining * unit - fixed
+    affordable = -1 if left < 0 else left // per_token  # the most tokens `left` pays for
     smallest = min_completion_tokens if limit is None else min(min_completion_tokens, limit)
     if over_cap or affordable < smallest:
-        needed = round_nanos(fixed + smallest * per_token, rounding="up")
+        needed = _nanos_up(fixed + smallest * per_token, unit)
         return Denied("budget_exceeded", needed=needed, remaining=remaining)
     max_tokens = affordable if limit is None else min(limit, affordable)
     # ceil(x) <= remaining iff x <= remaining, as remaining is whole: the rounded hold still fits.
-    reserve = round_nanos(fixed + max_tokens * per_token, rounding="up")
+    reserve = _nanos_up(fixed + max_tokens * per_token, unit)
     if requested_max_tokens is not None:
         clamped = max_tokens < requested_max_tokens
     else:
@@ -154,8 +151,6 @@ def decide_reservation(
     return Allowed(reserve=reserve, max_tokens=max_tokens, clamped=clamped)
 
 
-def _affordable_tokens(left: Fraction, per_token: Fraction) -> int:
-    """The most completion tokens ``left`` nanos pay for (-1 when not even the fixed part fits)."""
-    if left < 0:
-        return -1
-    return int(left // per_token)
+def _nanos_up(scaled: int, unit: int) -> int:
+    """``scaled / unit`` nano-USD rounded up to a whole nano (reservations round up)."""
+    return -(-scaled // unit)

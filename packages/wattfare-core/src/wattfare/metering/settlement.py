@@ -8,11 +8,9 @@ upstream reports. Any excess is absorbed (the operator's loss), recorded apart f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
-from fractions import Fraction
 
-from wattfare.metering.money import nanos_fraction, round_nanos
 from wattfare.metering.prices import PriceSet
+from wattfare.metering.rates import scaled_rates
 
 __all__ = ["Charge", "MeteredUsage", "charge_for", "cost_of"]
 
@@ -77,16 +75,18 @@ def cost_of(usage: MeteredUsage, prices: PriceSet) -> int:
     completion = max(0, usage.completion_tokens)
     reasoning = min(completion, max(0, usage.reasoning_tokens))
 
-    total = (
-        (prompt - cached - written) * _rate(prices.prompt)
-        + cached * _rate(prices.input_cache_read, prices.prompt)
-        + written * _rate(prices.input_cache_write, prices.prompt)
-        + (completion - reasoning) * _rate(prices.completion)
-        + reasoning * _rate(prices.internal_reasoning, prices.completion)
-        + _rate(prices.request)
-        + max(0, usage.images) * _rate(prices.image)
+    rates = scaled_rates(prices)
+    scaled = (
+        (prompt - cached - written) * rates.prompt
+        + cached * rates.cache_read
+        + written * rates.cache_write
+        + (completion - reasoning) * rates.completion
+        + reasoning * rates.reasoning
+        + rates.request
+        + max(0, usage.images) * rates.image
     )
-    return round_nanos(total, rounding="half_up")
+    # Half-up to the nano: every term is non-negative, so floor(x + 1/2) in integers.
+    return (2 * scaled + rates.denominator) // (2 * rates.denominator)
 
 
 def charge_for(actual: int, reserved: int) -> Charge:
@@ -107,8 +107,3 @@ def charge_for(actual: int, reserved: int) -> Charge:
     cost = max(0, actual)
     charged = min(cost, reserved)
     return Charge(charged=charged, absorbed=cost - charged)
-
-
-def _rate(price: Decimal | None, fallback: Decimal | None = None) -> Fraction:
-    chosen = price if price is not None else fallback
-    return nanos_fraction(chosen) if chosen is not None else Fraction(0)
