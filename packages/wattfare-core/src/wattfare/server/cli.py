@@ -88,7 +88,7 @@ def dev(host: str, port: int) -> None:
     table.add_row("[bold]Database[/]", settings.database_url)
     table.add_row("[bold]Env file[/]", f"{DEV_ENV}  (source it: set -a; . {DEV_ENV}; set +a)")
     console.print(Panel(table, title="[bold green]Wattfare dev server[/]", subtitle="test keys auto-approve users"))
-    uvicorn.run("wattfare.server.app:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run("wattfare.server.app:create_served_app", factory=True, host=host, port=port, log_level="info")
 
 
 @main.command()
@@ -98,7 +98,7 @@ def dev(host: str, port: int) -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Run Wattfare with production settings from WATTFARE_* environment variables."""
     uvicorn.run(
-        "wattfare.server.app:create_app",
+        "wattfare.server.app:create_served_app",
         factory=True,
         host=host,
         port=port,
