@@ -12,8 +12,8 @@ from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from tests.core.metering.test_cap_guarantee import price_sets
+
 from wattfare.metering import Allowed, Budget, MeteredUsage, PriceSet, cost_of, decide_reservation
 from wattfare.metering.rates import scaled_rates
 

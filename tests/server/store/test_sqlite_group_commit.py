@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from wattfare.metering import MeteredUsage
 from wattfare.server.meter import Hold, Meter
 from wattfare.server.pricebook import load_snapshot, price_models
 from wattfare.server.store import open_store
@@ -163,3 +164,38 @@ async def test_a_reserve_cancelled_while_its_group_commits_leaves_no_hold(store:
     assert raw(store).execute("SELECT count(*) FROM reservations").fetchone() == (0,)
     released = raw(store).execute("SELECT kind, amount FROM ledger WHERE request_id = 'req_cancelled'").fetchall()
     assert released == [("released", 0)]
+
+
+async def test_a_known_users_request_runs_the_fewest_statements(store: SQLiteStore) -> None:
+    """The hot path's SQL, statement by statement: a regression here costs every request."""
+    meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
+    model = price_models(load_snapshot())["openai/gpt-4o-mini"]
+    first = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
+    assert isinstance(first, Hold)
+    await meter.release(first)  # the user, their connection and this window's counters exist from here on
+
+    statements: list[str] = []
+    raw(store).set_trace_callback(lambda sql: statements.append(" ".join(sql.split()[:3])))
+    hold = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
+    assert isinstance(hold, Hold)
+    await meter.settle(hold, MeteredUsage(prompt_tokens=8, completion_tokens=5))
+    raw(store).set_trace_callback(None)
+
+    assert statements == [
+        "SELECT c.id, c.app_id,",  # the budget: connection and counters in one read
+        "BEGIN IMMEDIATE",
+        "SAVEPOINT grouped_write",
+        "UPDATE counters SET",  # the cap guard
+        "INSERT INTO reservations",
+        "RELEASE grouped_write",
+        "COMMIT",
+        "BEGIN IMMEDIATE",
+        "SAVEPOINT grouped_write",
+        "DELETE FROM reservations",
+        "SELECT c.app_id, c.mode,",
+        "UPDATE counters SET",
+        "INSERT INTO ledger",  # no credit-hold lookup: the hold took none
+        "RELEASE grouped_write",
+        "COMMIT",
+    ]

@@ -6,6 +6,7 @@ limits do, so every instance and every timezone agrees on which window a request
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -64,9 +65,15 @@ def window_containing(moment: datetime) -> Window:
         ValueError: ``moment`` is naive: a clock reading without a zone is no instant at all.
     """
     utc = _aware(moment).astimezone(UTC)
-    start = datetime(utc.year, utc.month, 1, tzinfo=UTC)
-    year, month = (utc.year + 1, 1) if utc.month == 12 else (utc.year, utc.month + 1)
-    return Window(start, datetime(year, month, 1, tzinfo=UTC))
+    return _month(utc.year, utc.month)
+
+
+@functools.lru_cache(maxsize=64)
+def _month(year: int, month: int) -> Window:
+    """The window of one month; cached, as every request of a month asks for the same one."""
+    start = datetime(year, month, 1, tzinfo=UTC)
+    next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return Window(start, datetime(next_year, next_month, 1, tzinfo=UTC))
 
 
 def _aware(moment: datetime) -> datetime:

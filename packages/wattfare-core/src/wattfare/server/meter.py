@@ -24,7 +24,7 @@ from wattfare.metering import (
     decide_reservation,
     window_containing,
 )
-from wattfare.server.keys import new_id
+from wattfare.server.keys import new_id, new_request_id
 from wattfare.server.pricebook import PricedModel
 from wattfare.server.store.account_records import ConnectionFunding
 from wattfare.server.store.base import Store
@@ -64,6 +64,11 @@ class Hold:
     prompt_token_bound: int
     images: int = 0
     funding: ConnectionFunding | None = None
+
+    @property
+    def credited(self) -> bool:
+        """Whether the member's Wattfare credits pay for this request (a credit hold was taken with it)."""
+        return self.funding is not None and self.funding.provider_key is None
 
     @property
     def member_key(self) -> str | None:
@@ -119,7 +124,7 @@ class Meter:
         if choices > 1:
             prices = replace(prices, completion=prices.completion * choices)
         # One id for every attempt: a lost race writes nothing, so the id is still free on the next try.
-        hold_id = request_id or new_id("req")
+        hold_id = request_id or new_request_id()
         for _ in range(_RESERVE_ATTEMPTS):
             snapshot = await self._store.budget(key.app_id, key.mode, app_user_id, window.key)
             if snapshot is None or snapshot.connection.state != "active":
@@ -130,7 +135,7 @@ class Meter:
             # Live connections approved by a member are paid by them: their own provider key when linked, else
             # their credits, which then bound the request as tightly as the cap does.
             funding = await self._store.connection_funding(snapshot.connection.id) if key.mode == "live" else None
-            credited = funding is not None and funding.provider_key is None
+            credited = funding is not None and funding.provider_key is None  # as `Hold.credited`
             affordable = snapshot.remaining
             if funding is not None and credited:
                 affordable = min(affordable, funding.credits_available)
@@ -205,10 +210,12 @@ class Meter:
             )
         else:
             settlement = Settlement(hold.id, hold.amount if fallback is None else fallback)
-        return await self._settle(settlement)
+        return await self._settle(hold, settlement)
 
-    async def _settle(self, settlement: Settlement) -> Settled | None:
+    async def _settle(self, hold: Hold, settlement: Settlement) -> Settled | None:
         self._live.discard(settlement.reservation_id)
+        # The hold knows whether it holds credits, so the store need not look for a credit hold that is not there.
+        settlement = replace(settlement, holds_credits=hold.credited)
         return await self._store.settle(settlement, self._clock())
 
     async def settle_estimate(self, hold: Hold, completion_bytes: int) -> Settled | None:
@@ -223,11 +230,11 @@ class Meter:
         settlement = Settlement(
             hold.id, cost, prompt_tokens=usage.prompt_tokens, completion_tokens=completion_bytes, kind="estimated"
         )
-        return await self._settle(settlement)
+        return await self._settle(hold, settlement)
 
     async def release(self, hold: Hold) -> Settled | None:
         """Give the whole hold back: the request never reached a model."""
-        return await self._settle(Settlement(hold.id, 0, kind="released"))
+        return await self._settle(hold, Settlement(hold.id, 0, kind="released"))
 
     async def sweep(self) -> int:
         """Settle reservations whose request died with its server, conservatively (the reserved amount)."""

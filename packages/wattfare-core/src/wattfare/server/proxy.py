@@ -20,7 +20,7 @@ from wattfare.server.errors import ApiError
 from wattfare.server.http_input import bearer, read_body
 from wattfare.server.json_value import as_array, as_object
 from wattfare.server.key_vault import VaultError
-from wattfare.server.keys import new_id
+from wattfare.server.keys import new_request_id
 from wattfare.server.meter import Hold, Refusal
 from wattfare.server.relay import MeteredStream, cost_headers
 from wattfare.server.services import Services
@@ -57,7 +57,7 @@ async def chat_completions(request: Request) -> Response:
     Every answer names the request, refusals included (`Wattfare-Request-Id`), so a support question can
     point at one ledger row or one refusal.
     """
-    request_id = new_id("req")
+    request_id = new_request_id()
     try:
         return await _proxy(request, request_id)
     except ApiError as exc:

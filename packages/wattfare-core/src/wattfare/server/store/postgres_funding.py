@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from wattfare.server.store.account_records import ConnectionFunding, CreditBalance, OAuthState, ProviderKey
+from wattfare.server.store.counter_holds import postgres_hold
 from wattfare.server.store.records import NewReservation
 from wattfare.server.store.timestamps import from_text, to_text
 
@@ -69,19 +70,7 @@ class PostgresFunding:
         r = reservation
         try:
             async with self._tx() as db:
-                await db.execute(
-                    "INSERT INTO counters (connection_id, window_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    r.connection_id,
-                    r.window_key,
-                )
-                held = await db.execute(
-                    "UPDATE counters SET reserved = reserved + $1 WHERE connection_id = $2 AND window_key = $3 "
-                    "AND spent + reserved + $1 <= (SELECT cap FROM connections WHERE id = $2 AND state = 'active')",
-                    r.amount,
-                    r.connection_id,
-                    r.window_key,
-                )
-                if held != "UPDATE 1":
+                if not await postgres_hold(db, r):
                     raise _CreditsShort
                 credited = await db.execute(
                     "UPDATE credit_accounts SET reserved = reserved + $1 "

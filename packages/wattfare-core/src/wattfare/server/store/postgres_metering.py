@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from wattfare.server.store.charging import settlement_charge
+from wattfare.server.store.counter_holds import postgres_hold
 from wattfare.server.store.records import BudgetSnapshot, Mode, NewReservation, Settled, Settlement, UsageRow
 from wattfare.server.store.rows import connection_from_row
 from wattfare.server.store.timestamps import from_text, to_text
@@ -50,19 +51,7 @@ class PostgresMetering:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
         r = reservation
         async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO counters (connection_id, window_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                r.connection_id,
-                r.window_key,
-            )
-            status = await db.execute(
-                "UPDATE counters SET reserved = reserved + $1 WHERE connection_id = $2 AND window_key = $3 "
-                "AND spent + reserved + $1 <= (SELECT cap FROM connections WHERE id = $2 AND state = 'active')",
-                r.amount,
-                r.connection_id,
-                r.window_key,
-            )
-            held = status == "UPDATE 1"
+            held = await postgres_hold(db, r)
             if held:
                 await db.execute(
                     "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
@@ -124,7 +113,8 @@ class PostgresMetering:
                 to_text(now),
             )
             # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
-            await self._settle_credit_hold(db, s.reservation_id, charged, now)
+            if s.holds_credits:
+                await self._settle_credit_hold(db, s.reservation_id, charged, now)
         return Settled(connection_id, window_key, counters[0], counters[1], owner[3], charged)
 
     async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:

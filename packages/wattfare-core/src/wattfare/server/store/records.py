@@ -83,6 +83,8 @@ class Settlement:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     kind: Literal["charge", "estimated", "expired", "released"] = "charge"
+    # False when the caller knows the reservation took no credit hold, so the store may skip looking for one.
+    holds_credits: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from wattfare.server.store.charging import settlement_charge
+from wattfare.server.store.counter_holds import sqlite_hold
 from wattfare.server.store.migrations import MIGRATIONS, statements_for
 from wattfare.server.store.records import (
     AppRecord,
@@ -266,16 +267,8 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
         r = reservation
         async with self._grouped_write() as db:
-            db.execute(
-                "INSERT INTO counters (connection_id, window_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (r.connection_id, r.window_key),
-            )
-            held = db.execute(
-                "UPDATE counters SET reserved = reserved + ? WHERE connection_id = ? AND window_key = ? "
-                "AND spent + reserved + ? <= (SELECT cap FROM connections WHERE id = ? AND state = 'active')",
-                (r.amount, r.connection_id, r.window_key, r.amount, r.connection_id),
-            ).rowcount
-            if held == 1:
+            held = sqlite_hold(db, r)
+            if held:
                 db.execute(
                     "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -289,7 +282,7 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
                         to_text(r.expires_at),
                     ),
                 )
-        return held == 1
+        return held
 
     async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
         """Swap a reservation for its charge and append the ledger entry, in one transaction."""
@@ -334,7 +327,8 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
                 ),
             )
             # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
-            self._settle_credit_hold(db, s.reservation_id, charged, now)
+            if s.holds_credits:
+                self._settle_credit_hold(db, s.reservation_id, charged, now)
         return Settled(connection_id, window_key, counters[0], counters[1], owner[3], charged)
 
     async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 
 from wattfare.server.store.account_records import ConnectionFunding, CreditBalance, OAuthState, ProviderKey
+from wattfare.server.store.counter_holds import sqlite_hold
 from wattfare.server.store.records import NewReservation
 from wattfare.server.store.timestamps import from_text, to_text
 
@@ -64,16 +65,7 @@ class SQLiteFunding:
         r = reservation
         try:
             async with self._grouped_write() as db:
-                db.execute(
-                    "INSERT INTO counters (connection_id, window_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    (r.connection_id, r.window_key),
-                )
-                held = db.execute(
-                    "UPDATE counters SET reserved = reserved + ? WHERE connection_id = ? AND window_key = ? "
-                    "AND spent + reserved + ? <= (SELECT cap FROM connections WHERE id = ? AND state = 'active')",
-                    (r.amount, r.connection_id, r.window_key, r.amount, r.connection_id),
-                ).rowcount
-                if held != 1:
+                if not sqlite_hold(db, r):
                     raise _CreditsShort
                 credited = db.execute(
                     "UPDATE credit_accounts SET reserved = reserved + ? "

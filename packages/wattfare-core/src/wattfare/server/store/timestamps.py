@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 def to_text(moment: datetime) -> str:
     """An instant as stored."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.isoformat(timespec="microseconds")
 
 
 def from_text(text: str) -> datetime:
