@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from wattfare.server import account, api, consent, developers, members, openrouter_oauth, proxy
 from wattfare.server.browser_cors import BrowserCors
 from wattfare.server.errors import ApiError
+from wattfare.server.hot_route import ErrorHandler, HotRoute
 from wattfare.server.pages.render import STATIC, PageError, render
 from wattfare.server.services import Services, build_upstreams, utc_now
 from wattfare.server.settings import Settings
@@ -118,6 +119,7 @@ def create_app(
 
     v1 = "/api/v1"
     routes = [
+        # POSTs are served by `HotRoute` before they reach the router; the route still answers other methods (405).
         Route(f"{v1}/chat/completions", proxy.chat_completions, methods=["POST"]),
         Route(f"{v1}/sessions", api.create_session, methods=["POST"]),
         Route(f"{v1}/status", api.status, methods=["GET"]),
@@ -137,18 +139,28 @@ def create_app(
         Route("/wattfare.js", _button_script, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    error_handlers: dict[type[Exception], ErrorHandler] = {
+        PageError: _page_error,
+        SignInRequired: _sign_in_required,
+        ApiError: _api_error,
+        HTTPException: _http_error,
+        StoreUnavailableError: _store_unavailable,
+        Exception: _unexpected,
+    }
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BrowserCors, services=services)],
-        exception_handlers={
-            PageError: _page_error,
-            SignInRequired: _sign_in_required,
-            ApiError: _api_error,
-            HTTPException: _http_error,
-            StoreUnavailableError: _store_unavailable,
-            Exception: _unexpected,
-        },
+        middleware=[
+            Middleware(
+                HotRoute,
+                method="POST",
+                path=f"{v1}/chat/completions",
+                endpoint=proxy.chat_completions,
+                error_handlers=error_handlers,
+            ),
+            Middleware(BrowserCors, services=services),
+        ],
+        exception_handlers=dict(error_handlers),
     )
     # A trailing slash is a wrong URL, not a redirect: clients should get the error envelope.
     app.router.redirect_slashes = False
