@@ -19,6 +19,11 @@ class SSEFrames:
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the events they complete."""
         buffer = self._buffer + data if self._buffer else data
+        if b"\r" not in buffer:
+            # The usual wire (every provider we know ends lines with LF): one split instead of a scan per
+            # separator per event, which is quadratic in a read that carries a whole stream.
+            *events, self._buffer = buffer.split(b"\n\n")
+            return [event + b"\n\n" for event in events]
         events: list[bytes] = []
         start = 0
         while True:
