@@ -1,8 +1,9 @@
 """SQLite's group commit: the hot path's writes of one loop turn share a transaction, safely.
 
 What must hold: every writer gets its own answer; a failing write undoes only itself; a failed COMMIT
-fails every write of its group and leaves none of them behind; nobody resumes before the COMMIT; a
-write outside the hot path commits the open group first; a reserve cancelled mid-commit leaves no hold.
+fails every write of its group and leaves none of them behind; nobody resumes before the COMMIT; no
+transaction is open while a group waits (readers see committed state only, other writes run at once);
+a reserve cancelled while it waits leaves no hold.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from wattfare.server.store import open_store
 from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settlement
 from wattfare.server.store.sqlite import SQLiteStore
+from wattfare.server.store.sqlite_group_commit import GroupCommit
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -43,6 +45,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 def raw(store: SQLiteStore) -> sqlite3.Connection:
     return store._db  # pyright: ignore[reportPrivateUsage]  # the test watches the connection's statements
+
+
+def transactions(store: SQLiteStore) -> GroupCommit:
+    return store._transactions  # pyright: ignore[reportPrivateUsage]  # the test watches the queue
 
 
 def reservation(connection_id: str, amount: int, reservation_id: str | None = None) -> NewReservation:
@@ -94,14 +100,14 @@ async def test_a_failing_write_undoes_only_itself(store: SQLiteStore) -> None:
 async def test_a_failed_commit_fails_every_write_of_the_group_and_keeps_none(store: SQLiteStore) -> None:
     conn = await connection(store, "u1")
     writes = [asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100))) for _ in range(3)]
-    while not raw(store).in_transaction:
-        await asyncio.sleep(0)
-    assert not any(write.done() for write in writes)  # all three wrote, and wait for the group's COMMIT
-    # Sabotage the open group so its COMMIT fails: a deferred foreign key only fails at COMMIT.
-    raw(store).execute("PRAGMA defer_foreign_keys = ON")
-    raw(store).execute("INSERT INTO counters (connection_id, window_key) VALUES ('no-such-connection', ?)", (WINDOW,))
 
-    results = await asyncio.gather(*writes, return_exceptions=True)
+    def sabotage(db: sqlite3.Connection) -> None:
+        # A deferred foreign key fails only at COMMIT: the whole group must go with it.
+        db.execute("PRAGMA defer_foreign_keys = ON")
+        db.execute("INSERT INTO counters (connection_id, window_key) VALUES ('no-such-connection', ?)", (WINDOW,))
+
+    saboteur = asyncio.ensure_future(transactions(store).grouped(sabotage))
+    results = await asyncio.gather(*writes, saboteur, return_exceptions=True)
 
     assert all(isinstance(result, StoreUnavailableError) for result in results), results
     assert not raw(store).in_transaction
@@ -128,17 +134,25 @@ async def test_no_writer_resumes_before_the_commit(store: SQLiteStore) -> None:
     assert all(events.index(f"resumed {index}") > commit for index in range(5))
 
 
-async def test_a_write_outside_the_hot_path_commits_the_open_group_first(store: SQLiteStore) -> None:
+async def test_a_waiting_group_is_invisible_and_holds_no_lock_until_its_flush(store: SQLiteStore) -> None:
     conn = await connection(store, "u1")
     grouped = asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100)))
-    while not raw(store).in_transaction:
+    while not transactions(store).pending:
         await asyncio.sleep(0)
 
-    await store.create_app("app_b", "B", 1, NOW)  # a write alone: it must not nest in the group
-
+    # No transaction is open while the group waits: readers see only committed state, and a write off the
+    # hot path runs alone at once.
     assert not raw(store).in_transaction
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert snapshot.reserved == 0
+    await store.create_app("app_b", "B", 1, NOW)
+
     assert await grouped
     assert await store.get_app("app_b") is not None
+    snapshot = await store.budget("app_a", "test", "u1", WINDOW)
+    assert snapshot is not None
+    assert snapshot.reserved == 100
 
 
 async def test_a_reserve_cancelled_while_its_group_commits_leaves_no_hold(store: SQLiteStore) -> None:
@@ -152,9 +166,9 @@ async def test_a_reserve_cancelled_while_its_group_commits_leaves_no_hold(store:
     reserving = asyncio.ensure_future(
         meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5, request_id="req_cancelled")
     )
-    while not raw(store).in_transaction:
+    while not transactions(store).pending:
         await asyncio.sleep(0)
-    reserving.cancel()
+    reserving.cancel()  # the reserve is queued: it will commit, but its caller is gone
     with pytest.raises(asyncio.CancelledError):
         await reserving
 

@@ -11,10 +11,11 @@ turn (`sqlite_group_commit`): the COMMIT, not the statements, is what a SQLite w
 from __future__ import annotations
 
 import sqlite3
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from wattfare.server.store.charging import settlement_charge
 from wattfare.server.store.counter_holds import sqlite_hold
@@ -36,6 +37,8 @@ from wattfare.server.store.sqlite_checkpoints import JOURNAL_SIZE_LIMIT_BYTES, C
 from wattfare.server.store.sqlite_funding import SQLiteFunding
 from wattfare.server.store.sqlite_group_commit import GroupCommit
 from wattfare.server.store.timestamps import from_text, to_text
+
+T = TypeVar("T")
 
 # Writers of other processes queue behind each other; each transaction is sub-millisecond, so a long wait
 # means overload, answered with 503 rather than an unbounded stall.
@@ -70,8 +73,8 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._transactions.alone()
 
-    def _grouped_write(self) -> AbstractAsyncContextManager[sqlite3.Connection]:
-        return self._transactions.grouped()
+    async def _grouped(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._transactions.grouped(write)
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         return cast("tuple[Any, ...] | None", self._db.execute(sql, params).fetchone())
@@ -265,70 +268,64 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
 
     async def try_reserve(self, reservation: NewReservation) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
-        r = reservation
-        async with self._grouped_write() as db:
-            held = sqlite_hold(db, r)
-            if held:
-                db.execute(
-                    "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r.id,
-                        r.connection_id,
-                        r.window_key,
-                        r.amount,
-                        r.model,
-                        to_text(r.created_at),
-                        to_text(r.expires_at),
-                    ),
-                )
+        return await self._grouped(lambda db: self._reserve_in(db, reservation))
+
+    def _reserve_in(self, db: sqlite3.Connection, r: NewReservation) -> bool:
+        held = sqlite_hold(db, r)
+        if held:
+            db.execute(
+                "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (r.id, r.connection_id, r.window_key, r.amount, r.model, to_text(r.created_at), to_text(r.expires_at)),
+            )
         return held
 
     async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
         """Swap a reservation for its charge and append the ledger entry, in one transaction."""
-        s = settlement
-        async with self._grouped_write() as db:
-            held = db.execute(
-                "DELETE FROM reservations WHERE id = ? RETURNING connection_id, window_key, amount, model",
-                (s.reservation_id,),
-            ).fetchone()
-            if held is None:
-                return None
-            connection_id, window_key, amount, model = held
-            owner = db.execute(
-                "SELECT c.app_id, c.mode, c.app_user_id, c.cap, k.spent FROM connections c "
-                "JOIN counters k ON k.connection_id = c.id AND k.window_key = ? WHERE c.id = ?",
-                (window_key, connection_id),
-            ).fetchone()
-            charged, absorbed = settlement_charge(s, amount, owner[3], owner[4])
-            counters = db.execute(
-                "UPDATE counters SET reserved = reserved - ?, spent = spent + ? "
-                "WHERE connection_id = ? AND window_key = ? RETURNING spent, reserved",
-                (amount, charged, connection_id, window_key),
-            ).fetchone()
-            db.execute(
-                "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "
-                "amount, absorbed, prompt_tokens, completion_tokens, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    s.reservation_id,
-                    connection_id,
-                    owner[0],
-                    owner[1],
-                    owner[2],
-                    window_key,
-                    s.kind,
-                    model,
-                    charged,
-                    absorbed,
-                    s.prompt_tokens,
-                    s.completion_tokens,
-                    to_text(now),
-                ),
-            )
-            # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
-            if s.holds_credits:
-                self._settle_credit_hold(db, s.reservation_id, charged, now)
+        return await self._grouped(lambda db: self._settle_in(db, settlement, now))
+
+    def _settle_in(self, db: sqlite3.Connection, s: Settlement, now: datetime) -> Settled | None:
+        held = db.execute(
+            "DELETE FROM reservations WHERE id = ? RETURNING connection_id, window_key, amount, model",
+            (s.reservation_id,),
+        ).fetchone()
+        if held is None:
+            return None
+        connection_id, window_key, amount, model = held
+        owner = db.execute(
+            "SELECT c.app_id, c.mode, c.app_user_id, c.cap, k.spent FROM connections c "
+            "JOIN counters k ON k.connection_id = c.id AND k.window_key = ? WHERE c.id = ?",
+            (window_key, connection_id),
+        ).fetchone()
+        charged, absorbed = settlement_charge(s, amount, owner[3], owner[4])
+        counters = db.execute(
+            "UPDATE counters SET reserved = reserved - ?, spent = spent + ? "
+            "WHERE connection_id = ? AND window_key = ? RETURNING spent, reserved",
+            (amount, charged, connection_id, window_key),
+        ).fetchone()
+        db.execute(
+            "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "
+            "amount, absorbed, prompt_tokens, completion_tokens, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                s.reservation_id,
+                connection_id,
+                owner[0],
+                owner[1],
+                owner[2],
+                window_key,
+                s.kind,
+                model,
+                charged,
+                absorbed,
+                s.prompt_tokens,
+                s.completion_tokens,
+                to_text(now),
+            ),
+        )
+        # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
+        if s.holds_credits:
+            self._settle_credit_hold(db, s.reservation_id, charged, now)
         return Settled(connection_id, window_key, counters[0], counters[1], owner[3], charged)
 
     async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:

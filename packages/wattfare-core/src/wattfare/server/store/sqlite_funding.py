@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import TypeVar
 
 from wattfare.server.store.account_records import ConnectionFunding, CreditBalance, OAuthState, ProviderKey
 from wattfare.server.store.counter_holds import sqlite_hold
 from wattfare.server.store.records import NewReservation
 from wattfare.server.store.timestamps import from_text, to_text
+
+T = TypeVar("T")
 
 
 class _CreditsShort(Exception):
@@ -24,7 +28,7 @@ class SQLiteFunding:
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError  # provided by SQLiteStore
 
-    def _grouped_write(self) -> AbstractAsyncContextManager[sqlite3.Connection]:
+    async def _grouped(self, write: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # provided by SQLiteStore
 
     async def grant_credits(self, member_id: str, amount: int, note: str, now: datetime) -> CreditBalance:
@@ -62,38 +66,40 @@ class SQLiteFunding:
 
     async def try_reserve_credited(self, reservation: NewReservation, member_id: str) -> bool:
         """Hold the amount on the connection's cap and on the member's credits, or on neither."""
-        r = reservation
         try:
-            async with self._grouped_write() as db:
-                if not sqlite_hold(db, r):
-                    raise _CreditsShort
-                credited = db.execute(
-                    "UPDATE credit_accounts SET reserved = reserved + ? "
-                    "WHERE member_id = ? AND spent + reserved + ? <= granted",
-                    (r.amount, member_id, r.amount),
-                ).rowcount
-                if credited != 1:
-                    raise _CreditsShort
-                db.execute(
-                    "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r.id,
-                        r.connection_id,
-                        r.window_key,
-                        r.amount,
-                        r.model,
-                        to_text(r.created_at),
-                        to_text(r.expires_at),
-                    ),
-                )
-                db.execute(
-                    "INSERT INTO credit_holds (reservation_id, member_id, amount) VALUES (?, ?, ?)",
-                    (r.id, member_id, r.amount),
-                )
+            await self._grouped(lambda db: self._reserve_credited_in(db, reservation, member_id))
         except _CreditsShort:
             return False
         return True
+
+    def _reserve_credited_in(self, db: sqlite3.Connection, r: NewReservation, member_id: str) -> None:
+        # Raising undoes this write's statements (its savepoint), so the cap is held only with the credits.
+        if not sqlite_hold(db, r):
+            raise _CreditsShort
+        credited = db.execute(
+            "UPDATE credit_accounts SET reserved = reserved + ? "
+            "WHERE member_id = ? AND spent + reserved + ? <= granted",
+            (r.amount, member_id, r.amount),
+        ).rowcount
+        if credited != 1:
+            raise _CreditsShort
+        db.execute(
+            "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.id,
+                r.connection_id,
+                r.window_key,
+                r.amount,
+                r.model,
+                to_text(r.created_at),
+                to_text(r.expires_at),
+            ),
+        )
+        db.execute(
+            "INSERT INTO credit_holds (reservation_id, member_id, amount) VALUES (?, ?, ?)",
+            (r.id, member_id, r.amount),
+        )
 
     def _settle_credit_hold(self, db: sqlite3.Connection, reservation_id: str, charged: int, now: datetime) -> None:
         """Inside `settle`'s transaction: swap the credit hold of a reservation (if any) for its charge."""

@@ -3,27 +3,24 @@
 Under load a SQLite write costs far more in its transaction than in its statements: each COMMIT appends
 every page it dirtied to the WAL (two `pwrite`s per page) and takes and drops file locks (`fcntl`), and
 syscalls are dear on this kind of machine. Measured in-process, reserve + settle spent ~140 µs of its
-~280 µs in the two COMMITs. Concurrent requests touch the same pages (the ledger's tail, its indexes'
-hot leaves), so committing them together writes each page once.
+~280 µs in the two COMMITs. Concurrent requests touch the same pages (the counters' and ledger's hot
+pages, the right edge of the time-ordered indexes), so committing them together writes each page once.
 
 How a grouped write works:
-- The first grouped write of a loop turn opens `BEGIN IMMEDIATE` (taking the write lock up front, as
-  before) and schedules the COMMIT with `call_soon`: it runs once the coroutines ready now have had their
-  turn, so a write never waits for anything but the other writes already under way.
-- Each write runs its statements at once, inside its own SAVEPOINT: a write that fails undoes only its
-  own statements, never its neighbours'.
-- Its caller resumes only after the shared COMMIT. Nothing is acknowledged before it is durable, so the
-  cap guarantee reads exactly as with one transaction per write: every reserve is still one conditional
-  UPDATE, evaluated in order against everything committed or grouped before it. If the COMMIT fails,
-  every write of the group fails (`StoreUnavailableError`) and none of them happened.
-- Reads on the same connection see the group's writes before they commit. That only makes decisions
-  more conservative, and they join the same group, so they succeed or fail with it.
+- The caller hands over its write as a function of the connection and waits. The first write of a loop
+  turn schedules a flush with `call_soon`: it runs once the coroutines ready now have had their turn, so
+  a write waits for nothing but the other writes issued in the same turn.
+- The flush runs every queued write, in order, in one `BEGIN IMMEDIATE … COMMIT`, each inside its own
+  SAVEPOINT: a write that raises undoes only its own statements and gets its exception back.
+- Callers resume only after the COMMIT. Nothing is acknowledged before it is durable, so the cap guarantee
+  reads exactly as with one transaction per write: every reserve is still one conditional UPDATE,
+  evaluated in order against everything committed before it. If the COMMIT fails, every write of the
+  group fails (`StoreUnavailableError`) and none of them happened.
+- The transaction exists only while the flush runs (synchronously, a few hundred µs at most), never
+  across other coroutines: readers never see uncommitted writes, and other processes wait for SQLite's
+  write lock no longer than before.
 
-A write that must stand alone (every write off the hot path) first commits the open group.
-
-At concurrency 1 a group holds one write and the COMMIT runs on the next loop turn: no added wait.
-Across processes the write lock is now held for one loop turn instead of one statement group; other
-processes' writers queue behind it as before (the busy timeout still bounds the wait).
+Writes off the hot path run alone, in a transaction of their own, when called.
 """
 
 from __future__ import annotations
@@ -31,41 +28,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
 from wattfare.server.store.base import StoreUnavailableError
+
+T = TypeVar("T")
+_Queued = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
 
 
 class GroupCommit:
     """The write transactions of one SQLite connection: grouped on the hot path, alone elsewhere."""
 
-    __slots__ = ("_db", "_group")
+    __slots__ = ("_db", "_pending")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         """Manage the transactions of `db` (opened with `isolation_level=None`)."""
         self._db = db
-        self._group: asyncio.Future[None] | None = None
+        self._pending: list[_Queued] = []
 
-    @contextlib.asynccontextmanager
-    async def grouped(self) -> AsyncGenerator[sqlite3.Connection]:
-        """A write that shares the transaction of this loop turn; resumes its caller once that is committed."""
-        committed = self._join()
-        self._db.execute("SAVEPOINT grouped_write")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK TO grouped_write")
-            self._db.execute("RELEASE grouped_write")
-            raise
-        self._db.execute("RELEASE grouped_write")
-        # Shielded: a caller cancelled while it waits must not cancel the group its neighbours wait on.
-        # Its write commits (or fails) with the group either way.
-        await asyncio.shield(committed)
+    @property
+    def pending(self) -> int:
+        """Writes waiting for the next flush."""
+        return len(self._pending)
+
+    async def grouped(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `write(connection)` in the transaction of this loop turn; return its result once committed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self.flush)
+        self._pending.append((write, done))
+        # Shielded: a caller cancelled while it waits must not cancel its write, which may already be
+        # committed; the write commits (or fails) with its group either way.
+        return await asyncio.shield(done)
 
     @contextlib.contextmanager
     def alone(self) -> Generator[sqlite3.Connection]:
-        """A write in a transaction of its own, after committing any open group."""
-        self.flush()
+        """A write in a transaction of its own."""
         self._begin()
         try:
             yield self._db
@@ -75,28 +75,40 @@ class GroupCommit:
         self._db.execute("COMMIT")
 
     def flush(self) -> None:
-        """Commit the open group now (its writers resume on their next turn); a no-op without one."""
-        group, self._group = self._group, None
-        if group is None:
+        """Run the queued writes in one transaction and tell their callers (a no-op when none wait)."""
+        group, self._pending = self._pending, []
+        if not group:
             return
         try:
+            self._begin()
+        except StoreUnavailableError as exc:
+            _fail(group, exc)
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            for write, _ in group:
+                self._db.execute("SAVEPOINT grouped_write")
+                try:
+                    outcomes.append((True, write(self._db)))
+                except Exception as exc:  # the write's own failure: undone alone, handed back to its caller
+                    self._db.execute("ROLLBACK TO grouped_write")
+                    outcomes.append((False, exc))
+                self._db.execute("RELEASE grouped_write")
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException as exc:  # a failed COMMIT (or an interrupt): none of the group happened
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            if not group.done():
-                group.set_exception(StoreUnavailableError(f"SQLite could not commit: {exc}"))
+            _fail(group, StoreUnavailableError(f"SQLite could not commit: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
             return
-        if not group.done():
-            group.set_result(None)
-
-    def _join(self) -> asyncio.Future[None]:
-        if self._group is None:
-            self._begin()
-            loop = asyncio.get_running_loop()
-            self._group = loop.create_future()
-            loop.call_soon(self.flush)
-        return self._group
+        for (_, done), (succeeded, outcome) in zip(group, outcomes, strict=True):
+            if done.done():
+                continue
+            if succeeded:
+                done.set_result(outcome)
+            else:
+                done.set_exception(outcome)
 
     def _begin(self) -> None:
         try:
@@ -104,3 +116,9 @@ class GroupCommit:
         except sqlite3.OperationalError as exc:
             # Another process held the write lock past the busy timeout: a typed 503, not a 500.
             raise StoreUnavailableError(f"SQLite is busy: {exc}") from exc
+
+
+def _fail(group: list[_Queued], error: Exception) -> None:
+    for _, done in group:
+        if not done.done():
+            done.set_exception(error)
