@@ -77,7 +77,7 @@ async def hold_for(meter: Meter) -> Hold:
     return hold
 
 
-async def test_tokens_of_a_one_read_stream_reach_the_client_before_the_ledger_write(store: Store) -> None:
+async def test_a_one_read_stream_writes_its_first_token_at_once_and_all_before_the_settle(store: Store) -> None:
     sent: list[bytes] = []
     ledger = SlowLedger(store, sent)
     meter = Meter(ledger, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
@@ -107,6 +107,7 @@ async def test_tokens_of_a_one_read_stream_reach_the_client_before_the_ledger_wr
     assert ledger.sent_when_settling is not None
     before_settle = b"".join(ledger.sent_when_settling)
     assert before_settle.count(b'"delta"') == 3  # every token was written before the settle began
+    assert ledger.sent_when_settling[0].count(b'"delta"') == 1  # the first token went out on its own, at once
     assert b"usage" not in before_settle
     whole = b"".join(sent)
     assert whole.endswith(b"data: [DONE]\n\n")

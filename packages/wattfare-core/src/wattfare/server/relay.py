@@ -91,6 +91,7 @@ class MeteredStream:
         # Events read but not yet written, and where to write them (set when the pump starts).
         self._batch: list[bytes] = []
         self._send: Send | None = None
+        self._wrote_body = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the stream."""
@@ -139,6 +140,10 @@ class MeteredStream:
                     outgoing, ending = await self._on_event(event)
                     if outgoing:
                         self._batch.append(outgoing)
+                        if not self._wrote_body:
+                            # The first event goes out at once, before the rest of its read is examined:
+                            # time to first token is what a streaming client feels.
+                            await self._flush()
                     if ending is not None:
                         break
                 await self._flush()
@@ -161,6 +166,7 @@ class MeteredStream:
         if self._batch and self._send is not None:
             body = b"".join(self._batch)
             self._batch.clear()
+            self._wrote_body = True
             await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
     async def _on_event(self, event: bytes) -> tuple[bytes | None, ApiError | None]:
