@@ -36,7 +36,6 @@ RAW = HERE / "results" / "tmp"  # raw py-spy stacks (gitignored): feed them to a
 
 # Component of a frame, by the first matching path fragment (most specific first).
 COMPONENTS = [
-    ("serve.<locals>.checkpoint (", "SQLite WAL checkpoint thread (what-if only)"),
     ("benchmarks/whatif.py", "upstream client (what-if httptools prototype)"),
     ("wattfare/server/store/", "SQLite store (incl. the sqlite3 C calls)"),
     ("_sqlite3", "SQLite store (incl. the sqlite3 C calls)"),
@@ -49,6 +48,10 @@ COMPONENTS = [
     ("wattfare/server/completion_request.py", "Wattfare request parsing + token bound"),
     ("wattfare/server/", "Wattfare other (proxy, auth, errors)"),
     ("wattfare/", "Wattfare other (proxy, auth, errors)"),
+    ("aiohttp/", "aiohttp client (aiohttp + yarl + multidict)"),
+    ("yarl/", "aiohttp client (aiohttp + yarl + multidict)"),
+    ("multidict/", "aiohttp client (aiohttp + yarl + multidict)"),
+    ("aiohappyeyeballs/", "aiohttp client (aiohttp + yarl + multidict)"),
     ("httpcore/", "httpx client (httpx + httpcore + h11 + anyio)"),
     ("httpx/", "httpx client (httpx + httpcore + h11 + anyio)"),
     ("/h11/", "httpx client (httpx + httpcore + h11 + anyio)"),

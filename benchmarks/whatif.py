@@ -1,14 +1,15 @@
-"""What would each optimisation in PROFILE.md buy? Measured on the real app before anyone edits the server.
+"""What would an optimisation buy? Measured on the real app before anyone edits the server.
 
-`serve` runs Wattfare's own ASGI app (`create_app`, same settings and uvicorn options as `wattfare serve`)
-with benchmark-only substitutions switched on by flags:
+`serve` runs Wattfare's own ASGI app (`create_app` tuned as `wattfare serve` runs it, same uvicorn
+options) with benchmark-only substitutions switched on by flags:
 
     --client httptools   the upstream is `RawUpstream` below (asyncio Protocol + httptools, the parser
-                         uvicorn already uses) instead of httpx; a prototype: no timeouts, no proxy support
-    --rate-cache         memoise Decimal -> Fraction price conversions (what caching the per-model rates does)
-    --no-access-log      uvicorn's access log off
-    --checkpoint-off     SQLite's WAL checkpoints (and their fsyncs) moved off the request path to a thread
-    --gc-freeze          gc.freeze() after start-up and a higher gen-0 threshold
+                         uvicorn already uses) instead of Wattfare's aiohttp client; a prototype: no
+                         timeouts, no TLS, no proxy support
+    --access-log         uvicorn's access log on (off in `wattfare serve` unless WATTFARE_ACCESS_LOG=1)
+
+The first round of proposals measured here (cached price rates, checkpoints off the request path,
+gc.freeze, no access log, and the httpx -> aiohttp client) has shipped; PROFILE.md keeps their table.
 
 `compare` starts the nginx stand-in and one server per cumulative variant (shipped `wattfare serve`, then
 each substitution added in turn), measures them in interleaved rounds (CPU per request at c=32 and c=1,
@@ -21,16 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import gc
 import json
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -204,38 +200,16 @@ class RawUpstream:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from wattfare.server.app import create_app
+    from wattfare.server.app import create_app, tuned_for_serving
     from wattfare.server.services import build_upstreams
     from wattfare.server.settings import Settings
 
-    if args.rate_cache:
-        from wattfare.metering import money, reservation, settlement
-
-        cached = functools.lru_cache(maxsize=4096)(money.nanos_fraction)
-        reservation.nanos_fraction = cached  # type: ignore[assignment]
-        settlement.nanos_fraction = cached  # type: ignore[assignment]
     settings = Settings.from_env()
     upstreams = build_upstreams(settings)
     if args.client == "httptools":
         raw = RawUpstream(settings.upstream_url, settings.upstream_key)
         upstreams = {mode: raw if u.name == "openai-compatible" else u for mode, u in upstreams.items()}  # type: ignore[misc]
-    app = create_app(settings, upstreams=upstreams)
-    if args.checkpoint_off:
-        store = app.state.services.store
-        store._db.execute("PRAGMA wal_autocheckpoint = 0")
-        path = settings.database_url.removeprefix("sqlite:///")
-
-        def checkpoint() -> None:
-            db = sqlite3.connect(path, isolation_level=None)
-            while True:
-                time.sleep(1.0)
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-        threading.Thread(target=checkpoint, daemon=True).start()
-    if args.gc_freeze:
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 50, 100)
+    app = tuned_for_serving(create_app(settings, upstreams=upstreams))
     uvicorn.run(
         app,
         host=args.host,
@@ -249,16 +223,12 @@ def serve(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- compare
 
-ALL_PROPOSALS = ["--client", "httptools", "--rate-cache", "--checkpoint-off", "--gc-freeze"]
+ALL_PROPOSALS = ["--client", "httptools"]
 VARIANTS: list[tuple[str, list[str] | None]] = [
     ("shipped (wattfare serve)", None),
-    ("same app via this launcher", ["--client", "httpx", "--access-log"]),
-    ("+ httptools upstream client", ["--client", "httptools", "--access-log"]),
-    ("+ cached price rates", ["--client", "httptools", "--access-log", "--rate-cache"]),
-    ("+ no access log", ["--client", "httptools", "--rate-cache"]),
-    ("+ checkpoints off the request path", ["--client", "httptools", "--rate-cache", "--checkpoint-off"]),
-    ("+ gc.freeze", ALL_PROPOSALS),
-    ("bare pass-through, httpx (the floor today)", ["bare", "--client", "httpx"]),
+    ("same app via this launcher", ["--client", "shipped"]),
+    ("+ httptools upstream client", ALL_PROPOSALS),
+    ("bare pass-through, Wattfare's client (the floor)", ["bare", "--client", "wattfare"]),
     ("bare pass-through, httptools client", ["bare", "--client", "httptools"]),
 ]
 
@@ -400,11 +370,8 @@ def main() -> int:
     s = sub.add_parser("serve")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, required=True)
-    s.add_argument("--client", choices=["httpx", "httptools"], default="httpx")
+    s.add_argument("--client", choices=["shipped", "httptools"], default="shipped")
     s.add_argument("--access-log", action="store_true")
-    s.add_argument("--rate-cache", action="store_true")
-    s.add_argument("--checkpoint-off", action="store_true")
-    s.add_argument("--gc-freeze", action="store_true")
     c = sub.add_parser("compare")
     c.add_argument("--rounds", type=int, default=3)
     c.add_argument("--seconds", type=float, default=4.0)

@@ -169,13 +169,17 @@ def create_app(
 
 
 def create_served_app() -> Starlette:
-    """The app as `wattfare serve` and `wattfare dev` run it: its own process, so it may tune the collector.
+    """The app as `wattfare serve` and `wattfare dev` run it (see `tuned_for_serving`)."""
+    return tuned_for_serving(create_app())
+
+
+def tuned_for_serving(app: Starlette) -> Starlette:
+    """`app`, tuning the collector at start-up: for a process that serves nothing else.
 
     Start-up objects (modules, routes, the price book) live as long as the process: `gc.freeze()` takes
     them out of every collection, and a larger first generation runs the collector less often on a heap
     whose per-request garbage is mostly freed by reference counting anyway.
     """
-    app = create_app()
     lifespan = app.router.lifespan_context
 
     @asynccontextmanager
