@@ -26,7 +26,7 @@ from pathlib import Path
 import standin
 from load import Target, measure_ttfb, run_wrk, wrk_script
 from processes import Server, stop_all
-from run import HERE, ROOT, log, start_nginx, start_wattfare
+from servers import HERE, ROOT, log, start_nginx, start_wattfare
 
 SOURCES = "packages/wattfare-core/src"
 

@@ -13,23 +13,21 @@ Writes benchmarks/results/profile.json and prints the tables PROFILE.md quotes.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import standin
-from load import Target, request_body, run_wrk, wrk_script
+from hot_path_parts import count_statements, micro
+from load import Target, run_wrk, wrk_script
 from processes import Server, stop_all
-from run import HERE, start_bare, start_nginx, start_wattfare
+from servers import HERE, start_bare, start_nginx, start_wattfare
 from whatif import ALL_PROPOSALS, start_whatif
 
 RAW = HERE / "results" / "tmp"  # raw py-spy stacks (gitignored): feed them to a flamegraph tool
@@ -206,211 +204,6 @@ def plain_cpu(
         "cpu_ms_per_request": 1000 * (server.cpu() - before) / max(1, result.requests),
         "p50_ms": result.p50_ms,
     }
-
-
-# ---------------------------------------------------------------- SQLite statements per request
-
-
-def count_statements(tmp: Path, upstream: str) -> dict[str, Any]:
-    """Run the app in-process (uvicorn in a thread) with a trace callback on its SQLite connection."""
-    import uvicorn
-    from run import provision_wattfare
-
-    from wattfare.server.app import create_app
-    from wattfare.server.settings import Settings
-
-    db = tmp / "statements.db"
-    secret = provision_wattfare(db, "1000000")
-    settings = Settings.from_env(
-        {
-            "WATTFARE_DATABASE_URL": f"sqlite:///{db}",
-            "WATTFARE_UPSTREAM": "openai-compatible",
-            "WATTFARE_UPSTREAM_URL": upstream,
-            "WATTFARE_UPSTREAM_KEY": "bench",
-            "WATTFARE_TEST_UPSTREAM": "live",
-            "WATTFARE_TEST_DEFAULT_CAP_USD": "1000000",
-        }
-    )
-    app = create_app(settings)
-    statements: list[str] = []
-    store = app.state.services.store
-    store._db.set_trace_callback(statements.append)  # the benchmark peeks; the server is untouched
-    from processes import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}/api/v1/chat/completions"
-    headers = {"Authorization": f"Bearer {secret}", "content-type": "application/json"}
-    cases: dict[str, Any] = {}
-    try:
-        with httpx.Client(timeout=30) as client:
-            for name, stream, user in (
-                ("first request of a new user (auto-connect)", False, "new-user"),
-                ("non-streamed, known user", False, "new-user"),
-                ("streamed, known user", True, "new-user"),
-            ):
-                time.sleep(0.7)  # let the background loops (revocation poll) go quiet
-                statements.clear()
-                response = client.post(
-                    base,
-                    content=request_body(standin.MODEL, stream=stream),
-                    headers=headers | {"Wattfare-User": user} | ({"accept": "text/event-stream"} if stream else {}),
-                )
-                assert response.status_code == 200, response.text
-                sql = [s.split()[0] + " " + " ".join(s.split()[1:4]) for s in statements]
-                writes = sum(s.startswith(("INSERT", "UPDATE", "DELETE")) for s in statements)
-                cases[name] = {
-                    "statements": len(statements),
-                    "writes": writes,
-                    "transactions": sum(s.startswith("BEGIN") for s in statements),
-                    "sql": sql,
-                }
-    finally:
-        server.should_exit = True
-        thread.join(10)
-    return cases
-
-
-# ---------------------------------------------------------------- in-process micro-benchmarks
-
-
-def micro(tmp: Path, n: int) -> dict[str, float]:
-    """µs of CPU per call of the hot path's pieces, in-process, without HTTP (best of 3 passes)."""
-    import logging
-    import logging.config
-
-    import orjson
-    import uvicorn.config
-    from run import provision_wattfare
-
-    from wattfare.metering import Budget, MeteredUsage, cost_of, decide_reservation, window_containing
-    from wattfare.server.completion_request import anonymous_user, parse_completion, upstream_payload
-    from wattfare.server.keys import hash_key, new_id
-    from wattfare.server.meter import Meter
-    from wattfare.server.pricebook import PriceBook
-    from wattfare.server.services import utc_now
-    from wattfare.server.store import open_store
-    from wattfare.server.store.records import NewReservation, Settlement
-
-    db = tmp / "micro.db"
-    secret = provision_wattfare(db, "1000000")
-    body = request_body(standin.MODEL, stream=False)
-    results: dict[str, float] = {}
-
-    def timed(name: str, fn: Any) -> None:
-        best = float("inf")
-        for _ in range(3):
-            started = time.process_time()
-            for _ in range(n):
-                fn()
-            best = min(best, time.process_time() - started)
-        results[name] = 1e6 * best / n
-
-    completion = parse_completion(body)
-    timed("parse_completion (orjson + checks + prompt_token_bound)", lambda: parse_completion(body))
-    timed("anonymous_user (sha256)", lambda: anonymous_user("app_x", "bench-user"))
-    timed(
-        "upstream_payload + orjson.dumps",
-        lambda: orjson.dumps(upstream_payload(completion, max_tokens=64, end_user="wf_x")),
-    )
-    timed("new_id (secrets.token_urlsafe)", lambda: new_id("req"))
-    timed("window_containing(now)", lambda: window_containing(utc_now()))
-    book = PriceBook(None, [json.loads(standin.models_body())["data"][0]])  # type: ignore[arg-type]
-    model = book.get(standin.MODEL)
-    assert model is not None
-    now = utc_now()
-    timed("pricing.worst_case (Decimal)", lambda: model.pricing.worst_case(now, 100))
-    prices = model.pricing.at(now, 24)
-    usage = MeteredUsage(prompt_tokens=24, completion_tokens=20)
-    timed("cost_of (7 Decimal -> Fraction conversions)", lambda: cost_of(usage, prices))
-    budget = Budget(cap=10**15, spent=10**9, reserved=10**6)
-    worst = model.pricing.worst_case(now, 100)
-    timed(
-        "decide_reservation (Fraction)",
-        lambda: decide_reservation(
-            budget, worst, prompt_token_bound=100, requested_max_tokens=64, model_max_output=16384
-        ),
-    )
-
-    async def metering() -> None:
-        store = open_store(f"sqlite:///{db}")
-        await store.upgrade()
-        key = await store.find_secret_key(hash_key(secret))
-        assert key is not None
-        meter = Meter(store, utc_now, reservation_ttl=__import__("datetime").timedelta(seconds=900))
-        await meter.reserve(key, "micro-user", model, prompt_token_bound=100, requested_max_tokens=64)
-        best_reserve = best_settle = best_budget = float("inf")
-        window = window_containing(utc_now()).key
-        for _ in range(3):
-            reserve_s = settle_s = 0.0
-            for _ in range(n):
-                t0 = time.process_time()
-                hold = await meter.reserve(key, "micro-user", model, prompt_token_bound=100, requested_max_tokens=64)
-                t1 = time.process_time()
-                await meter.settle(hold, usage)  # type: ignore[arg-type]
-                t2 = time.process_time()
-                reserve_s += t1 - t0
-                settle_s += t2 - t1
-            best_reserve, best_settle = min(best_reserve, reserve_s), min(best_settle, settle_s)
-            t0 = time.process_time()
-            for _ in range(n):
-                await store.budget(key.app_id, key.mode, "micro-user", window)
-            best_budget = min(best_budget, time.process_time() - t0)
-        results["Meter.reserve (budget SELECT + pricing + 1 write txn, 3 statements)"] = 1e6 * best_reserve / n
-        results["Meter.settle (1 write txn, 5 statements)"] = 1e6 * best_settle / n
-        results["  SQLiteStore.budget (one SELECT ... JOIN)"] = 1e6 * best_budget / n
-        connection = await store.get_connection(key.app_id, key.mode, "micro-user")
-        assert connection is not None
-        best_try = best_store_settle = float("inf")
-        for _ in range(3):
-            try_s = settle_s = 0.0
-            for _ in range(n):
-                at = utc_now()
-                reservation = NewReservation(new_id("req"), connection.id, window, 1000, standin.MODEL, at, at)
-                t0 = time.process_time()
-                await store.try_reserve(reservation)
-                t1 = time.process_time()
-                await store.settle(Settlement(reservation.id, 500, prompt_tokens=24, completion_tokens=20), at)
-                t2 = time.process_time()
-                try_s += t1 - t0
-                settle_s += t2 - t1
-            best_try, best_store_settle = min(best_try, try_s), min(best_store_settle, settle_s)
-        results["  SQLiteStore.try_reserve (BEGIN + 3 statements + COMMIT)"] = 1e6 * best_try / n
-        results["  SQLiteStore.settle (BEGIN + 5 statements + COMMIT)"] = 1e6 * best_store_settle / n
-        raw = store._db  # the benchmark measures the connection the store uses
-        best_empty = best_tiny = float("inf")
-        for _ in range(3):
-            t0 = time.process_time()
-            for _ in range(n):
-                raw.execute("BEGIN IMMEDIATE")
-                raw.execute("COMMIT")
-            best_empty = min(best_empty, time.process_time() - t0)
-            t0 = time.process_time()
-            for _ in range(n):
-                raw.execute("BEGIN IMMEDIATE")
-                raw.execute("UPDATE counters SET reserved = reserved + 0 WHERE rowid = 1")
-                raw.execute("COMMIT")
-            best_tiny = min(best_tiny, time.process_time() - t0)
-        results["  empty BEGIN IMMEDIATE + COMMIT"] = 1e6 * best_empty / n
-        results["  one-row UPDATE transaction (WAL append)"] = 1e6 * best_tiny / n
-        await store.close()
-
-    asyncio.run(metering())
-
-    config = dict(uvicorn.config.LOGGING_CONFIG)
-    config["handlers"] = {
-        "access": {"formatter": "access", "class": "logging.FileHandler", "filename": str(tmp / "access.log")}
-    }
-    config["loggers"] = {"uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False}}
-    logging.config.dictConfig(config)
-    access = logging.getLogger("uvicorn.access")
-    args = ("127.0.0.1:50000", "POST", "/api/v1/chat/completions", "1.1", 200)
-    timed("uvicorn access log line (to a file)", lambda: access.info('%s - "%s %s HTTP/%s" %d', *args))
-    return results
 
 
 def print_report(report: dict[str, Any]) -> None:

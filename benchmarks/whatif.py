@@ -236,7 +236,7 @@ VARIANTS: list[tuple[str, list[str] | None]] = [
 def start_whatif(tmp: Path, name: str, upstream: str, flags: list[str]) -> tuple[Any, int, str]:
     """Start `whatif.py serve` with `flags` over a fresh provisioned SQLite file: (server, port, secret key)."""
     from processes import Server, free_port
-    from run import RETRY, _probe_json, child_env, provision_wattfare
+    from servers import RETRY, child_env, probe_json, provision_wattfare
 
     port = free_port()
     db = tmp / f"{name}.db"
@@ -253,7 +253,7 @@ def start_whatif(tmp: Path, name: str, upstream: str, flags: list[str]) -> tuple
     server = Server(name, command, tmp / f"{name}.log", env=env, cwd=tmp)
     server.start()
     headers = {"Authorization": f"Bearer {secret}", "Wattfare-User": "bench-user"}
-    server.wait_ready(lambda: _probe_json(port, "/api/v1/chat/completions", headers), 60, RETRY)
+    server.wait_ready(lambda: probe_json(port, "/api/v1/chat/completions", headers), 60, RETRY)
     return server, port, secret
 
 
@@ -261,7 +261,7 @@ def compare(args: argparse.Namespace) -> None:
     import standin
     from load import Target, measure_ttfb, run_wrk, wrk_script
     from processes import Server, free_port, stop_all
-    from run import RETRY, _probe_json, child_env, start_nginx, start_wattfare
+    from servers import RETRY, child_env, probe_json, start_nginx, start_wattfare
 
     tmp = Path(tempfile.mkdtemp(prefix="wattfare-whatif-"))
     tmp.chmod(0o755)
@@ -279,7 +279,7 @@ def compare(args: argparse.Namespace) -> None:
                 command = [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(port), "--upstream", upstream]
                 server = Server(f"v{index}", [*command, *flags[1:]], tmp / f"v{index}.log", env=child_env())
                 server.start()
-                server.wait_ready(lambda p=port: _probe_json(p, "/v1/chat/completions", {}), 60, RETRY)
+                server.wait_ready(lambda p=port: probe_json(p, "/v1/chat/completions", {}), 60, RETRY)
                 secret = ""
             else:
                 server, port, secret = start_whatif(tmp, f"v{index}", upstream, flags)
