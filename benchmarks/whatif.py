@@ -7,6 +7,8 @@ options) with benchmark-only substitutions switched on by flags:
                          uvicorn already uses) instead of Wattfare's aiohttp client; a prototype: no
                          timeouts, no TLS, no proxy support
     --access-log         uvicorn's access log on (off in `wattfare serve` unless WATTFARE_ACCESS_LOG=1)
+    --memory-store       the same SQLite store and statements on an in-memory database: metering with its
+                         durable-write costs taken away (an upper bound of what batching them could buy)
 
 The first round of proposals measured here (cached price rates, checkpoints off the request path,
 gc.freeze, no access log, and the httpx -> aiohttp client) has shipped; PROFILE.md keeps their table.
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -209,7 +212,17 @@ def serve(args: argparse.Namespace) -> None:
     if args.client == "httptools":
         raw = RawUpstream(settings.upstream_url, settings.upstream_key)
         upstreams = {mode: raw if u.name == "openai-compatible" else u for mode, u in upstreams.items()}  # type: ignore[misc]
-    app = tuned_for_serving(create_app(settings, upstreams=upstreams))
+    store = None
+    if args.memory_store:
+        # The same store and SQL, in memory: no WAL page writes, no file locks, no checkpoints. What the
+        # metering writes would cost if they were batched out of the request path (e.g. budget leases).
+        from wattfare.server.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(":memory:")
+        source = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
+        source.backup(store._db)  # pyright: ignore[reportPrivateUsage]  # the provisioned app and its keys
+        source.close()
+    app = tuned_for_serving(create_app(settings, store=store, upstreams=upstreams))
     uvicorn.run(
         app,
         host=args.host,
@@ -223,10 +236,11 @@ def serve(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- compare
 
-ALL_PROPOSALS = ["--client", "httptools"]
+ALL_PROPOSALS = ["--client", "httptools", "--memory-store"]
 VARIANTS: list[tuple[str, list[str] | None]] = [
     ("shipped (wattfare serve)", None),
     ("same app via this launcher", ["--client", "shipped"]),
+    ("+ metering writes in memory", ["--client", "shipped", "--memory-store"]),
     ("+ httptools upstream client", ALL_PROPOSALS),
     ("bare pass-through, Wattfare's client (the floor)", ["bare", "--client", "wattfare"]),
     ("bare pass-through, httptools client", ["bare", "--client", "httptools"]),
@@ -372,6 +386,7 @@ def main() -> int:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--client", choices=["shipped", "httptools"], default="shipped")
     s.add_argument("--access-log", action="store_true")
+    s.add_argument("--memory-store", action="store_true")
     c = sub.add_parser("compare")
     c.add_argument("--rounds", type=int, default=3)
     c.add_argument("--seconds", type=float, default=4.0)
