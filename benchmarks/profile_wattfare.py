@@ -259,7 +259,7 @@ def main() -> int:
         upstream = f"http://127.0.0.1:{nginx_port}/v1"
         wattfare, port, secret = start_wattfare(tmp, "wattfare", upstream, 1, None)
         quiet, quiet_port, quiet_secret = start_wattfare(tmp, "wattfare-quiet", upstream, 1, "warning")
-        bare, bare_port = start_bare(tmp, upstream)
+        bare, bare_port = start_bare(tmp, upstream, "wattfare")
         lean, lean_port, lean_secret = start_whatif(tmp, "whatif", upstream, ALL_PROPOSALS)
         wl = Target(
             "whatif",

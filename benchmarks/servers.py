@@ -52,7 +52,7 @@ def start_nginx(tmp: Path) -> tuple[Server, int]:
     return server, port
 
 
-def start_bare(tmp: Path, upstream: str, client: str = "httpx") -> tuple[Server, int]:
+def start_bare(tmp: Path, upstream: str, client: str = "wattfare") -> tuple[Server, int]:
     port = free_port()
     command = [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(port), "--upstream", upstream]
     command += ["--client", client]
