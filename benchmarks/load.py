@@ -10,6 +10,7 @@ turn, request by request, so machine noise lands on all of them alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -198,6 +199,9 @@ class _Connection:
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            with contextlib.suppress(OSError):  # the server may have dropped it already
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,9 @@ def measure_ttfb(targets: list[Target], requests: int, warmup: int = 5, burst: i
                 random.shuffle(connections)
                 for connection in connections:
                     name = connection.target.name
+                    # A fresh connection per burst: servers drop keep-alive connections idle for a few
+                    # seconds (uvicorn after 5), as these are while the other targets take their turn.
+                    await connection.close()
                     for index in range(warmup + per_burst):
                         first, total, body = await connection.timed()
                         if b"[DONE]" not in body:
