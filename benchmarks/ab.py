@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import standin
-from load import Target, measure_ttfb, run_wrk, wrk_script
+from load import Target, measure_ttfb, wrk_cpu
 from processes import Server, stop_all
 from servers import HERE, ROOT, log, start_nginx, start_wattfare
 
@@ -62,26 +62,15 @@ def serve(revision: str, sources: Path, upstream: str, tmp: Path) -> tuple[Serve
 def measure(
     server: Server, target: Target, *, stream: bool, connections: int, seconds: float, tmp: Path
 ) -> dict[str, float]:
-    users = 1000 if target.user_header else 1
-    script = tmp / f"ab-{abs(hash((target.name, stream)))}.lua"
-    script.write_text(wrk_script(target, stream=stream, users=users))
-    before = server.cpu()
-    result = run_wrk(
-        script,
-        f"http://127.0.0.1:{target.port}{target.path}",
+    return wrk_cpu(
+        server,
+        target,
+        stream=stream,
+        users=1000 if target.user_header else 1,
         connections=connections,
         seconds=seconds,
-        threads=1 if connections == 1 else 2,
+        tmp=tmp,
     )
-    cpu = server.cpu() - before
-    if any(result.errors.values()):
-        raise RuntimeError(f"{target.name} (stream={stream}, c={connections}) had errors: {result.errors}")
-    return {
-        "rps": result.rps,
-        "p50_ms": result.p50_ms,
-        "p99_ms": result.p99_ms,
-        "cpu_ms_per_request": 1000 * cpu / max(1, result.requests),
-    }
 
 
 def main() -> int:

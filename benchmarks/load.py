@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from processes import Server
+
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly."
 USER_PROMPT = "Say hello in ten words."
 
@@ -127,6 +129,31 @@ def run_wrk(script: Path, url: str, *, connections: int, seconds: float, threads
         max_ms=raw["max_us"] / 1000,
         mean_ms=raw["mean_us"] / 1000,
     )
+
+
+def wrk_cpu(
+    server: Server, target: Target, *, stream: bool, users: int, connections: int, seconds: float, tmp: Path
+) -> dict[str, float]:
+    """One wrk run against `target`, with the CPU `server`'s processes used per request; any failed request raises."""
+    script = tmp / f"wrk-{target.name}-{stream}-{users}-{connections}.lua"
+    script.write_text(wrk_script(target, stream=stream, users=users))
+    before = server.cpu()
+    result = run_wrk(
+        script,
+        f"http://127.0.0.1:{target.port}{target.path}",
+        connections=connections,
+        seconds=seconds,
+        threads=1 if connections == 1 else 2,
+    )
+    cpu = server.cpu() - before
+    if result.failed:
+        raise RuntimeError(f"{target.name} (stream={stream}, c={connections}) had errors: {result.errors}")
+    return {
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "cpu_ms_per_request": 1000 * cpu / max(1, result.requests),
+    }
 
 
 # ---------------------------------------------------------------- time to first byte

@@ -4,7 +4,8 @@ Starts the nginx stand-in, Wattfare (and the bare pass-through for comparison), 
 while py-spy samples the server process, then splits the samples by component (uvicorn, Starlette,
 httpx/httpcore/h11, SQLite, metering, logging, ...) and converts the shares into microseconds of CPU per
 request using the CPU time the process really used (/proc). Also: SQLite statements per request
-(counted in-process with sqlite3's trace callback) and an A/B of the access log.
+(counted in-process with sqlite3's trace callback) and in-process micro-benchmarks (`hot_path_parts.py`).
+The access log, whose A/B lived here, is off in `wattfare serve` unless WATTFARE_ACCESS_LOG=1.
 
 Run: `.venv/bin/python benchmarks/profile_wattfare.py` (needs py-spy: pip install py-spy).
 Writes benchmarks/results/profile.json and prints the tables PROFILE.md quotes.
@@ -25,7 +26,7 @@ from typing import Any
 
 import standin
 from hot_path_parts import count_statements, micro
-from load import Target, run_wrk, wrk_script
+from load import Target, run_wrk, wrk_cpu, wrk_script
 from processes import Server, stop_all
 from servers import HERE, start_bare, start_nginx, start_wattfare
 from whatif import ALL_PROPOSALS, start_whatif
@@ -186,26 +187,6 @@ def spy_while_loading(
     }
 
 
-def plain_cpu(
-    server: Server, target: Target, *, stream: bool, users: int, connections: int, seconds: float, tmp: Path
-) -> dict[str, float]:
-    script = tmp / f"plain-{target.name}-{stream}-{users}-{connections}.lua"
-    script.write_text(wrk_script(target, stream=stream, users=users))
-    before = server.cpu()
-    result = run_wrk(
-        script,
-        f"http://127.0.0.1:{target.port}{target.path}",
-        connections=connections,
-        seconds=seconds,
-        threads=1 if connections == 1 else 2,
-    )
-    return {
-        "rps": result.rps,
-        "cpu_ms_per_request": 1000 * (server.cpu() - before) / max(1, result.requests),
-        "p50_ms": result.p50_ms,
-    }
-
-
 def print_report(report: dict[str, Any]) -> None:
     for label, p in report["profiles"].items():
         print(f"\n## {label}: {p['rps']:.0f} req/s, {p['cpu_ms_per_request']:.3f} ms CPU/req, {p['samples']} samples")
@@ -231,7 +212,6 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--micro-calls", type=int, default=2000)
-    parser.add_argument("--ab-rounds", type=int, default=4, help="rounds of the access-log A/B")
     parser.add_argument("--reanalyse", action="store_true", help="re-read the raw stacks of --out's run and print")
     parser.add_argument("--only", default="", help="profile only the scenarios whose label contains this")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too; pauses the process)")
@@ -258,7 +238,6 @@ def main() -> int:
         _, nginx_port = start_nginx(tmp)
         upstream = f"http://127.0.0.1:{nginx_port}/v1"
         wattfare, port, secret = start_wattfare(tmp, "wattfare", upstream, 1, None)
-        quiet, quiet_port, quiet_secret = start_wattfare(tmp, "wattfare-quiet", upstream, 1, "warning")
         bare, bare_port = start_bare(tmp, upstream, "wattfare")
         lean, lean_port, lean_secret = start_whatif(tmp, "whatif", upstream, ALL_PROPOSALS)
         wl = Target(
@@ -279,30 +258,9 @@ def main() -> int:
             headers={"Authorization": f"Bearer {secret}"},
             user_header="Wattfare-User",
         )
-        wfq = Target(
-            "wattfare-quiet",
-            quiet_port,
-            "/api/v1/chat/completions",
-            standin.MODEL,
-            standin.MODEL,
-            headers={"Authorization": f"Bearer {quiet_secret}"},
-            user_header="Wattfare-User",
-        )
         bt = Target("bare", bare_port, "/v1/chat/completions", standin.MODEL, standin.MODEL)
-        for server, target in ((wattfare, wf), (quiet, wfq), (bare, bt), (lean, wl)):
-            plain_cpu(server, target, stream=False, users=args.users, connections=8, seconds=2, tmp=tmp)  # warm-up
-        # Access log A/B first, while both servers have served the same requests: same binary, WATTFARE_LOG_LEVEL
-        # unset (info: access log on) vs warning; interleaved.
-        ab: dict[str, list[dict[str, float]]] = {"info (as shipped)": [], "warning (no access log)": []}
-        for _ in range(args.ab_rounds):
-            ab["info (as shipped)"].append(
-                plain_cpu(wattfare, wf, stream=False, users=args.users, connections=32, seconds=4, tmp=tmp)
-            )
-            ab["warning (no access log)"].append(
-                plain_cpu(quiet, wfq, stream=False, users=args.users, connections=32, seconds=4, tmp=tmp)
-            )
-        report["access_log_ab"] = ab
-        print(json.dumps({k: [round(r["cpu_ms_per_request"], 3) for r in v] for k, v in ab.items()}))
+        for server, target in ((wattfare, wf), (bare, bt), (lean, wl)):
+            wrk_cpu(server, target, stream=False, users=args.users, connections=8, seconds=2, tmp=tmp)  # warm-up
         profiles: dict[str, Any] = {}
         for label, server, target, stream, connections in (
             ("wattfare json c=32", wattfare, wf, False, 32),
