@@ -3,8 +3,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support import postgres
+
+# Property tests check correctness, never speed: on a shared, noisy machine a per-example deadline or a
+# "generation is slow" health check fails a correct test (timing targets live in benchmarks/).
+settings.register_profile("wattfare", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("wattfare")
 
 
 @pytest.fixture
