@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -13,7 +12,6 @@ from wattfare.metering import (
     nanos_to_json_number,
     nanos_to_usd,
     parse_usd,
-    round_nanos,
     usd_to_nanos,
 )
 
@@ -153,19 +151,3 @@ def test_whole_dollars_go_on_the_wire_as_integers() -> None:
     assert isinstance(nanos_to_json_number(7 * NANOS_PER_USD), int)
     assert nanos_to_json_number(10**30) == 10**21
     assert isinstance(nanos_to_json_number(1), float)
-
-
-@pytest.mark.parametrize(
-    ("amount", "up", "half_up", "down"),
-    [
-        (Fraction(5, 2), 3, 3, 2),
-        (Fraction(-5, 2), -2, -3, -3),
-        (Fraction(7, 3), 3, 2, 2),
-        (Fraction(-7, 3), -2, -2, -3),
-        (4, 4, 4, 4),
-    ],
-)
-def test_exact_amounts_round_to_whole_nanos(amount: Fraction | int, up: int, half_up: int, down: int) -> None:
-    assert round_nanos(amount, rounding="up") == up
-    assert round_nanos(amount, rounding="half_up") == half_up
-    assert round_nanos(amount, rounding="down") == down

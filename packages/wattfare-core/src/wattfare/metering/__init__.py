@@ -32,11 +32,9 @@ from wattfare.metering.bounds import (
 from wattfare.metering.money import (
     NANOS_PER_USD,
     Rounding,
-    nanos_fraction,
     nanos_to_json_number,
     nanos_to_usd,
     parse_usd,
-    round_nanos,
     usd_to_nanos,
 )
 from wattfare.metering.prices import ModelPricing, PriceOverride, PriceSet, UnpricedModelError, parse_pricing
@@ -64,13 +62,11 @@ __all__ = [
     "cost_of",
     "decide_reservation",
     "image_part_count",
-    "nanos_fraction",
     "nanos_to_json_number",
     "nanos_to_usd",
     "parse_pricing",
     "parse_usd",
     "prompt_token_bound",
-    "round_nanos",
     "usd_to_nanos",
     "window_containing",
 ]

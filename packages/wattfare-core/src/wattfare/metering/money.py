@@ -14,20 +14,16 @@ thing for refunds (negative amounts) as for charges:
 
 from __future__ import annotations
 
-import math
 import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from fractions import Fraction
 from typing import Literal, cast
 
 __all__ = [
     "NANOS_PER_USD",
     "Rounding",
-    "nanos_fraction",
     "nanos_to_json_number",
     "nanos_to_usd",
     "parse_usd",
-    "round_nanos",
     "usd_to_nanos",
 ]
 
@@ -150,38 +146,3 @@ def nanos_to_json_number(nanos: int) -> float | int:
     # float(str) is correctly rounded, and a float's repr is the shortest decimal that reads back as it:
     # with at most 15 significant digits (DBL_DIG) that decimal is the exact amount itself.
     return float(str(exact))
-
-
-def round_nanos(amount: Fraction | int, *, rounding: Rounding) -> int:
-    """Round an exact amount of nano-USD (usually a price times a token count) to a whole nano.
-
-    Args:
-        amount: An exact, possibly fractional, amount of nano-USD.
-        rounding: How to round (see the module docstring).
-
-    Returns:
-        The rounded amount in nano-USD.
-
-    Raises:
-        ValueError: ``rounding`` is unknown.
-    """
-    if rounding == "up":
-        return math.ceil(amount)
-    if rounding == "down":
-        return math.floor(amount)
-    if rounding == "half_up":
-        half = Fraction(1, 2)
-        return math.floor(amount + half) if amount >= 0 else -math.floor(-amount + half)
-    raise ValueError(f"unknown rounding {rounding!r}")
-
-
-def nanos_fraction(amount: Decimal) -> Fraction:
-    """Express a ``Decimal`` of US dollars as an exact fraction of nano-USD, for exact cost arithmetic.
-
-    Args:
-        amount: A finite amount of USD.
-
-    Returns:
-        ``amount * NANOS_PER_USD``, exactly.
-    """
-    return Fraction(amount) * NANOS_PER_USD
