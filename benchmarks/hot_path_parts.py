@@ -91,12 +91,11 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
     import logging
     import logging.config
 
-    import orjson
     import uvicorn.config
     from servers import provision_wattfare
 
     from wattfare.metering import Budget, MeteredUsage, cost_of, decide_reservation, window_containing
-    from wattfare.server.completion_request import anonymous_user, parse_completion, upstream_payload
+    from wattfare.server.completion_request import anonymous_user, parse_completion, upstream_body
     from wattfare.server.keys import hash_key, new_request_id
     from wattfare.server.meter import Meter
     from wattfare.server.pricebook import PriceBook
@@ -123,8 +122,8 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
     timed("parse_completion (orjson + checks + prompt_token_bound)", lambda: parse_completion(body))
     timed("anonymous_user (sha256)", lambda: anonymous_user("app_x", "bench-user"))
     timed(
-        "upstream_payload + orjson.dumps",
-        lambda: orjson.dumps(upstream_payload(completion, max_tokens=64, end_user="wf_x")),
+        "upstream_body (orjson.dumps) + with_max_tokens",
+        lambda: upstream_body(completion, end_user="wf_x").with_max_tokens(64),
     )
     timed("new_request_id (time + secrets.token_hex)", new_request_id)
     timed("window_containing(now)", lambda: window_containing(utc_now()))
@@ -163,9 +162,9 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
             reserve_s = settle_s = 0.0
             for _ in range(n):
                 t0 = time.process_time()
-                hold = await meter.reserve(key, "micro-user", model, prompt_token_bound=100, requested_max_tokens=64)
+                held = await meter.reserve(key, "micro-user", model, prompt_token_bound=100, requested_max_tokens=64)
                 t1 = time.process_time()
-                await meter.settle(hold, usage)  # type: ignore[arg-type]
+                await held.settle(usage)  # type: ignore[union-attr]
                 t2 = time.process_time()
                 reserve_s += t1 - t0
                 settle_s += t2 - t1

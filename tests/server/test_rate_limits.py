@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.wattfare_server import in_process, provision
-from wattfare.server.rate_limits import RateLimit
+from wattfare.server.rate_limits import RateLimit, first_refusal
 from wattfare.server.store import open_store
 
 pytestmark = pytest.mark.anyio
@@ -43,5 +43,21 @@ async def test_a_fixed_window_resets_when_the_next_one_starts(database_url: str)
             await limit.check(store, "k", start + timedelta(seconds=2))
         await limit.check(store, "other", start)
         await limit.check(store, "k", start + timedelta(seconds=30))  # 12:01:00, a new window
+    finally:
+        await store.close()
+
+
+async def test_limits_behind_the_first_refusal_are_not_counted(database_url: str) -> None:
+    store = open_store(database_url)
+    await store.upgrade()
+    own = RateLimit("own", 1, timedelta(minutes=1))
+    shared = RateLimit("shared", 2, timedelta(minutes=1))
+    now = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
+    try:
+        assert await first_refusal(store, [(own, "a"), (shared, "all")], now) is None
+        for _ in range(5):  # "a" is held back by its own limit and spends none of the shared one
+            assert await first_refusal(store, [(own, "a"), (shared, "all")], now) == 30
+        assert await first_refusal(store, [(own, "b"), (shared, "all")], now) is None
+        assert await first_refusal(store, [(own, "c"), (shared, "all")], now) == 30
     finally:
         await store.close()

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from wattfare.server.meter import Hold, Meter
+from wattfare.server.hold import HeldRequest
+from wattfare.server.meter import Meter
 from wattfare.server.pricebook import load_snapshot, price_models
 from wattfare.server.relay import MeteredStream
 from wattfare.server.revocations import Revocations
@@ -69,25 +70,26 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         await store.close()
 
 
-async def hold_for(meter: Meter) -> Hold:
+async def hold_for(meter: Meter) -> HeldRequest:
     key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
     model = price_models(load_snapshot())[MODEL]
-    hold = await meter.reserve(key, "u1", model, prompt_token_bound=50, requested_max_tokens=20)
-    assert isinstance(hold, Hold)
-    return hold
+    held = await meter.reserve(key, "u1", model, prompt_token_bound=50, requested_max_tokens=20)
+    assert isinstance(held, HeldRequest)
+    return held
 
 
 async def test_a_one_read_stream_writes_its_first_token_at_once_and_all_before_the_settle(store: Store) -> None:
     sent: list[bytes] = []
     ledger = SlowLedger(store, sent)
     meter = Meter(ledger, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
-    hold = await hold_for(meter)
+    held = await hold_for(meter)
+    hold = held.hold
 
     async def chunks() -> AsyncIterator[bytes]:
         yield one_read_stream()
 
     response = MeteredStream(
-        UpstreamResponse(200, chunks=chunks()), hold, meter, Revocations(store), {"Wattfare-Request-Id": hold.id}, 1
+        UpstreamResponse(200, chunks=chunks()), held, Revocations(store), {"Wattfare-Request-Id": hold.id}, 1
     )
 
     async def send(message: MutableMapping[str, Any]) -> None:

@@ -15,6 +15,10 @@ so the behaviour is chosen per request by the model name:
     standin/slow                    stream: one token every 200 ms (--slow-delay), 50 tokens
     standin/runaway                 ignores max_tokens: 500 tokens, and usage that reports them
     standin/no-usage                as ok, but never any usage
+    standin/negative-usage          as ok, but its usage reports negative token counts (a broken upstream)
+    standin/premium                 priced like a premium model ($3/M prompt, $15/M completion, 64k max
+                                    output); its 20 tokens come 50 ms apart (--premium-delay), so hang-ups
+                                    can land anywhere in the stream (a whole answer waits as long)
 
 Also `GET /v1/models` (OpenRouter format, every id above priced) and `GET /v1/_stats` (requests per
 model, the last request body, parsed and raw, and its headers) so tests can assert what the proxy sent upstream.
@@ -51,6 +55,9 @@ from starlette.routing import Route
 
 PROMPT_PRICE = "0.000001"
 COMPLETION_PRICE = "0.000002"
+PREMIUM_PROMPT_PRICE = "0.000003"
+PREMIUM_COMPLETION_PRICE = "0.000015"
+PREMIUM_MAX_OUTPUT = 64_000
 NORMAL_TOKENS = 20
 SLOW_TOKENS = 50
 RUNAWAY_TOKENS = 500
@@ -74,6 +81,8 @@ MODEL_IDS = (
     "standin/slow",
     "standin/runaway",
     "standin/no-usage",
+    "standin/negative-usage",
+    "standin/premium",
 )
 
 
@@ -84,9 +93,10 @@ class Hangup(Exception):
 class StandinServer:
     """The stand-in's state and routes."""
 
-    def __init__(self, *, slow_delay: float = 0.2, timeout_delay: float = 30.0) -> None:
+    def __init__(self, *, slow_delay: float = 0.2, timeout_delay: float = 30.0, premium_delay: float = 0.05) -> None:
         self.slow_delay = slow_delay
         self.timeout_delay = timeout_delay
+        self.premium_delay = premium_delay
         self.requests: Counter[str] = Counter()
         self.last_request: Any = None
         self.last_raw = ""
@@ -142,11 +152,10 @@ class StandinServer:
         if mode == "hangup" and not stream:
             whole = orjson.dumps(answer.body())
             return StreamingResponse(_hang_up_after(whole[: len(whole) // 2]), media_type="application/json")
+        delay = {"slow": self.slow_delay, "premium": self.premium_delay}.get(mode, 0.0)
         if not stream:
-            if mode == "slow":
-                await asyncio.sleep(self.slow_delay * answer.tokens)
+            await asyncio.sleep(delay * answer.tokens)
             return _json(answer.body(), headers={"x-generation-id": generation})
-        delay = self.slow_delay if mode == "slow" else 0.0
         return StreamingResponse(
             answer.events(delay), media_type="text/event-stream", headers={"x-generation-id": generation}
         )
@@ -186,6 +195,8 @@ class _Answer:
             "completion_tokens": self.tokens,
             "total_tokens": self.prompt_tokens + self.tokens,
         }
+        if self.mode == "negative-usage":
+            usage = {"prompt_tokens": -self.prompt_tokens, "completion_tokens": -self.tokens, "total_tokens": 0}
         if self.mode.startswith("cost-"):
             usage["cost"] = float(self.mode.removeprefix("cost-"))
             usage["is_byok"] = False
@@ -248,15 +259,19 @@ async def _hang_up_after(part: bytes) -> AsyncIterator[bytes]:
 
 def _model_entry(model_id: str) -> dict[str, Any]:
     pricing: dict[str, Any] = {"prompt": PROMPT_PRICE, "completion": COMPLETION_PRICE}
+    max_output = 4096
     if model_id == "standin/long-context":
         pricing["overrides"] = [{"min_prompt_tokens": 1000, "prompt": "0.000002", "completion": "0.000004"}]
+    if model_id == "standin/premium":
+        pricing = {"prompt": PREMIUM_PROMPT_PRICE, "completion": PREMIUM_COMPLETION_PRICE}
+        max_output = PREMIUM_MAX_OUTPUT
     return {
         "id": model_id,
         "name": f"Stand-in: {model_id.removeprefix('standin/')}",
         "created": 1735689600,
-        "context_length": 32768,
+        "context_length": 200_000 if model_id == "standin/premium" else 32768,
         "pricing": pricing,
-        "top_provider": {"context_length": 32768, "max_completion_tokens": 4096},
+        "top_provider": {"context_length": 32768, "max_completion_tokens": max_output},
         "supported_parameters": ["max_tokens", "stop", "stream", "tools", "response_format"],
     }
 
@@ -303,13 +318,14 @@ class StandIn:
 
 @contextmanager
 def run_standin(
-    *, slow_delay: float = 0.2, timeout_delay: float = 30.0, startup_timeout: float = 15.0
+    *, slow_delay: float = 0.2, timeout_delay: float = 30.0, premium_delay: float = 0.05, startup_timeout: float = 15.0
 ) -> Generator[StandIn, None, None]:
     """Start the stand-in as a subprocess on a free loopback port; stop it (by its PID) on exit.
 
     Args:
         slow_delay: seconds between tokens of `standin/slow`.
         timeout_delay: seconds `standin/timeout` waits before answering.
+        premium_delay: seconds between tokens of `standin/premium`.
         startup_timeout: seconds to wait for the port file.
     """
     with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
@@ -325,6 +341,8 @@ def run_standin(
             str(slow_delay),
             "--timeout-delay",
             str(timeout_delay),
+            "--premium-delay",
+            str(premium_delay),
         ]
         with log.open("wb") as log_stream:
             process = subprocess.Popen(command, stdout=log_stream, stderr=subprocess.STDOUT)
@@ -384,8 +402,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port-file", type=Path)
     parser.add_argument("--slow-delay", type=float, default=0.2)
     parser.add_argument("--timeout-delay", type=float, default=30.0)
+    parser.add_argument("--premium-delay", type=float, default=0.05)
     args = parser.parse_args(argv)
-    server = StandinServer(slow_delay=args.slow_delay, timeout_delay=args.timeout_delay)
+    server = StandinServer(
+        slow_delay=args.slow_delay, timeout_delay=args.timeout_delay, premium_delay=args.premium_delay
+    )
     asyncio.run(_serve(server, args.port, args.port_file))
 
 

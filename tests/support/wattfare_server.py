@@ -111,14 +111,18 @@ class ServerProcess:
 
 @contextmanager
 def wattfare_process(
-    tmp_path: Path, env: dict[str, str] | None = None, workers: int = 1, database_url: str | None = None
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
+    test_cap_usd: str = "10",
 ) -> Iterator[ServerProcess]:
     """Start `wattfare serve` on a free loopback port over a fresh SQLite file (or `database_url`).
 
-    The process is stopped by PID afterwards.
+    Its app's test users get `test_cap_usd` a month. The process is stopped by PID afterwards.
     """
     db = tmp_path / "wattfare.db"
-    provisioned = provision(database_url or db)
+    provisioned = provision(database_url or db, test_cap_usd=test_cap_usd)
     port = free_port()
     log_path = tmp_path / "server.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("WATTFARE_", "OPENROUTER_"))}

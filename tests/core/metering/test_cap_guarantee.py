@@ -174,6 +174,8 @@ class OneBudgetUnderLoad(RuleBasedStateMachine):
         self.reserved = 0
         self.holds: list[Hold] = []
         self.absorbed = 0
+        self.lowered = False
+        self.settled_over_cap = 0
 
     @initialize(cap=nanos)
     def open_the_window(self, cap: int) -> None:
@@ -209,41 +211,57 @@ class OneBudgetUnderLoad(RuleBasedStateMachine):
         self.reserved -= hold.reserve
         return hold
 
-    @precondition(lambda self: self.holds)
-    @rule(data=st.data())
-    def settle_a_request_within_its_limits(self, data: st.DataObject) -> None:
-        hold = self.take(data)
-        usage = data.draw(usages_within(hold.prompt_bound, hold.max_tokens, hold.images), label="usage")
-        charge = charge_for(cost_of(usage, hold.prices), hold.reserve)
-        assert charge.absorbed == 0
-        self.spent += charge.charged
-
-    @precondition(lambda self: self.holds)
-    @rule(data=st.data(), actual=st.integers(min_value=-(10**6), max_value=10**12))
-    def settle_any_reported_cost(self, data: st.DataObject, actual: int) -> None:
-        hold = self.take(data)
-        charge = charge_for(actual, hold.reserve)
-        assert charge.charged + charge.absorbed == max(0, actual)
+    def settle(self, hold: Hold, cost: int) -> None:
+        # The settlement rule production's stores run inside their settle transaction.
+        charge = charge_for(cost, held=hold.reserve, cap=self.cap, spent=self.spent)
+        assert charge.charged + charge.absorbed == max(0, cost)
         self.spent += charge.charged
         self.absorbed += charge.absorbed
 
     @precondition(lambda self: self.holds)
     @rule(data=st.data())
+    def settle_a_request_within_its_limits(self, data: st.DataObject) -> None:
+        hold = self.take(data)
+        usage = data.draw(usages_within(hold.prompt_bound, hold.max_tokens, hold.images), label="usage")
+        cap_unchanged = self.spent + hold.reserve <= self.cap
+        absorbed_before = self.absorbed
+        self.settle(hold, cost_of(usage, hold.prices))
+        if cap_unchanged:
+            assert self.absorbed == absorbed_before  # usage within the hold's limits is charged in full
+
+    @precondition(lambda self: self.holds)
+    @rule(data=st.data(), actual=st.integers(min_value=-(10**6), max_value=10**12))
+    def settle_any_reported_cost(self, data: st.DataObject, actual: int) -> None:
+        self.settle(self.take(data), actual)
+
+    @precondition(lambda self: self.holds)
+    @rule(data=st.data())
     def expire_a_lost_request_at_its_full_reservation(self, data: st.DataObject) -> None:
         hold = self.take(data)
-        self.spent += charge_for(hold.reserve, hold.reserve).charged
+        self.settle(hold, hold.reserve)
 
     @rule(raise_by=st.integers(min_value=0, max_value=10**9))
     def raise_the_cap(self, raise_by: int) -> None:
         self.cap += raise_by
+        self.settled_over_cap = max(0, self.spent - self.cap)
+
+    @rule(lower_by=st.integers(min_value=0, max_value=10**9))
+    def lower_the_cap_while_requests_run(self, lower_by: int) -> None:
+        # A member may lower their cap at any time; holds in flight were admitted under the old one.
+        self.cap = max(0, self.cap - lower_by)
+        self.lowered = True
+        # A cap lowered below what is already settled cannot undo that spend; nothing more may be charged.
+        self.settled_over_cap = max(0, self.spent - self.cap)
 
     @invariant()
     def settled_spend_never_exceeds_the_cap(self) -> None:
-        assert self.spent <= self.cap
+        assert self.spent <= self.cap + self.settled_over_cap
 
     @invariant()
     def spent_and_reserved_never_exceed_the_cap(self) -> None:
-        assert self.spent + self.reserved <= self.cap
+        # Holds admitted before the cap was lowered may sit above it; they can never be charged past it.
+        if not self.lowered:
+            assert self.spent + self.reserved <= self.cap
         assert self.reserved == sum(hold.reserve for hold in self.holds)
 
 

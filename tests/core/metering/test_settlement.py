@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from wattfare.metering import Charge, MeteredUsage, PriceSet, charge_for, cost_of
+from wattfare.metering import Charge, MeteredUsage, PriceSet, charge_for, cost_of, trusted_usage
 
 # 1 000 nanos per prompt token, 2 000 per completion token.
 PRICES = PriceSet(prompt=Decimal("0.000001"), completion=Decimal("0.000002"))
@@ -89,9 +89,37 @@ def test_inconsistent_counts_never_bill_more_tokens_than_were_used() -> None:
 def test_a_charge_never_exceeds_its_reservation_and_the_excess_is_absorbed(
     actual: int, reserved: int, charge: Charge
 ) -> None:
-    assert charge_for(actual, reserved) == charge
+    assert charge_for(actual, held=reserved, cap=10_000, spent=0) == charge
+
+
+@pytest.mark.parametrize(
+    ("cost", "cap", "spent", "charge"),
+    [
+        (300, 1_000, 800, Charge(charged=200, absorbed=100)),  # the cap was lowered while the request ran
+        (300, 1_000, 1_000, Charge(charged=0, absorbed=300)),
+        (300, 500, 900, Charge(charged=0, absorbed=300)),  # already over a lowered cap: nothing more is charged
+        (300, 1_000, 700, Charge(charged=300, absorbed=0)),
+    ],
+)
+def test_a_charge_never_passes_the_cap_in_force_when_it_settles(
+    cost: int, cap: int, spent: int, charge: Charge
+) -> None:
+    assert charge_for(cost, held=500, cap=cap, spent=spent) == charge
 
 
 def test_a_negative_reservation_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
-        charge_for(10, -1)
+        charge_for(10, held=-1, cap=100, spent=0)
+
+
+@pytest.mark.parametrize(
+    ("usage", "relayed_bytes", "trusted"),
+    [
+        (MeteredUsage(prompt_tokens=10, completion_tokens=4), 12, True),
+        (MeteredUsage(prompt_tokens=10, completion_tokens=0), 0, True),  # an empty answer
+        (MeteredUsage(prompt_tokens=10, completion_tokens=0), 12, False),  # text came, yet no tokens claimed
+        (MeteredUsage(prompt_tokens=0, completion_tokens=4, suspect=True), 12, False),  # e.g. a negative count
+    ],
+)
+def test_usage_that_would_be_a_discount_is_not_trusted(usage: MeteredUsage, relayed_bytes: int, trusted: bool) -> None:
+    assert trusted_usage(usage, relayed_bytes=relayed_bytes) is trusted

@@ -184,14 +184,36 @@ def test_midstream_error_ends_the_stream_with_an_upstream_error_and_charges_an_e
     books.assert_balanced()
 
 
-def test_error_in_a_whole_answer_is_a_502_and_costs_nothing(client: httpx.Client, books: Books) -> None:
+def test_error_in_a_whole_answer_is_a_502_that_charges_what_the_provider_processed(
+    client: httpx.Client, books: Books
+) -> None:
+    """OpenRouter answers 200 with an `error` once processing started: that work is billed, so it is charged."""
     user = new_user()
 
     response = complete(client, user, "standin/midstream-error")
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream"
-    assert_nothing_charged(books, user)
+    (entry,) = books.entries(user)
+    assert entry.kind == "estimated"
+    assert Decimal(response.headers["wattfare-cost-usd"]) * 10**9 == entry.amount
+    # At least what the three tokens it wrote cost; at most the bound of the prompt and what the answer held.
+    assert true_cost_nanos(2, 3) <= entry.amount < 1000 * usd_to_nanos(COMPLETION_PRICE)
+    books.assert_balanced()
+
+
+def test_negative_usage_from_the_provider_is_never_a_discount(client: httpx.Client, books: Books) -> None:
+    user = new_user()
+
+    for stream in (False, True):
+        response = complete(client, user, "standin/negative-usage", stream=stream)
+        assert response.status_code == 200
+
+    entries = books.entries(user)
+    assert [entry.kind for entry in entries] == ["estimated", "estimated"]
+    # Twenty tokens were written: each answer is charged at least what they cost, whatever the usage claimed.
+    assert all(entry.amount >= true_cost_nanos(2, 20) for entry in entries)
+    books.assert_balanced()
 
 
 def test_hangup_midstream_ends_the_stream_with_an_upstream_error(client: httpx.Client, books: Books) -> None:

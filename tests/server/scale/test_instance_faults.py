@@ -224,7 +224,7 @@ async def test_database_down_fails_closed_with_503_and_recovers(
                 assert standin.stats()["total"] == served_before_outage
             # The client leaves the stream cut by the outage; the server cannot settle it with the database away.
             with anyio.fail_after(10):
-                while "PostgreSQL is unavailable" not in instance.log_text().split(cut_id)[-1]:
+                while "deferred" not in instance.log_text().split(cut_id)[-1]:
                     await anyio.sleep(0.1)
             assert await books.entry(cut_id) is None
 
@@ -243,9 +243,10 @@ async def test_database_down_fails_closed_with_503_and_recovers(
             assert status.json()["connected"] is True
             assert (await client.post("/sessions", json={"appUserId": user})).status_code == 200
 
-            # The stream cut by the outage still holds its worst case, which expires and is charged in full.
+            # The stream cut by the outage is charged for what it relayed once the database is back: its
+            # settlement waited in the meter (its hold renewed meanwhile), never expiring at its worst case.
             entry, _ = await books.wait_for_entry(cut_id, within=30.0)
-            assert entry.kind == "expired"
+            assert entry.kind == "estimated"
     finally:
         await anyio.to_thread.run_sync(instance.stop)
         await forwarder.stop()
@@ -254,7 +255,7 @@ async def test_database_down_fails_closed_with_503_and_recovers(
     upstream_requests = standin.stats()["total"] - upstream_before
     entries = await books.entries(user)
     assert len(entries) == upstream_requests == 4
-    assert sorted(entry.kind for entry in entries) == ["charge", "charge", "charge", "expired"]
+    assert sorted(entry.kind for entry in entries) == ["charge", "charge", "charge", "estimated"]
     await books.assert_balanced(user)
     # Every answer was checked above; the one error logged is the cut stream's settle, after its response began.
     assert instance.log_text().count("unhandled") <= 1
@@ -267,7 +268,7 @@ async def test_database_down_fails_closed_with_503_and_recovers(
             ("answered 503 `unavailable` (the error envelope)", refusals),
             ("requests that reached the model while it was away", 0),
             ("time to serve again after the database came back", f"{recovered_in:.2f} s (the pool reconnects)"),
-            ("stream cut by the outage", "its hold expired and was charged in full once the database was back"),
+            ("stream cut by the outage", "charged what it relayed once the database was back (its hold never expired)"),
             ("requests that reached the model / ledger rows", f"{upstream_requests} / {len(entries)}"),
         ],
     )

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from wattfare.metering import MeteredUsage
-from wattfare.server.meter import Hold, Meter
+from wattfare.server.hold import HeldRequest
+from wattfare.server.meter import Meter
 from wattfare.server.pricebook import load_snapshot, price_models
 from wattfare.server.store import open_store
 from wattfare.server.store.base import StoreUnavailableError
@@ -160,8 +161,8 @@ async def test_a_reserve_cancelled_while_its_group_commits_leaves_no_hold(store:
     key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
     model = price_models(load_snapshot())["openai/gpt-4o-mini"]
     warm = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
-    assert isinstance(warm, Hold)  # the connection exists now, so the next reserve goes straight to its write
-    await meter.release(warm)
+    assert isinstance(warm, HeldRequest)  # the connection exists now, so the next reserve goes straight to its write
+    await warm.release()
 
     reserving = asyncio.ensure_future(
         meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5, request_id="req_cancelled")
@@ -186,14 +187,14 @@ async def test_a_known_users_request_runs_the_fewest_statements(store: SQLiteSto
     key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
     model = price_models(load_snapshot())["openai/gpt-4o-mini"]
     first = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
-    assert isinstance(first, Hold)
-    await meter.release(first)  # the user, their connection and this window's counters exist from here on
+    assert isinstance(first, HeldRequest)
+    await first.release()  # the user, their connection and this window's counters exist from here on
 
     statements: list[str] = []
     raw(store).set_trace_callback(lambda sql: statements.append(" ".join(sql.split()[:3])))
     hold = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
-    assert isinstance(hold, Hold)
-    await meter.settle(hold, MeteredUsage(prompt_tokens=8, completion_tokens=5))
+    assert isinstance(hold, HeldRequest)
+    await hold.settle(MeteredUsage(prompt_tokens=8, completion_tokens=5))
     raw(store).set_trace_callback(None)
 
     assert statements == [

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 
 from tests.support.wattfare_server import provision
 from wattfare.server.app import create_app
 from wattfare.server.provisioning import ProvisionedApp
-from wattfare.server.services import Services
+from wattfare.server.services import Services, utc_now
 from wattfare.server.settings import Settings
 from wattfare.server.store.records import Mode
 
@@ -30,9 +31,12 @@ class Pages:
     services: Services
     transport: httpx.ASGITransport
 
-    def browser(self) -> httpx.AsyncClient:
-        """A new cookie jar, as if another person opened the site."""
-        return httpx.AsyncClient(transport=self.transport, base_url=PUBLIC_URL)
+    def browser(self, address: str | None = None) -> httpx.AsyncClient:
+        """A new cookie jar, as if another person opened the site (from the client `address`, if given)."""
+        transport = (
+            self.transport if address is None else httpx.ASGITransport(self.transport.app, client=(address, 50000))
+        )
+        return httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL)
 
     async def session_token(self, app_user_id: str, mode: Mode = "live", monthly_usd: float = 5) -> str:
         async with self.browser() as server:
@@ -65,10 +69,12 @@ class Pages:
 
 
 @asynccontextmanager
-async def pages(database_url: str, **settings: object) -> AsyncIterator[Pages]:
+async def pages(
+    database_url: str, clock: Callable[[], datetime] = utc_now, **settings: object
+) -> AsyncGenerator[Pages]:
     provisioned = await asyncio.to_thread(provision, database_url)
     config = Settings.from_env({}, database_url=database_url, public_url=PUBLIC_URL, **settings)
-    app = create_app(config)
+    app = create_app(config, clock=clock)
     services: Services = app.state.services
     await services.start()
     try:

@@ -87,7 +87,7 @@ def test_credits_grant_appends_to_the_ledger_and_refuses_what_it_cannot_grant(tm
     provision(db)
     unknown = _cli(db, "credits", "grant", "nobody@example.com", "5")
     assert unknown.returncode == 1
-    assert "No member" in unknown.stdout
+    assert unknown.stderr == "Error: no member has the email nobody@example.com (see `wattfare members list`)\n"
     with sqlite3.connect(db) as connection:
         connection.execute(
             "INSERT INTO members (id, email, password_hash, created_at) "

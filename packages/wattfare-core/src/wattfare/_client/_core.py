@@ -20,6 +20,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from wattfare._exceptions import APIConnectionError, APIError, APITimeoutError, UsageError, parse_retry_after
+from wattfare._key_shape import key_shape_problem
 from wattfare._types import ChatCompletion, ModelInfo, ModelList, WattfareInfo
 from wattfare._version import __version__
 
@@ -65,8 +66,9 @@ def resolve_config(
     if not key.startswith("sk_"):
         hint = " (that is a publishable key, for the browser)" if key.startswith("pk_") else ""
         raise UsageError(f"the secret key must start with 'sk_'{hint}")
-    if not key.isascii() or not key.isprintable():
-        raise UsageError("the secret key contains characters that cannot appear in an HTTP header")
+    problem = key_shape_problem(key)
+    if problem is not None:
+        raise UsageError(problem)
     root = (base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
     try:
         url = httpx.URL(root)

@@ -17,7 +17,9 @@ Typical flow in the proxy::
     )
     ...
     usage = MeteredUsage(prompt_tokens=..., completion_tokens=..., upstream_cost=...)
-    charge = charge_for(cost_of(usage, pricing.at(now, usage.prompt_tokens)), decision.reserve)
+    # ...and inside the store's settle transaction, against the counters as they are then:
+    cost = cost_of(usage, pricing.at(now, usage.prompt_tokens))
+    charge = charge_for(cost, held=decision.reserve, cap=cap, spent=spent)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from wattfare.metering.money import (
 )
 from wattfare.metering.prices import ModelPricing, PriceOverride, PriceSet, UnpricedModelError, parse_pricing
 from wattfare.metering.reservation import Allowed, Budget, Denied, decide_reservation
-from wattfare.metering.settlement import Charge, MeteredUsage, charge_for, cost_of
+from wattfare.metering.settlement import Charge, MeteredUsage, charge_for, cost_of, trusted_usage
 from wattfare.metering.window import Window, window_containing
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "parse_pricing",
     "parse_usd",
     "prompt_token_bound",
+    "trusted_usage",
     "usd_to_nanos",
     "window_containing",
 ]

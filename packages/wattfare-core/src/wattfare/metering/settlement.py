@@ -1,8 +1,9 @@
 """Settlement: what a finished request actually cost, and how much of it the ledger charges.
 
-A settled charge replaces the request's reservation and never exceeds it: the reservation was
-admitted under the cap, so charging at most that much keeps settled spend under the cap whatever the
-upstream reports. Any excess is absorbed (the operator's loss), recorded apart from the member's spend.
+A settled charge replaces the request's reservation and never exceeds it, nor the cap in force when it
+settles: the reservation was admitted under the cap, so charging at most that much keeps settled spend
+under the cap whatever the upstream reports. Any excess is absorbed (the operator's loss), recorded apart
+from the member's spend. `charge_for` is that rule, and both stores run it inside their settle transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from wattfare.metering.prices import PriceSet
 from wattfare.metering.rates import scaled_rates
 
-__all__ = ["Charge", "MeteredUsage", "charge_for", "cost_of"]
+__all__ = ["Charge", "MeteredUsage", "charge_for", "cost_of", "trusted_usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class MeteredUsage:
         reasoning_tokens: Completion tokens spent on reasoning.
         upstream_cost: The cost the upstream reported (OpenRouter's ``usage.cost``), in nano-USD, if any.
         images: Input images billed at the per-image price.
+        suspect: The upstream reported something no real usage has (a negative or fractional count, a
+            negative or unreadable cost): see `trusted_usage`.
     """
 
     prompt_tokens: int
@@ -36,6 +39,7 @@ class MeteredUsage:
     reasoning_tokens: int = 0
     upstream_cost: int | None = None
     images: int = 0
+    suspect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,21 +93,48 @@ def cost_of(usage: MeteredUsage, prices: PriceSet) -> int:
     return (2 * scaled + rates.denominator) // (2 * rates.denominator)
 
 
-def charge_for(actual: int, reserved: int) -> Charge:
-    """Book an actual cost against the reservation it settles.
+def charge_for(cost: int, *, held: int, cap: int, spent: int) -> Charge:
+    """Book a finished request's cost against its hold: the settlement rule every store runs.
+
+    Never more than was held (the hold was admitted with ``spent + reserved + held <= cap``), and never past
+    the cap in force now: a member may have lowered it while the request ran. What the cost exceeds that by
+    is absorbed, the operator's loss, recorded apart from the member's spend.
 
     Args:
-        actual: The actual cost in nano-USD (see `cost_of`); a negative cost charges nothing.
-        reserved: The reservation being settled, in nano-USD.
+        cost: The request's cost in nano-USD (see `cost_of` and `trusted_usage`); a negative cost charges nothing.
+        held: The reservation being settled, in nano-USD.
+        cap: The connection's cap in force at settlement, in nano-USD.
+        spent: What the window had settled before this request, in nano-USD.
 
     Returns:
-        The charge: at most ``reserved``, with any excess absorbed.
+        The charge: at most ``held`` and at most ``cap - spent``, with any excess absorbed.
 
     Raises:
-        ValueError: ``reserved`` is negative.
+        ValueError: ``held`` is negative.
     """
-    if reserved < 0:
-        raise ValueError(f"a reservation must not be negative: {reserved}")
-    cost = max(0, actual)
-    charged = min(cost, reserved)
+    if held < 0:
+        raise ValueError(f"a reservation must not be negative: {held}")
+    cost = max(0, cost)
+    charged = min(cost, held, max(0, cap - spent))
     return Charge(charged=charged, absorbed=cost - charged)
+
+
+def trusted_usage(usage: MeteredUsage, *, relayed_bytes: int) -> bool:
+    """Whether an upstream's reported usage may be charged as it stands.
+
+    Reported usage is a claim by the upstream, and a wrong one must never become a discount. It is not
+    trusted when the upstream reported a count or cost that cannot be (negative, not a whole number: see
+    ``MeteredUsage.suspect``), or when the answer carried text yet claims no completion tokens (every
+    token the model wrote is at least one token). Untrusted usage is charged at the bound of what was
+    relayed instead (`worst_case` prices over the prompt bound and the relayed bytes).
+
+    Args:
+        usage: The usage the upstream reported.
+        relayed_bytes: UTF-8 bytes of the text the answer carried to the client.
+
+    Returns:
+        True when ``usage`` may be priced with `cost_of`.
+    """
+    if usage.suspect:
+        return False
+    return not (relayed_bytes > 0 and usage.completion_tokens <= 0)

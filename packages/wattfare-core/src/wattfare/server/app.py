@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from wattfare.server import account, api, consent, developers, members, openrouter_oauth, proxy
 from wattfare.server.browser_cors import BrowserCors
-from wattfare.server.errors import ApiError
+from wattfare.server.errors import ApiError, unavailable
 from wattfare.server.hot_route import ErrorHandler, HotRoute
 from wattfare.server.pages.render import STATIC, PageError, render
 from wattfare.server.services import Services, build_upstreams, utc_now
@@ -54,7 +54,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     # Fail closed: without the database no request can be metered, so none is served.
     log.error("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return ApiError("unavailable", "Wattfare's database is unavailable; retry shortly.").response()
+    return unavailable().response()
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

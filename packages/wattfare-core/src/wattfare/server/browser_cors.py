@@ -43,7 +43,9 @@ class BrowserCors:
         if origin is None:
             await self._app(scope, receive, send)
             return
-        registered = await self._services.store.origin_registered(origin)
+        # An origin is printable ASCII (RFC 6454 serialises it so); anything else is no app's, and must not
+        # reach the store, where a NUL is a database error rather than a miss.
+        registered = origin.isascii() and origin.isprintable() and await self._services.store.origin_registered(origin)
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             response = Response(status_code=204 if registered else 403, headers={"Vary": "Origin"})
             if registered:

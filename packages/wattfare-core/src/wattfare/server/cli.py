@@ -1,159 +1,35 @@
-"""The `wattfare` command: run the server, create apps, migrate the database."""
+"""The `wattfare` command: run the server; manage apps, keys, members and credits; migrate the database.
+
+Every mistake ends in one line on stderr, never a traceback: click's usage errors (exit status 2) for a bad
+argument, a `click.ClickException` (exit status 1) for everything else (an unreachable database, a busy
+port, an unknown app). Keys are printed whole, each on a line of its own (see `cli_output`).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-from pathlib import Path
-
 import click
-import uvicorn
-from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
 
-from wattfare.metering import nanos_to_usd, usd_to_nanos
-from wattfare.server.keys import hash_key
-from wattfare.server.members import normalize_email
-from wattfare.server.origins import OriginError, parse_origins
-from wattfare.server.provisioning import create_app
+from wattfare.metering import nanos_to_usd
+from wattfare.server.cli_apps import apps
+from wattfare.server.cli_database import load_settings, with_store
+from wattfare.server.cli_keys import keys
+from wattfare.server.cli_members import members
+from wattfare.server.cli_output import success
+from wattfare.server.cli_params import EmailAddress, UsdAmount
+from wattfare.server.cli_serve import dev, serve
 from wattfare.server.services import utc_now
-from wattfare.server.settings import Settings
-from wattfare.server.store import open_store
+from wattfare.server.store import Store
 from wattfare.server.store.account_records import CreditBalance
 
-console = Console()
-DEV_DIR = Path(".wattfare")
-DEV_ENV = DEV_DIR / "dev.env"
 
-
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wattfare-core")
 def main() -> None:
     """Wattfare: your users pay for your app's AI inference."""
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and not line.startswith("#"):
-                values[name.strip()] = value.strip()
-    return values
-
-
-async def _dev_keys(settings: Settings, base_url: str) -> dict[str, str]:
-    """The dev app's keys: reused from .wattfare/dev.env while they still work, else minted once."""
-    store = open_store(settings.database_url)
-    try:
-        await store.upgrade()
-        known = _read_env_file(DEV_ENV)
-        secret = known.get("WATTFARE_SECRET_KEY", "")
-        if secret and await store.find_secret_key(hash_key(secret)) is not None:
-            return known | {"WATTFARE_BASE_URL": base_url}
-        made = await create_app(store, "Dev app", settings.default_test_cap, modes=("test",))
-        return {
-            "WATTFARE_BASE_URL": base_url,
-            "WATTFARE_SECRET_KEY": made.secret_keys["test"],
-            "WATTFARE_PUBLISHABLE_KEY": made.publishable_keys["test"],
-            "WATTFARE_APP_ID": made.app.id,
-        }
-    finally:
-        await store.close()
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8787, show_default=True, type=int)
-def dev(host: str, port: int) -> None:
-    """Run Wattfare locally: SQLite, a test app with its keys, sandbox models unless a provider key is set."""
-    base_url = f"http://{host}:{port}"
-    os.environ.setdefault("WATTFARE_PUBLIC_URL", base_url)
-    if os.environ.get("WATTFARE_UPSTREAM_KEY") or os.environ.get("OPENROUTER_API_KEY"):
-        # The dev app has test keys only: with a provider key at hand, serve them real models.
-        os.environ.setdefault("WATTFARE_TEST_UPSTREAM", "live")
-    settings = Settings.from_env()
-    keys = asyncio.run(_dev_keys(settings, base_url))
-    DEV_DIR.mkdir(exist_ok=True)
-    DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in keys.items()))
-    DEV_ENV.chmod(0o600)
-    table = Table.grid(padding=(0, 2))
-    table.add_row("[bold]API[/]", f"{base_url}/api/v1")
-    table.add_row("[bold]Secret key[/]", keys["WATTFARE_SECRET_KEY"])
-    table.add_row("[bold]Publishable key[/]", keys["WATTFARE_PUBLISHABLE_KEY"])
-    table.add_row(
-        "[bold]Upstream[/]", "sandbox (offline, free)" if settings.test_upstream == "sandbox" else settings.upstream_url
-    )
-    table.add_row("[bold]Database[/]", settings.database_url)
-    table.add_row("[bold]Env file[/]", f"{DEV_ENV}  (source it: set -a; . {DEV_ENV}; set +a)")
-    console.print(Panel(table, title="[bold green]Wattfare dev server[/]", subtitle="test keys auto-approve users"))
-    uvicorn.run("wattfare.server.app:create_served_app", factory=True, host=host, port=port, log_level="info")
-
-
-@main.command()
-@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server binds all interfaces
-@click.option("--port", default=8787, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
-def serve(host: str, port: int, workers: int) -> None:
-    """Run Wattfare with production settings from WATTFARE_* environment variables."""
-    uvicorn.run(
-        "wattfare.server.app:create_served_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=os.environ.get("WATTFARE_LOG_LEVEL", "info"),
-        proxy_headers=True,
-        server_header=False,
-        # Named, not left to uvicorn's fallback: the pure-Python loop and parser cost several times more CPU.
-        loop="uvloop",
-        http="httptools",
-        # Each access-log line costs about as much as a metering write; opt in with WATTFARE_ACCESS_LOG=1.
-        access_log=os.environ.get("WATTFARE_ACCESS_LOG") == "1",
-    )
-
-
-@main.group()
-def apps() -> None:
-    """Manage apps."""
-
-
-@apps.command("create")
-@click.argument("name")
-@click.option("--test-cap-usd", default="10", show_default=True, help="Default monthly cap of test-mode users.")
-@click.option(
-    "--origin",
-    "origins",
-    multiple=True,
-    help="A browser origin allowed to use the app's publishable key and receive consent results (repeatable).",
-)
-def apps_create(name: str, test_cap_usd: str, origins: tuple[str, ...]) -> None:
-    """Register an app and print its keys (shown once: Wattfare stores only their hashes)."""
-    settings = Settings.from_env()
-    try:
-        allowed = parse_origins(" ".join(origins))
-    except OriginError as exc:
-        raise click.BadParameter(str(exc), param_hint="--origin") from None
-
-    async def run() -> None:
-        store = open_store(settings.database_url)
-        try:
-            await store.upgrade()
-            made = await create_app(store, name, usd_to_nanos(test_cap_usd))
-            await store.set_app_origins(made.app.id, allowed)
-        finally:
-            await store.close()
-        table = Table(title=f"App {made.app.name} ({made.app.id})", show_lines=True)
-        table.add_column("mode")
-        table.add_column("secret key (server only)")
-        table.add_column("publishable key (browser)")
-        for mode in made.secret_keys:
-            table.add_row(mode, made.secret_keys[mode], made.publishable_keys[mode])
-        console.print(table)
-        console.print("[yellow]Copy the secret keys now: they are not shown again.[/]")
-
-    asyncio.run(run())
+for command in (dev, serve, apps, keys, members):
+    main.add_command(command)
 
 
 @main.group()
@@ -162,40 +38,22 @@ def credits() -> None:
 
 
 @credits.command("grant")
-@click.argument("email")
-@click.argument("usd")
+@click.argument("email", type=EmailAddress())
+@click.argument("usd", type=UsdAmount(positive=True))
 @click.option("--note", default="operator grant", show_default=True, help="Kept with the ledger entry.")
-def credits_grant(email: str, usd: str, note: str) -> None:
+def credits_grant(email: str, usd: int, note: str) -> None:
     """Grant USD of credits to the member with EMAIL (appended to the credit ledger)."""
-    settings = Settings.from_env()
-    address = normalize_email(email)
-    if address is None:
-        raise click.BadParameter("not an email address", param_hint="EMAIL")
-    try:
-        amount = usd_to_nanos(usd, rounding="down")
-    except ValueError:
-        raise click.BadParameter("not an amount of US dollars", param_hint="USD") from None
-    if amount <= 0:
-        raise click.BadParameter("must be more than zero", param_hint="USD")
 
-    async def run() -> CreditBalance | None:
-        store = open_store(settings.database_url)
-        try:
-            await store.upgrade()
-            found = await store.member_credentials(address)
-            if found is None:
-                return None
-            return await store.grant_credits(found.member.id, amount, note, utc_now())
-        finally:
-            await store.close()
+    async def run(store: Store) -> CreditBalance | None:
+        found = await store.member_credentials(email)
+        if found is None:
+            return None
+        return await store.grant_credits(found.member.id, usd, note, utc_now())
 
-    balance = asyncio.run(run())
+    balance = with_store(load_settings(), run)
     if balance is None:
-        console.print(f"[red]No member has the email {address}.[/]")
-        raise SystemExit(1)
-    console.print(
-        f"[green]Granted ${nanos_to_usd(amount):f} to {address}: ${nanos_to_usd(balance.available):f} available.[/]"
-    )
+        raise click.ClickException(f"no member has the email {email} (see `wattfare members list`)")
+    success(f"Granted ${nanos_to_usd(usd):f} to {email}: ${nanos_to_usd(balance.available):f} available.")
 
 
 @main.group()
@@ -206,17 +64,14 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations."""
-    settings = Settings.from_env()
+    settings = load_settings()
 
-    async def run() -> list[int]:
-        store = open_store(settings.database_url)
-        try:
-            return await store.upgrade()
-        finally:
-            await store.close()
+    async def run(store: Store) -> list[int]:
+        return await store.upgrade()
 
-    applied = asyncio.run(run())
-    console.print(f"[green]Applied migrations {applied}[/]" if applied else "[green]Database is up to date.[/]")
+    # `with_store` migrates before it runs `run`; read what it applied from a store that starts unmigrated.
+    applied = with_store(settings, run, migrate=False)
+    success(f"Applied migrations {applied}" if applied else "Database is up to date.")
 
 
 if __name__ == "__main__":

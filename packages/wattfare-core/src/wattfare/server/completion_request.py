@@ -2,14 +2,17 @@
 
 Every field Wattfare does not meter passes through as the client sent it; only the fields that bound
 cost (`max_tokens`/`max_completion_tokens`, `n`) and the few it needs (`model`, `messages`, `stream`,
-`user`) are checked, each with a typed 400 naming the field.
+`user`) are checked, each with a typed 400 naming the field. Everything that could fail once a hold is
+taken is checked here, before it: nesting depth, fields named like credentials (never forwarded to a
+provider), and the encoding of the body the upstream will get (`UpstreamBody`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -18,7 +21,16 @@ from wattfare.server.errors import ApiError, invalid
 
 MAX_USER_ID_LENGTH = 256
 MAX_CHOICES = 16
+# Deeper than any real request: OpenAI caps structured-output schemas at 10 levels of nesting, and a
+# message with content parts and tool calls is 6 deep. The JSON encoder gives up at 255.
+MAX_NESTING_DEPTH = 64
 _MAX_TOKENS_CEILING = 10_000_000
+_MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
+# Top-level body fields whose name marks a credential: a provider must never receive one from Wattfare
+# (an app's leftover `openai_api_key` would otherwise reach it in the body). Names are compared lower-case
+# with `_`/`-` removed; "token" fields are credentials unless they count tokens (`max_tokens`).
+_CREDENTIAL_MARKS = ("apikey", "secret", "password", "passwd", "authorization", "bearer", "credential", "privatekey")
+_ACCESS_MARKS = ("accesskey", "token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,32 @@ def _positive_int(payload: dict[str, Any], name: str, ceiling: int) -> int | Non
     return value
 
 
+def credential_field(name: str) -> bool:
+    """Whether a body field's name marks it as a credential (an API key, a password, an access token)."""
+    folded = name.lower().replace("_", "").replace("-", "")
+    if any(mark in folded for mark in _CREDENTIAL_MARKS):
+        return True
+    return "accesskey" in folded or ("token" in folded and not folded.endswith("tokens"))
+
+
+def _nesting_depth_within(value: object, limit: int) -> bool:
+    """Whether `value` nests at most `limit` arrays/objects deep (iteratively: a hostile body cannot recurse us)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = cast("dict[str, object]", item).values()
+        elif isinstance(item, list):
+            children = cast("list[object]", item)
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
 def parse_completion(body: bytes) -> CompletionRequest:
     """Parse and check a `/chat/completions` body; raise `ApiError` (400) naming the bad field."""
     try:
@@ -54,6 +92,15 @@ def parse_completion(body: bytes) -> CompletionRequest:
     if not isinstance(payload, dict):
         raise invalid("The request body must be a JSON object.")
     body_dict: dict[str, Any] = payload  # pyright: ignore[reportUnknownVariableType]
+    if not _nesting_depth_within(body_dict, MAX_NESTING_DEPTH):
+        raise invalid(f"The request body nests deeper than {MAX_NESTING_DEPTH} levels of arrays and objects.")
+    for name in body_dict:
+        if credential_field(name):
+            raise invalid(
+                f"The body field {name!r} looks like a credential; Wattfare never forwards credentials to a model "
+                "provider. Authenticate with the 'Authorization' header and remove this field.",
+                name,
+            )
     model = body_dict.get("model")
     if not isinstance(model, str) or not model or len(model) > 256:
         raise invalid("'model' is required and must be a model id such as 'openai/gpt-4o-mini'.", "model")
@@ -98,13 +145,36 @@ def anonymous_user(app_id: str, app_user_id: str) -> str:
     return "wf_" + hashlib.sha256(f"{app_id}:{app_user_id}".encode()).hexdigest()[:32]
 
 
-def upstream_payload(request: CompletionRequest, *, max_tokens: int | None, end_user: str) -> dict[str, Any]:
-    """The body to send upstream: the client's, with the metered ceiling, usage reporting and anonymous user."""
+@dataclass(frozen=True, slots=True)
+class UpstreamBody:
+    """The body the upstream will get, encoded before the reserve so that encoding cannot fail after it.
+
+    Everything but the `max_tokens` the hold decides is in `encoded`; `with_max_tokens` appends that one
+    field to the bytes, so the body is encoded once per request, before any hold exists.
+    """
+
+    payload: dict[str, Any]
+    encoded: bytes
+    max_tokens_field: str
+
+    def with_max_tokens(self, max_tokens: int | None) -> tuple[dict[str, Any], bytes]:
+        """The payload and its bytes with the metered `max_tokens` (None: the client's choice, unchanged)."""
+        if max_tokens is None:
+            return self.payload, self.encoded
+        payload = dict(self.payload)
+        payload[self.max_tokens_field] = max_tokens
+        # `encoded` is a non-empty JSON object (it has `model` and `messages`): the field goes before its `}`.
+        field = b',"' + self.max_tokens_field.encode() + b'":' + str(max_tokens).encode() + b"}"
+        return payload, self.encoded[:-1] + field
+
+
+def upstream_body(request: CompletionRequest, *, end_user: str) -> UpstreamBody:
+    """The body to send upstream: the client's, with usage reporting and the anonymous user; 400 if unencodable.
+
+    The client's `max_tokens` fields are left out here and set from the hold (`UpstreamBody.with_max_tokens`),
+    which sets none only when output is free and the client asked for no limit.
+    """
     payload = dict(request.payload)
-    if max_tokens is not None:
-        payload[request.max_tokens_field] = max_tokens
-        if request.max_tokens_field == "max_tokens":
-            payload.pop("max_completion_tokens", None)
     if request.stream:
         options: dict[str, Any] = dict(payload.get("stream_options") or {})
         options["include_usage"] = True
@@ -113,7 +183,13 @@ def upstream_payload(request: CompletionRequest, *, max_tokens: int | None, end_
     if "safety_identifier" in payload:
         # OpenAI's newer per-user field: the provider sees the same opaque id, never the app's own.
         payload["safety_identifier"] = end_user
-    return payload
+    for field in _MAX_TOKENS_FIELDS:
+        payload.pop(field, None)
+    try:
+        encoded = orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:
+        raise invalid(f"The request body cannot be forwarded: {exc}.") from None
+    return UpstreamBody(payload=payload, encoded=encoded, max_tokens_field=request.max_tokens_field)
 
 
 def require_end_user(header_value: str | None, body_user: str | None) -> str:

@@ -98,6 +98,11 @@ class ApiError(Exception):
         return Response(orjson.dumps(self.envelope()), self.status, headers, media_type="application/json")
 
 
+def unavailable() -> ApiError:
+    """Wattfare's database cannot be reached: nothing can be metered, so nothing is served (retry shortly)."""
+    return ApiError("unavailable", "Wattfare's database is unavailable; retry shortly.", headers={"Retry-After": "1"})
+
+
 def invalid(message: str, param: str | None = None, *, status: int = 400) -> ApiError:
     """A malformed request."""
     return ApiError("invalid_request", message, status=status, param=param)

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+# What the endpoint returns is served as an ASGI app: a Response, or an answer that streams and settles.
+Endpoint = Callable[[Request], Awaitable[ASGIApp]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
@@ -44,6 +45,7 @@ class HotRoute:
             await self._app(scope, receive, send)
             return
         request = Request(scope, receive)
+        response: ASGIApp
         try:
             response = await self._endpoint(request)
         except Exception as exc:

@@ -11,7 +11,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it exceeds `limit` bytes (never read whole first)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        # ASCII digits only (`'7²'.isdigit()` is true); the whitespace around a field value is not part of it.
+        declared = declared.strip(" \t")
+        if not (declared.isascii() and declared.isdigit()):
             raise invalid("Content-Length is not a number.")
         if int(declared) > limit:
             raise invalid(f"The request body exceeds the {limit}-byte limit.", status=413)

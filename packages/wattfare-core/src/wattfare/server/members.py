@@ -1,8 +1,15 @@
-"""Members signing up, in and out: email + password (argon2id), rate-limited, CSRF-checked.
+"""Members signing up, in and out: email + password (argon2id), throttled, CSRF-checked.
 
-A failed sign-in says only "wrong email or password", takes as long for an unknown email as for a wrong
-password, and counts against two limits kept in the store (so every server instance shares them): per email,
-which stops guessing one account's password, and per client address, which stops spraying many accounts.
+A failed sign-in says only "Wrong email or password." and costs one password check either way (an unknown
+email is checked against a dummy hash), so neither the answer nor its time tells an unknown email from a wrong
+password. Guessing is throttled by `wattfare.server.sign_in_throttle`, per email *and* client address, so an
+attacker can slow down their own guesses but cannot lock the owner out.
+
+Sign-up answers as sign-in does wherever it can: a sign-up with a taken email and that account's password
+signs in (the answer a new account gets), with another password it gets the failed sign-in's answer, and it
+counts as a sign-in attempt either way (for free emails too, so the count reveals nothing). What still differs
+is inherent without email verification: a free email gets an account and a session, a taken one without its
+password does not (the README's Security section says so).
 """
 
 from __future__ import annotations
@@ -14,21 +21,21 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from wattfare.server.errors import ApiError
 from wattfare.server.keys import new_id
 from wattfare.server.pages.render import render
 from wattfare.server.passwords import hash_password, password_problem, verify_password
 from wattfare.server.rate_limits import RateLimit
 from wattfare.server.services import Services
+from wattfare.server.sign_in_throttle import admit_sign_in, client_key
+from wattfare.server.store.account_records import Member
 from wattfare.server.web_forms import read_form, safe_next
-from wattfare.server.web_sessions import Visitor, sign_in, sign_out, visitor
+from wattfare.server.web_sessions import Visitor, remember_known_browser, sign_in, sign_out, visitor
 
-SIGN_INS_PER_EMAIL = RateLimit("sign-in-email", 10, timedelta(minutes=15))
-SIGN_INS_PER_CLIENT = RateLimit("sign-in-client", 50, timedelta(minutes=15))
 SIGN_UPS_PER_CLIENT = RateLimit("sign-up-client", 20, timedelta(hours=1))
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _MAX_EMAIL_LENGTH = 254
+_WRONG_CREDENTIALS = "Wrong email or password."
 
 
 def _services(request: Request) -> Services:
@@ -38,11 +45,8 @@ def _services(request: Request) -> Services:
 def normalize_email(text: str | None) -> str | None:
     """The email as accounts are keyed (trimmed, lower-case), or None when it does not look like one."""
     email = (text or "").strip().lower()
-    return email if len(email) <= _MAX_EMAIL_LENGTH and _EMAIL.fullmatch(email) else None
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    # Printable only: a control character is in no one's email (and NUL is in no PostgreSQL text either).
+    return email if len(email) <= _MAX_EMAIL_LENGTH and _EMAIL.fullmatch(email) and email.isprintable() else None
 
 
 def _form_page(
@@ -51,9 +55,18 @@ def _form_page(
     return render(services, found, "signin.html", {"next": next_url, "error": error, "email": email}, status=status)
 
 
-def _too_many(services: Services, found: Visitor, next_url: str, exc: ApiError) -> Response:
-    response = _form_page(services, found, next_url, "Too many attempts. Wait a few minutes and try again.", 429)
-    response.headers.update(exc.headers)
+def _too_many(services: Services, found: Visitor, next_url: str, retry_after: int) -> Response:
+    minutes = -(-retry_after // 60)
+    wait = "a minute" if minutes == 1 else f"{minutes} minutes"
+    response = _form_page(services, found, next_url, f"Too many attempts. Wait {wait} and try again.", 429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+async def _signed_in(services: Services, request: Request, member: Member, next_url: str) -> Response:
+    response = RedirectResponse(next_url, 303)
+    await sign_in(services, request, member, response)
+    remember_known_browser(services, member.email, response)
     return response
 
 
@@ -75,31 +88,28 @@ async def sign_in_submit(request: Request) -> Response:
     found, fields = await read_form(services, request)
     next_url = safe_next(fields.get("next"), "/account")
     email = normalize_email(fields.get("email"))
-    now = services.clock()
-    try:
-        await SIGN_INS_PER_CLIENT.check(services.store, _client(request), now)
-        if email is not None:
-            await SIGN_INS_PER_EMAIL.check(services.store, email, now)
-    except ApiError as exc:
-        return _too_many(services, found, next_url, exc)
+    retry_after = await admit_sign_in(services, request, email)
+    if retry_after is not None:
+        return _too_many(services, found, next_url, retry_after)
     credentials = await services.store.member_credentials(email) if email is not None else None
     matched = await verify_password(credentials.password_hash if credentials else None, fields.get("password", ""))
     if credentials is None or not matched:
-        return _form_page(services, found, next_url, "Wrong email or password.", 401, email)
-    response = RedirectResponse(next_url, 303)
-    await sign_in(services, request, credentials.member, response)
-    return response
+        return _form_page(services, found, next_url, _WRONG_CREDENTIALS, 401, email)
+    return await _signed_in(services, request, credentials.member, next_url)
 
 
 async def sign_up_submit(request: Request) -> Response:
-    """`POST /signup`: create the account (and grant the operator's sign-up credits, if any), then sign in."""
+    """`POST /signup`: create the account (and grant the operator's sign-up credits, if any), then sign in.
+
+    A taken email signs in to its account with that account's password and is refused like a failed sign-in
+    otherwise: one password hash or check either way, and one sign-in attempt counted for every email.
+    """
     services = _services(request)
     found, fields = await read_form(services, request)
     next_url = safe_next(fields.get("next"), "/account")
-    try:
-        await SIGN_UPS_PER_CLIENT.check(services.store, _client(request), services.clock())
-    except ApiError as exc:
-        return _too_many(services, found, next_url, exc)
+    retry_after = await SIGN_UPS_PER_CLIENT.hit(services.store, client_key(request), services.clock())
+    if retry_after is not None:
+        return _too_many(services, found, next_url, retry_after)
     email = normalize_email(fields.get("email"))
     if email is None:
         return _form_page(services, found, next_url, "Enter a valid email address.", 422)
@@ -107,15 +117,22 @@ async def sign_up_submit(request: Request) -> Response:
     problem = password_problem(password)
     if problem is not None:
         return _form_page(services, found, next_url, f"Choose another password: {problem}", 422, email)
-    now = services.clock()
-    member = await services.store.create_member(new_id("mem"), email, await hash_password(password), now)
-    if member is None:
-        return _form_page(services, found, next_url, "An account with this email exists: sign in instead.", 409, email)
-    if services.settings.signup_credits > 0:
-        await services.store.grant_credits(member.id, services.settings.signup_credits, "sign-up credits", now)
-    response = RedirectResponse(next_url, 303)
-    await sign_in(services, request, member, response)
-    return response
+    retry_after = await admit_sign_in(services, request, email)
+    if retry_after is not None:
+        return _too_many(services, found, next_url, retry_after)
+    credentials = await services.store.member_credentials(email)
+    if credentials is None:
+        now = services.clock()
+        member = await services.store.create_member(new_id("mem"), email, await hash_password(password), now)
+        if member is not None:
+            if services.settings.signup_credits > 0:
+                await services.store.grant_credits(member.id, services.settings.signup_credits, "sign-up credits", now)
+            return await _signed_in(services, request, member, next_url)
+        # Another sign-up of this email won the race: this one is an attempt on that account now.
+        credentials = await services.store.member_credentials(email)
+    if credentials is None or not await verify_password(credentials.password_hash, password):
+        return _form_page(services, found, next_url, _WRONG_CREDENTIALS, 401, email)
+    return await _signed_in(services, request, credentials.member, next_url)
 
 
 async def sign_out_submit(request: Request) -> Response:

@@ -2,6 +2,9 @@
 
 Decisions are pure (`wattfare.metering`); this module only sequences them with the store's two atomic
 writes: reserve (conditional on the cap) and settle (swap the hold for the charge, append the ledger).
+A reserve hands its hold to a `HeldRequest` (see `hold`), which alone ends it; the meter writes the
+settlement it is given, on a task no caller's cancellation can abort, and keeps it for later when the
+store is unavailable.
 """
 
 from __future__ import annotations
@@ -10,70 +13,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Literal
 
-from wattfare.metering import (
-    Allowed,
-    Budget,
-    MeteredUsage,
-    PriceSet,
-    Window,
-    cost_of,
-    decide_reservation,
-    window_containing,
-)
+from wattfare.metering import Allowed, Budget, decide_reservation, window_containing
+from wattfare.server.hold import HeldRequest, Hold, Refusal
 from wattfare.server.keys import new_id, new_request_id
 from wattfare.server.pricebook import PricedModel
-from wattfare.server.store.account_records import ConnectionFunding
-from wattfare.server.store.base import Store
+from wattfare.server.store.base import Store, StoreUnavailableError
 from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settled, Settlement
 
 log = logging.getLogger("wattfare.meter")
 
 Clock = Callable[[], datetime]
 
+# How long stopping waits for settlements still being written.
+_STOP_GRACE_SECONDS = 10.0
 # A reserve that loses a race (another request changed the counters between our read and our conditional
 # write) re-reads and decides again; after this many tries the request is refused rather than spun on.
 _RESERVE_ATTEMPTS = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a request may not spend: the domain's value, turned into HTTP by the proxy."""
-
-    code: Literal["not_connected", "budget_exceeded", "funding_invalid"]
-    message: str
-    resets_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A reservation in force for one request."""
-
-    id: str
-    connection: Connection
-    window: Window
-    amount: int
-    model: PricedModel
-    max_tokens: int | None
-    clamped: bool
-    remaining_before: int
-    started_at: datetime
-    prompt_token_bound: int
-    images: int = 0
-    funding: ConnectionFunding | None = None
-
-    @property
-    def credited(self) -> bool:
-        """Whether the member's Wattfare credits pay for this request (a credit hold was taken with it)."""
-        return self.funding is not None and self.funding.provider_key is None
-
-    @property
-    def member_key(self) -> str | None:
-        """The member's encrypted provider key when it pays for this request (else the operator's key does)."""
-        return self.funding.provider_key if self.funding is not None else None
 
 
 class Meter:
@@ -86,8 +44,13 @@ class Meter:
         self._ttl = reservation_ttl
         self._sweeper: asyncio.Task[None] | None = None
         # Holds of requests running in this process: renewed while they run, so only a hold whose process
-        # died can expire (a stream may outlast the TTL; its hold must not be swept from under it).
+        # died can expire (a stream may outlast the TTL; its hold must not be swept from under it). A hold
+        # leaves this set only once its settlement has committed.
         self._live: set[str] = set()
+        # Settlements being written: the meter, not the request, keeps them alive until they finish.
+        self._writing: set[asyncio.Task[Settled | None]] = set()
+        # Settlements the store could not take (it was unavailable): written by the sweep once it answers.
+        self._deferred: dict[str, Settlement] = {}
 
     async def connection_for(self, key: KeyRecord, app_user_id: str) -> Connection | Refusal:
         """The active connection of this app user; test keys auto-approve one on first use."""
@@ -113,10 +76,11 @@ class Meter:
         choices: int = 1,
         images: int = 0,
         request_id: str | None = None,
-    ) -> Hold | Refusal:
+    ) -> HeldRequest | Refusal:
         """Hold the worst-case cost of a request, or say why it may not run.
 
         With `n` choices every choice may use `max_tokens`, so the completion price is scaled by `choices`.
+        The hold comes owned by a `HeldRequest`: enter it (`async with`) around everything the request does.
         """
         now = self._clock()
         window = window_containing(now)
@@ -180,7 +144,7 @@ class Meter:
                 raise
             if held:
                 self._live.add(reservation.id)
-                return Hold(
+                hold = Hold(
                     id=reservation.id,
                     connection=snapshot.connection,
                     window=window,
@@ -194,53 +158,58 @@ class Meter:
                     images=images,
                     funding=funding,
                 )
+                return HeldRequest(self, hold)
         return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
 
-    def prices_for(self, hold: Hold, prompt_tokens: int) -> PriceSet:
-        """The prices that applied to the request (at its start, for its actual prompt size)."""
-        return hold.model.pricing.at(hold.started_at, prompt_tokens)
+    def begin_settlement(self, hold: Hold, settlement: Settlement) -> asyncio.Task[Settled | None]:
+        """Start writing a hold's settlement on a task of its own (see `HeldRequest`).
 
-    async def settle(self, hold: Hold, usage: MeteredUsage | None, *, fallback: int | None = None) -> Settled | None:
-        """Charge the request: its metered cost, or `fallback` (the whole hold by default) without usage."""
-        if usage is not None:
-            usage = replace(usage, images=hold.images)  # the upstream does not count them; the request did
-            cost = cost_of(usage, self.prices_for(hold, usage.prompt_tokens))
-            settlement = Settlement(
-                hold.id, cost, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
-            )
-        else:
-            settlement = Settlement(hold.id, hold.amount if fallback is None else fallback)
-        return await self._settle(hold, settlement)
+        The task raises `StoreUnavailableError` when the store cannot take it; the settlement is then kept,
+        its hold renewed, and the sweep writes it once the store answers again.
+        """
+        task = asyncio.get_running_loop().create_task(self._write_settlement(hold, settlement))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+        return task
 
-    async def _settle(self, hold: Hold, settlement: Settlement) -> Settled | None:
-        self._live.discard(settlement.reservation_id)
+    async def _write_settlement(self, hold: Hold, settlement: Settlement) -> Settled | None:
         # The hold knows whether it holds credits, so the store need not look for a credit hold that is not there.
         settlement = replace(settlement, holds_credits=hold.credited)
-        return await self._store.settle(settlement, self._clock())
+        try:
+            settled = await self._store.settle(settlement, self._clock())
+        except StoreUnavailableError:
+            self._deferred[settlement.reservation_id] = settlement
+            raise
+        except Exception:
+            # A bug, not an outage: retrying cannot help. The hold is left to expire like a dead request's.
+            log.exception("settling %s failed", settlement.reservation_id)
+            self._live.discard(settlement.reservation_id)
+            raise
+        self._live.discard(settlement.reservation_id)
+        return settled
 
-    async def settle_estimate(self, hold: Hold, completion_bytes: int) -> Settled | None:
-        """Charge a request cut short before its usage arrived, by an upper bound of what it used.
-
-        No token is shorter than a byte, so the prompt bound and the completion bytes seen bound the tokens.
-        """
-        usage = MeteredUsage(
-            prompt_tokens=hold.prompt_token_bound, completion_tokens=completion_bytes, images=hold.images
-        )
-        cost = cost_of(usage, hold.model.pricing.worst_case(hold.started_at, hold.prompt_token_bound))
-        settlement = Settlement(
-            hold.id, cost, prompt_tokens=usage.prompt_tokens, completion_tokens=completion_bytes, kind="estimated"
-        )
-        return await self._settle(hold, settlement)
-
-    async def release(self, hold: Hold) -> Settled | None:
-        """Give the whole hold back: the request never reached a model."""
-        return await self._settle(hold, Settlement(hold.id, 0, kind="released"))
+    async def _write_deferred(self) -> int:
+        """Write the settlements the store could not take earlier; stop at the first that still fails."""
+        written = 0
+        for reservation_id, settlement in list(self._deferred.items()):
+            try:
+                await self._store.settle(settlement, self._clock())
+            except StoreUnavailableError:
+                break
+            del self._deferred[reservation_id]
+            self._live.discard(reservation_id)
+            written += 1
+        if written:
+            log.info("wrote %d settlements deferred by a store outage", written)
+        return written
 
     async def sweep(self) -> int:
         """Settle reservations whose request died with its server, conservatively (the reserved amount)."""
         swept = 0
         if self._live:
             await self._store.renew_reservations(list(self._live), self._clock() + self._ttl)
+        if self._deferred:
+            await self._write_deferred()
         for dead in await self._store.expired_reservations(self._clock()):
             settled = await self._store.settle(Settlement(dead.id, dead.amount, kind="expired"), self._clock())
             swept += settled is not None
@@ -265,8 +234,13 @@ class Meter:
         self._sweeper = asyncio.get_running_loop().create_task(loop())
 
     async def stop(self) -> None:
-        """Stop sweeping."""
+        """Stop sweeping, once the settlements being written have finished (or a grace period passed)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self._writing:
+            await asyncio.wait(set(self._writing), timeout=_STOP_GRACE_SECONDS)
+        if self._deferred:
+            with contextlib.suppress(Exception):
+                await self._write_deferred()

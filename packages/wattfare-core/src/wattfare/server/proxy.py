@@ -1,8 +1,10 @@
 """`POST /api/v1/chat/completions`: the metering proxy, Wattfare's hot path.
 
-Auth (cached), parse, price, reserve (one conditional write), send upstream, then either answer the
-upstream's body as it came with cost headers, or hand the stream to the relay. The hold is settled
-exactly once whatever happens: success, refusal upstream, timeout, hang-up.
+Two steps. `chat_completions` checks everything that can refuse a request without touching money (auth,
+body, end user, model, the upstream body's encoding). `MeteredExchange` then reserves (one conditional
+write), sends upstream, and either answers the upstream's body as it came with cost headers or relays the
+stream, all inside the `HeldRequest` that owns the hold: it ends exactly once whatever happens (success,
+refusal upstream, timeout, hang-up, cancellation, an outage, a bug).
 """
 
 from __future__ import annotations
@@ -15,15 +17,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wattfare.metering import nanos_to_usd
-from wattfare.server.completion_request import anonymous_user, parse_completion, require_end_user, upstream_payload
-from wattfare.server.errors import ApiError
+from wattfare.server.completion_request import (
+    CompletionRequest,
+    UpstreamBody,
+    anonymous_user,
+    parse_completion,
+    require_end_user,
+    upstream_body,
+)
+from wattfare.server.errors import ApiError, unavailable
+from wattfare.server.hold import HeldRequest, Hold, Refusal
 from wattfare.server.http_input import bearer, read_body
 from wattfare.server.json_value import as_array, as_object
 from wattfare.server.key_vault import VaultError
 from wattfare.server.keys import new_request_id
-from wattfare.server.meter import Hold, Refusal
-from wattfare.server.relay import MeteredStream, cost_headers
+from wattfare.server.pricebook import PricedModel
+from wattfare.server.relay import Message, MeteredStream, Receive, Scope, Send, cost_headers
 from wattfare.server.services import Services
+from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.records import KeyRecord
 from wattfare.server.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailableError
 from wattfare.server.upstream_errors import from_member_key_status, from_status
@@ -51,21 +62,22 @@ def refusal_error(refusal: Refusal) -> ApiError:
     return ApiError(refusal.code, refusal.message, extra=extra)
 
 
-async def chat_completions(request: Request) -> Response:
-    """Proxy one chat completion, metered against the end user's cap.
+async def chat_completions(request: Request) -> MeteredExchange:
+    """Check a chat completion request, then hand it to the exchange that meters it.
 
-    Every answer names the request, refusals included (`Wattfare-Request-Id`), so a support question can
-    point at one ledger row or one refusal.
+    Everything that can refuse a request without a hold (auth, body, end user, model, encoding) is checked
+    here, so a refusal never has to undo anything. Every answer names the request, refusals included
+    (`Wattfare-Request-Id`), so a support question can point at one ledger row or one refusal.
     """
     request_id = new_request_id()
     try:
-        return await _proxy(request, request_id)
+        return await _admit(request, request_id)
     except ApiError as exc:
         exc.headers.setdefault("Wattfare-Request-Id", request_id)
         raise
 
 
-async def _proxy(request: Request, request_id: str) -> Response:
+async def _admit(request: Request, request_id: str) -> MeteredExchange:
     services: Services = request.app.state.services
     key = await authenticate(services, request)
     body = await read_body(request, services.settings.max_body_bytes)
@@ -78,82 +90,156 @@ async def _proxy(request: Request, request_id: str) -> Response:
             f"Unknown model {completion.model!r}: Wattfare meters only models with known prices (GET /api/v1/models).",
             param="model",
         )
-    hold = await services.meter.reserve(
-        key,
-        app_user_id,
-        model,
-        prompt_token_bound=completion.prompt_token_bound,
-        requested_max_tokens=completion.requested_max_tokens,
-        choices=completion.choices,
-        images=completion.images,
-        request_id=request_id,
-    )
-    if isinstance(hold, Refusal):
-        raise refusal_error(hold)
     end_user = anonymous_user(key.app_id, app_user_id)
-    payload = upstream_payload(completion, max_tokens=hold.max_tokens, end_user=end_user)
-    api_key: str | None = None
-    if hold.member_key is not None and hold.funding is not None:
+    outgoing = upstream_body(completion, end_user=end_user)
+    return MeteredExchange(services, key, app_user_id, model, completion, outgoing, end_user, request_id)
+
+
+class MeteredExchange:
+    """The ASGI answer to one admitted completion: reserve, call the upstream, answer, settle.
+
+    One `async with held:` block spans all of it, the streamed relay included, so the hold's owner sees
+    every way the request can end (see `hold`). Errors raised before the answer starts are answered in
+    the error envelope here, after the hold has ended.
+    """
+
+    __slots__ = ("_app_user_id", "_completion", "_end_user", "_key", "_model", "_outgoing", "_request_id", "_services")
+
+    def __init__(
+        self,
+        services: Services,
+        key: KeyRecord,
+        app_user_id: str,
+        model: PricedModel,
+        completion: CompletionRequest,
+        outgoing: UpstreamBody,
+        end_user: str,
+        request_id: str,
+    ) -> None:
+        """Meter `completion` for `app_user_id` of `key`'s app."""
+        self._services = services
+        self._key = key
+        self._app_user_id = app_user_id
+        self._model = model
+        self._completion = completion
+        self._outgoing = outgoing
+        self._end_user = end_user
+        self._request_id = request_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the exchange."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        error: ApiError
         try:
-            api_key = services.vault.open(hold.member_key, hold.funding.member_id)
+            await self._exchange(scope, receive, tracked)
+            return
+        except ApiError as exc:
+            error = exc
+        except StoreUnavailableError as exc:
+            log.error("store unavailable during a completion: %s", exc)
+            error = unavailable()
+        except Exception as exc:
+            # Logged without the request body: prompts never reach the logs.
+            log.error("unhandled %s in a completion", type(exc).__name__, exc_info=exc)
+            error = ApiError("internal", "Internal error in Wattfare; retry shortly.")
+        if not started:
+            await error.response(self._request_id)(scope, receive, send)
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services, completion = self._services, self._completion
+        held = await services.meter.reserve(
+            self._key,
+            self._app_user_id,
+            self._model,
+            prompt_token_bound=completion.prompt_token_bound,
+            requested_max_tokens=completion.requested_max_tokens,
+            choices=completion.choices,
+            images=completion.images,
+            request_id=self._request_id,
+        )
+        if isinstance(held, Refusal):
+            raise refusal_error(held)
+        async with held:
+            hold = held.hold
+            payload, body = self._outgoing.with_max_tokens(hold.max_tokens)
+            upstream_request = UpstreamRequest(
+                body=body,
+                payload=payload,
+                stream=completion.stream,
+                api_key=self._api_key(hold),
+                end_user=self._end_user,
+            )
+            try:
+                answer = await services.upstreams[self._key.mode].send(upstream_request)
+            except UpstreamUnavailableError as exc:
+                log.warning("the upstream did not answer: %s", exc)
+                if exc.timed_out:
+                    raise ApiError("upstream", "The model provider did not answer in time.", status=504) from None
+                raise ApiError("upstream", "The model provider could not be reached.") from None
+            if answer.status != 200:
+                # The provider refused before generating anything: the exit releases the hold.
+                await answer.close()
+                refused = from_member_key_status if upstream_request.api_key is not None else from_status
+                raise refused(answer.status, answer.body, dict(answer.headers))
+            held.answered = True
+            headers = {"Wattfare-Request-Id": hold.id}
+            if completion.stream and answer.chunks is not None:
+                headers |= {
+                    "content-type": "text/event-stream; charset=utf-8",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                    "Wattfare-Remaining-Usd": f"{nanos_to_usd(hold.remaining_before):f}",
+                }
+                relay = MeteredStream(answer, held, services.revocations, headers, completion.choices)
+                await relay(scope, receive, send)
+            else:
+                response = await _whole_answer(held, answer, headers)
+                await response(scope, receive, send)
+
+    def _api_key(self, hold: Hold) -> str | None:
+        """The member's own provider key when it pays for the request (else the upstream's key is used)."""
+        if hold.member_key is None or hold.funding is None:
+            return None
+        try:
+            return self._services.vault.open(hold.member_key, hold.funding.member_id)
         except VaultError:
-            await services.meter.release(hold)
             raise ApiError(
                 "funding_invalid", "The user's linked provider key cannot be read: they need to relink it."
             ) from None
-    upstream_request = UpstreamRequest(
-        body=orjson.dumps(payload), payload=payload, stream=completion.stream, api_key=api_key, end_user=end_user
-    )
-    try:
-        answer = await services.upstreams[key.mode].send(upstream_request)
-    except UpstreamUnavailableError as exc:
-        await services.meter.release(hold)
-        raise ApiError(
-            "upstream", f"The model provider did not answer: {exc}", status=504 if exc.timed_out else 502
-        ) from None
-    except BaseException:
-        await services.meter.release(hold)
-        raise
-    if answer.status != 200:
-        # The provider refused before generating anything: nothing was used, so nothing is charged.
-        await services.meter.release(hold)
-        await answer.close()
-        refused = from_member_key_status if api_key is not None else from_status
-        raise refused(answer.status, answer.body, dict(answer.headers))
-    headers = {"Wattfare-Request-Id": hold.id}
-    if completion.stream and answer.chunks is not None:
-        headers |= {
-            "content-type": "text/event-stream; charset=utf-8",
-            "cache-control": "no-cache",
-            "x-accel-buffering": "no",
-            "Wattfare-Remaining-Usd": f"{nanos_to_usd(hold.remaining_before):f}",
-        }
-        return MeteredStream(answer, hold, services.meter, services.revocations, headers, completion.choices)  # type: ignore[return-value]
-    return await _whole_answer(services, hold, answer, headers)
 
 
-async def _whole_answer(services: Services, hold: Hold, answer: UpstreamResponse, headers: dict[str, str]) -> Response:
+async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: dict[str, str]) -> Response:
     body = answer.body or b""
     await answer.close()
     try:
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
-        await services.meter.release(hold)
+        # Nothing the client can use came back: nothing is charged.
+        await held.release()
         raise ApiError("upstream", "The model provider sent a malformed response.") from None
     answer_object = as_object(parsed) or {}
+    held.output_bytes = _answer_bytes(answer_object)
     usage = metered_usage(answer_object.get("usage"))
+    # No usage reported: charge an upper bound of what the answer used (as a cut-short stream is), never
+    # less than it cost and never more than the hold.
+    try:
+        settled = await (held.settle_output() if usage is None else held.settle(usage))
+    except StoreUnavailableError:
+        # The answer exists and its hold still covers it: the meter writes the charge once the store is back,
+        # so the client gets what it will pay for, without the cost headers no one can confirm yet.
+        settled = None
+    costs = {} if settled is None else cost_headers(settled.charged, settled.remaining)
     if as_object(answer_object.get("error")) is not None:
-        await services.meter.release(hold)
-        raise ApiError("upstream", "The model provider failed.")
-    if usage is None:
-        # No usage reported: charge an upper bound of what the answer used (as a cut-short stream is), never
-        # less than it cost and never more than the hold.
-        settled = await services.meter.settle_estimate(hold, _answer_bytes(answer_object))
-    else:
-        settled = await services.meter.settle(hold, usage)
-    if settled is not None:
-        headers |= cost_headers(settled.charged, max(0, settled.cap - settled.spent - settled.reserved))
-    return Response(body, 200, headers, media_type="application/json")
+        # The provider failed after it started (OpenRouter answers 200 with an `error` then): what it
+        # processed is charged, as a stream cut by the same failure would be.
+        raise ApiError("upstream", "The model provider failed while answering.", headers=costs)
+    return Response(body, 200, headers | costs, media_type="application/json")
 
 
 def _answer_bytes(answer: dict[str, Any]) -> int:

@@ -18,19 +18,44 @@ class RateLimit:
     limit: int
     period: timedelta
 
-    async def check(self, store: Store, key: str, now: datetime) -> None:
-        """Count a hit for `key`; raise 429 `rate_limited` with `Retry-After` when over the limit."""
+    async def hit(self, store: Store, key: str, now: datetime) -> int | None:
+        """Count a hit for `key` (atomically, before anything it guards runs).
+
+        Returns:
+            None within the limit; else the seconds until the window ends (at least 1).
+        """
         seconds = int(self.period.total_seconds())
         start_ts = math.floor(now.timestamp() / seconds) * seconds
         window_start = datetime.fromtimestamp(start_ts, tz=now.tzinfo)
-        hits = await store.count_hit(f"{self.name}:{key}", window_start)
-        if hits > self.limit:
-            retry_after = max(1, math.ceil(start_ts + seconds - now.timestamp()))
+        if await store.count_hit(f"{self.name}:{key}", window_start) <= self.limit:
+            return None
+        return max(1, math.ceil(start_ts + seconds - now.timestamp()))
+
+    async def check(self, store: Store, key: str, now: datetime) -> None:
+        """Count a hit for `key`; raise 429 `rate_limited` with `Retry-After` when over the limit."""
+        retry_after = await self.hit(store, key, now)
+        if retry_after is not None:
             raise ApiError(
                 "rate_limited",
-                f"Too many requests: at most {self.limit} per {seconds} s for {self.name}.",
+                f"Too many requests: at most {self.limit} per {int(self.period.total_seconds())} s for {self.name}.",
                 headers={"Retry-After": str(retry_after)},
             )
+
+
+async def first_refusal(store: Store, limits: list[tuple[RateLimit, str]], now: datetime) -> int | None:
+    """Count a hit against each `(limit, key)` in turn, stopping at the first over its limit.
+
+    Later limits are not counted once one refuses: a client held back by its own limit spends nothing of a
+    limit it shares with others.
+
+    Returns:
+        None when every limit admits the hit; else the refusing limit's seconds until its window ends.
+    """
+    for limit, key in limits:
+        retry_after = await limit.hit(store, key, now)
+        if retry_after is not None:
+            return retry_after
+    return None
 
 
 SESSION_MINTING = RateLimit("sessions", 120, timedelta(minutes=1))

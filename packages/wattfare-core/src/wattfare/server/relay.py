@@ -1,10 +1,11 @@
 """Relaying an upstream stream to the client while metering it.
 
 Events go out as they arrive, byte for byte; only the final usage chunk is rewritten once, to carry
-Wattfare's cost. Three things can end a stream early, and each still settles exactly once:
-the client hangs up (charged for what was used), the connection is revoked (stopped within a second,
-with a typed SSE error), or the upstream fails (typed SSE error). An upstream that ignores `max_tokens`
-is cut off with `budget_exceeded` before it can spend past the hold.
+Wattfare's cost. Four things can end a stream early, and the request's `HeldRequest` still settles it
+exactly once: the client hangs up (charged for what was used), the connection is revoked (stopped within
+a second, with a typed SSE error), the upstream fails (typed SSE error), or Wattfare's database becomes
+unavailable (`unavailable` SSE error; the charge is written once it is back). An upstream that ignores
+`max_tokens` is cut off with `budget_exceeded` before it can spend past the hold.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from wattfare.metering import MeteredUsage, nanos_to_json_number, nanos_to_usd
-from wattfare.server.errors import ApiError
+from wattfare.metering import nanos_to_json_number, nanos_to_usd
+from wattfare.server.errors import ApiError, unavailable
+from wattfare.server.hold import HeldRequest
 from wattfare.server.json_value import as_array, as_object
-from wattfare.server.meter import Hold, Meter
 from wattfare.server.revocations import Revocations
 from wattfare.server.sse_frames import SSEFrames, event_data
 from wattfare.server.store.base import StoreUnavailableError
@@ -40,13 +41,12 @@ _DONE = b"data: [DONE]\n\n"
 
 
 class _Tally:
-    """What has streamed so far: enough to settle the request however it ends."""
+    """What has streamed so far, counted into the request's hold: enough to settle it however it ends."""
 
-    __slots__ = ("completion_bytes", "content_chunks", "usage")
+    __slots__ = ("content_chunks", "held")
 
-    def __init__(self) -> None:
-        self.usage: MeteredUsage | None = None
-        self.completion_bytes = 0
+    def __init__(self, held: HeldRequest) -> None:
+        self.held = held
         self.content_chunks = 0
 
     def count(self, chunk: dict[str, Any]) -> None:
@@ -61,33 +61,38 @@ class _Tally:
                 texts += (function.get("name"), function.get("arguments"))
             produced += sum(len(text.encode()) for text in texts if isinstance(text, str))
         if produced:
-            self.completion_bytes += produced
+            self.held.output_bytes += produced
             self.content_chunks += 1
 
 
 class MeteredStream:
-    """An ASGI response that relays an upstream SSE stream and settles its hold exactly once."""
+    """An ASGI response that relays an upstream SSE stream, counting what it relays into the request's hold.
+
+    The hold itself belongs to the `HeldRequest` the exchange entered around this response: the relay
+    settles it when the usage chunk or `[DONE]` arrives, and whatever else ends the stream (the client
+    leaving, a revocation, an upstream failure, an exception), the exchange's exit settles what was relayed.
+    """
 
     def __init__(
         self,
         upstream: UpstreamResponse,
-        hold: Hold,
-        meter: Meter,
+        held: HeldRequest,
         revocations: Revocations,
         headers: dict[str, str],
         choices: int,
     ) -> None:
-        """Relay `upstream` under `hold`."""
+        """Relay `upstream` under `held`."""
         self._upstream = upstream
-        self._hold = hold
-        self._meter = meter
+        self._held = held
+        self._hold = held.hold
         self._revocations = revocations
         self._headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         # Every non-empty chunk carries at least one token, so more chunks than this means the upstream
         # is past max_tokens for some choice.
-        self._chunk_ceiling = None if hold.max_tokens is None else hold.max_tokens * choices
-        self._tally = _Tally()
-        self._settled = False
+        self._chunk_ceiling = None if self._hold.max_tokens is None else self._hold.max_tokens * choices
+        self._tally = _Tally(held)
+        # Whether the relay has asked its hold for a settlement (the `HeldRequest` says when one committed).
+        self._settle_requested = False
         # Events read but not yet written, and where to write them (set when the pump starts).
         self._batch: list[bytes] = []
         self._send: Send | None = None
@@ -95,27 +100,42 @@ class MeteredStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the stream."""
-        await send({"type": "http.response.start", "status": 200, "headers": self._headers})
         revoked = self._revocations.watch(self._hold.connection.id)
-        pump = asyncio.ensure_future(self._pump(send))
-        hangup = asyncio.ensure_future(self._wait_for_disconnect(receive))
-        revocation = asyncio.ensure_future(revoked.wait())
-        ending: ApiError | None = None
+        tasks: tuple[asyncio.Future[Any], ...] = ()
         # Read before the tasks are cancelled below: a cancelled task is `done()` too, and taking that for
         # the client's hang-up would drop the ending event and the end of the response.
         client_left = True
+        ending: ApiError | None = None
         try:
-            await asyncio.wait((pump, hangup, revocation), return_when=asyncio.FIRST_COMPLETED)
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            pump = asyncio.ensure_future(self._pump(send))
+            hangup = asyncio.ensure_future(self._wait_for_disconnect(receive))
+            revocation = asyncio.ensure_future(revoked.wait())
+            tasks = (pump, hangup, revocation)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             client_left = hangup.done()
             if pump.done():
                 ending = pump.result()
             elif revocation.done():
                 ending = ApiError("not_connected", "The user revoked this app's access to their AI budget.")
         finally:
-            for task in (pump, hangup, revocation):
+            for task in tasks:
                 task.cancel()
             self._revocations.unwatch(self._hold.connection.id, revoked)
-            await self._finish()
+            # The tasks end before the response does: a pump cancelled inside a settlement first waits for its
+            # write (see `HeldRequest`), so nothing of this request runs on after it.
+            if tasks:
+                await asyncio.wait(tasks)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._upstream.close())
+            if not self._settle_requested:
+                # Cut short (hang-up, revocation, upstream failure): charged for what was relayed, before the
+                # response ends, so a client reading its balance next sees this request in it.
+                self._settle_requested = True
+                try:
+                    await self._held.settle_output()
+                except StoreUnavailableError:
+                    ending = unavailable()
         if client_left:
             return
         if ending is not None:
@@ -133,7 +153,14 @@ class MeteredStream:
         assert chunks is not None
         self._send = send
         try:
-            async for raw in chunks:
+            while True:
+                try:
+                    raw = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # the upstream broke the connection mid-stream
+                    log.warning("upstream stream broke: %s", type(exc).__name__)
+                    return ApiError("upstream", "The model provider's stream broke off.")
                 # The events of one upstream read go out in one write: one send per read, not per event.
                 ending: ApiError | None = None
                 for event in frames.feed(raw):
@@ -150,13 +177,11 @@ class MeteredStream:
                 if ending is not None:
                     return ending
         except StoreUnavailableError as exc:
-            # The answer was served but cannot be settled now: its hold stays and expires at the reserved amount.
-            log.error("settling %s failed, its hold is left to expire: %s", self._hold.id, exc)
-            return ApiError("unavailable", "Wattfare's database became unavailable; the request stopped here.")
-        except Exception as exc:  # the upstream broke the connection mid-stream
-            log.warning("upstream stream broke: %s", type(exc).__name__)
-            return ApiError("upstream", "The model provider's stream broke off.")
-        if not self._settled:
+            # What was relayed is charged once the store is back (the meter keeps the settlement).
+            log.error("settling %s is deferred: %s", self._hold.id, exc)
+            await self._flush()
+            return unavailable()
+        if not self._settle_requested:
             # The upstream ended without [DONE]: no usage and no clean end.
             return ApiError("upstream", "The model provider's stream ended early.")
         return None
@@ -174,9 +199,10 @@ class MeteredStream:
         if data is None:
             return event, None  # keep-alive comments keep the client's connection warm too
         if data == b"[DONE]":
-            if not self._settled:
+            if not self._settle_requested:
                 await self._flush()
-                await self._settle()
+                self._settle_requested = True
+                await self._held.settle_output()
             return _DONE, None
         try:
             chunk: Any = orjson.loads(data)
@@ -189,17 +215,17 @@ class MeteredStream:
             return None, from_stream_error(parsed["error"])
         self._tally.count(parsed)
         if self._chunk_ceiling is not None and self._tally.content_chunks > self._chunk_ceiling:
-            # Charge the whole hold: the upstream is past the ceiling we sent it, so its usage is untrusted.
-            await self._settle(fallback=self._hold.amount)
+            self._settle_requested = True
+            await self._held.charge_whole()
             return None, ApiError("budget_exceeded", "Spending cap reached for this period.")
         usage = metered_usage(parsed.get("usage"))
         if usage is None:
             return event, None
-        self._tally.usage = usage
         # A fast upstream's whole stream can come in one read: what came before the usage chunk goes out
         # before the settle, so the client's first token does not wait on the ledger.
         await self._flush()
-        settled = await self._settle()
+        self._settle_requested = True
+        settled = await self._held.settle(usage)
         parsed["wattfare"] = self._cost_field(settled)
         return b"data: " + orjson.dumps(parsed) + b"\n\n", None
 
@@ -207,29 +233,8 @@ class MeteredStream:
         field: dict[str, Any] = {"requestId": self._hold.id}
         if settled is not None:
             field["costUsd"] = nanos_to_json_number(settled.charged)
-            field["remainingUsd"] = nanos_to_json_number(max(0, settled.cap - settled.spent - settled.reserved))
+            field["remainingUsd"] = nanos_to_json_number(settled.remaining)
         return field
-
-    async def _settle(self, fallback: int | None = None) -> Settled | None:
-        self._settled = True
-        if fallback is not None:
-            settled = await self._meter.settle(self._hold, None, fallback=fallback)
-        elif self._tally.usage is not None:
-            settled = await self._meter.settle(self._hold, self._tally.usage)
-        else:
-            settled = await self._meter.settle_estimate(self._hold, self._tally.completion_bytes)
-        return settled
-
-    async def _finish(self) -> None:
-        """Settle (if the stream ended any way but cleanly) and release the upstream connection."""
-        try:
-            if not self._settled:
-                await self._settle()
-        except StoreUnavailableError as exc:
-            log.error("settling %s failed, its hold is left to expire: %s", self._hold.id, exc)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._upstream.close())
 
 
 def cost_headers(charged: int, remaining: int) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -10,6 +11,13 @@ from wattfare.server.errors import ApiError
 from wattfare.server.json_value import as_object
 
 _MESSAGE_LIMIT = 500
+# Addresses in a provider's message may name its internal hosts; apps are told the message without them.
+_URL = re.compile(r"\b(?:https?|wss?)://\S+", re.IGNORECASE)
+
+
+def _told(message: object) -> str:
+    """A provider's message as apps may read it: bounded, with URLs taken out."""
+    return _URL.sub("[address removed]", str(message))[:_MESSAGE_LIMIT]
 
 
 def _upstream_message(body: bytes | None) -> str | None:
@@ -21,7 +29,7 @@ def _upstream_message(body: bytes | None) -> str | None:
         return None
     error = as_object((as_object(parsed) or {}).get("error")) or {}
     message = error.get("message")
-    return str(message)[:_MESSAGE_LIMIT] if message else None
+    return _told(message) if message else None
 
 
 def from_status(status: int, body: bytes | None, headers: dict[str, str] | None = None) -> ApiError:
@@ -47,7 +55,7 @@ def from_status(status: int, body: bytes | None, headers: dict[str, str] | None 
 def from_stream_error(error: object) -> ApiError:
     """The client-facing error for an upstream's mid-stream error chunk (`finish_reason: "error"`)."""
     message = (as_object(error) or {}).get("message")
-    detail = f" The provider said: {str(message)[:_MESSAGE_LIMIT]}" if message else ""
+    detail = f" The provider said: {_told(message)}" if message else ""
     return ApiError("upstream", f"The model provider failed mid-stream.{detail}")
 
 

@@ -5,12 +5,16 @@ one in. Cookies are HttpOnly (no script reads them) and SameSite=Lax: sent on th
 opens the consent popup from an app's site, never on another site's form posts or fetches.
 Anonymous visitors get a random browser cookie instead, which their CSRF tokens are bound to (sign-in forms
 need CSRF protection too: a forged sign-in would put the victim in the attacker's account).
+A browser that signed in to an email keeps a *known browser* cookie for it (a random id and an HMAC binding it
+to that email): its sign-ins are counted apart from strangers' (see `wattfare.server.sign_in_throttle`). It
+grants nothing else, and no one can make one for an email whose password they do not know.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,8 +27,11 @@ from wattfare.server.store.account_records import Member
 
 SESSION_COOKIE = "wattfare_session"
 BROWSER_COOKIE = "wattfare_browser"
+KNOWN_BROWSER_COOKIE = "wattfare_known"
 SESSION_TTL = timedelta(days=14)
 _BROWSER_COOKIE_TTL = timedelta(days=365)
+_KNOWN_BROWSER_TTL = timedelta(days=180)
+_BROWSER_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 _MAX_COOKIE_LENGTH = 128
 
 
@@ -113,6 +120,30 @@ async def sign_out(services: Services, request: Request, response: Response) -> 
     response.delete_cookie(
         SESSION_COOKIE, path="/", secure=services.settings.secure_cookies, httponly=True, samesite="lax"
     )
+
+
+def _known_browser_mac(services: Services, browser_id: str, email: str) -> str:
+    message = f"wattfare-known-browser:{browser_id}:{email}".encode()
+    return hmac.new(services.signing_key, message, hashlib.sha256).hexdigest()
+
+
+def known_browser(services: Services, request: Request, email: str) -> str | None:
+    """The id of this browser when it signed in to `email` before (its cookie is genuine and for `email`), else None."""
+    value = request.cookies.get(KNOWN_BROWSER_COOKIE, "")
+    browser_id, _, mac = value.partition(".")
+    # Only ids as issued: one with a ':' could shift the id/email boundary inside the MAC'd text.
+    if len(value) > _MAX_COOKIE_LENGTH or not _BROWSER_ID.fullmatch(browser_id):
+        return None
+    expected = _known_browser_mac(services, browser_id, email)
+    # Encoded first: compare_digest refuses str with non-ASCII characters, which a cookie may carry.
+    return browser_id if hmac.compare_digest(mac.encode(), expected.encode()) else None
+
+
+def remember_known_browser(services: Services, email: str, response: Response) -> None:
+    """Mark the browser as one that signed in to `email` (a fresh id each time: ids are never reused)."""
+    browser_id = secrets.token_urlsafe(16)
+    value = f"{browser_id}.{_known_browser_mac(services, browser_id, email)}"
+    _set_cookie(services, response, KNOWN_BROWSER_COOKIE, value, _KNOWN_BROWSER_TTL)
 
 
 class SignInRequired(Exception):

@@ -22,6 +22,7 @@ from wattfare.server.store.account_records import (
     ProviderKey,
     PublishableKey,
 )
+from wattfare.server.store.key_records import ManagedKey
 from wattfare.server.store.records import (
     AppRecord,
     BudgetSnapshot,
@@ -281,4 +282,41 @@ class Store(Protocol):
 
     async def take_oauth_state(self, state_hash: str, now: datetime) -> OAuthState | None:
         """Consume a pending OAuth link (single use); None when unknown or expired."""
+        ...
+
+    # -- operator administration (the `wattfare` command)
+    async def list_apps(self) -> list[AppProfile]:
+        """Every app, oldest first."""
+        ...
+
+    async def list_members(self) -> list[Member]:
+        """Every member, oldest first."""
+        ...
+
+    async def set_member_password(self, member_id: str, password_hash: str) -> bool:
+        """Replace a member's password hash and sign out all their browser sessions, atomically.
+
+        False when there is no such member.
+        """
+        ...
+
+    async def managed_keys(self, app_id: str) -> list[ManagedKey]:
+        """Every key of an app with its lifecycle, oldest first."""
+        ...
+
+    async def managed_key(self, key_id: str) -> ManagedKey | None:
+        """The key with this id, in any state."""
+        ...
+
+    async def managed_key_by_hash(self, key_hash: str) -> ManagedKey | None:
+        """The key with this hash (of its plaintext), in any state."""
+        ...
+
+    async def rotate_secret_key(
+        self, old_key_id: str, new_key_id: str, key_hash: str, hint: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Add a secret key for the old one's app and mode, and end the old one at `expires_at`, atomically.
+
+        False (and nothing written) unless the old key is a secret key neither revoked nor already rotated.
+        """
         ...

@@ -179,6 +179,13 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        4,
+        (
+            # A rotated secret key keeps authenticating until `expires_at` (the grace its operator chose), then stops.
+            "ALTER TABLE api_keys ADD COLUMN expires_at TEXT",
+        ),
+    ),
 )
 
 

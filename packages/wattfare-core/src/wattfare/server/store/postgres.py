@@ -16,6 +16,7 @@ import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 
 from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.migrations import MIGRATIONS, statements_for
+from wattfare.server.store.outages import postgres_outage
 from wattfare.server.store.postgres_accounts import PostgresAccounts
 from wattfare.server.store.postgres_funding import PostgresFunding
 from wattfare.server.store.postgres_metering import PostgresMetering
@@ -28,19 +29,6 @@ from wattfare.server.store.records import (
 from wattfare.server.store.rows import CONNECTION_COLUMNS, connection_from_row
 from wattfare.server.store.timestamps import from_text, to_text
 
-# Errors that mean "the database is not there", as opposed to a bug in a statement. Besides a lost
-# connection: the server starting up or shutting down (57P03, 57P01, 57P02) and out of connection slots
-# (53300, e.g. instances x workers x pool size > max_connections) are outages too, answered with 503.
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
 # Serialises concurrent `upgrade()` calls of instances starting together (an arbitrary, fixed lock id).
 _MIGRATION_LOCK = 0x57A77FA2E
 
@@ -92,12 +80,16 @@ class PostgresStore(PostgresAccounts, PostgresFunding, PostgresMetering):
 
     @asynccontextmanager
     async def _conn(self) -> AsyncGenerator[Any]:
+        connecting = True
         try:
             pool = await self._get_pool()
             async with pool.acquire(timeout=self._acquire_timeout) as conn:
+                connecting = False
                 yield conn
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc
+        except Exception as exc:
+            if postgres_outage(exc, connecting=connecting):
+                raise StoreUnavailableError(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc
+            raise
 
     @asynccontextmanager
     async def _tx(self) -> AsyncGenerator[Any]:
@@ -170,13 +162,15 @@ class PostgresStore(PostgresAccounts, PostgresFunding, PostgresMetering):
             )
 
     async def find_secret_key(self, key_hash: str) -> KeyRecord | None:
-        """The unrevoked secret key with this hash, and its app."""
+        """The unrevoked secret key with this hash, unless past its rotation grace, and its app."""
         async with self._conn() as db:
             row = await db.fetchrow(
                 "SELECT k.id, k.app_id, a.name, k.mode, a.default_test_cap FROM api_keys k "
                 "JOIN apps a ON a.id = k.app_id "
-                "WHERE k.key_hash = $1 AND k.kind = 'secret' AND k.revoked_at IS NULL",
+                "WHERE k.key_hash = $1 AND k.kind = 'secret' AND k.revoked_at IS NULL "
+                "AND (k.expires_at IS NULL OR k.expires_at > $2)",
                 key_hash,
+                to_text(datetime.now(UTC)),
             )
         return KeyRecord(row[0], row[1], row[2], row[3], row[4]) if row else None
 

@@ -15,6 +15,7 @@ from wattfare.server.store.account_records import (
     MemberCredentials,
     PublishableKey,
 )
+from wattfare.server.store.key_records import MANAGED_KEY_COLUMNS, ManagedKey, managed_key_from_row
 from wattfare.server.store.records import AppRecord, Connection
 from wattfare.server.store.rows import connection_from_row
 from wattfare.server.store.timestamps import from_text, to_text
@@ -253,3 +254,66 @@ class PostgresAccounts:
                 to_text(end),
             )
         return [DailySpend(r[0], int(r[1])) for r in rows]
+
+    # -- operator administration
+    async def list_apps(self) -> list[AppProfile]:
+        """Every app, oldest first."""
+        return await self._profiles("TRUE")
+
+    async def list_members(self) -> list[Member]:
+        """Every member, oldest first."""
+        async with self._conn() as db:
+            rows = await db.fetch("SELECT id, email, created_at FROM members ORDER BY created_at, id")
+        return [Member(r[0], r[1], from_text(r[2])) for r in rows]
+
+    async def set_member_password(self, member_id: str, password_hash: str) -> bool:
+        """Replace a member's password hash and sign out their browser sessions."""
+        async with self._tx() as db:
+            status = await db.execute("UPDATE members SET password_hash = $1 WHERE id = $2", password_hash, member_id)
+            await db.execute("DELETE FROM web_sessions WHERE member_id = $1", member_id)
+        return status == "UPDATE 1"
+
+    async def managed_keys(self, app_id: str) -> list[ManagedKey]:
+        """Every key of an app with its lifecycle."""
+        async with self._conn() as db:
+            rows = await db.fetch(
+                f"SELECT {MANAGED_KEY_COLUMNS} FROM api_keys WHERE app_id = $1 ORDER BY created_at, id", app_id
+            )
+        return [managed_key_from_row(row) for row in rows]
+
+    async def managed_key(self, key_id: str) -> ManagedKey | None:
+        """The key with this id."""
+        async with self._conn() as db:
+            row = await db.fetchrow(f"SELECT {MANAGED_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
+        return managed_key_from_row(row) if row else None
+
+    async def managed_key_by_hash(self, key_hash: str) -> ManagedKey | None:
+        """The key with this hash."""
+        async with self._conn() as db:
+            row = await db.fetchrow(f"SELECT {MANAGED_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1", key_hash)
+        return managed_key_from_row(row) if row else None
+
+    async def rotate_secret_key(
+        self, old_key_id: str, new_key_id: str, key_hash: str, hint: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Add a secret key in the old one's app and mode, and end the old one at `expires_at`."""
+        async with self._tx() as db:
+            old = await db.fetchrow(
+                "UPDATE api_keys SET expires_at = $1 WHERE id = $2 AND kind = 'secret' AND revoked_at IS NULL "
+                "AND expires_at IS NULL RETURNING app_id, mode",
+                to_text(expires_at),
+                old_key_id,
+            )
+            if old is None:
+                return False
+            await db.execute(
+                "INSERT INTO api_keys (id, app_id, mode, kind, key_hash, hint, created_at) "
+                "VALUES ($1, $2, $3, 'secret', $4, $5, $6)",
+                new_key_id,
+                old[0],
+                old[1],
+                key_hash,
+                hint,
+                to_text(now),
+            )
+        return True

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-from wattfare.server.store.charging import settlement_charge
+from wattfare.metering import charge_for
 from wattfare.server.store.counter_holds import postgres_hold
 from wattfare.server.store.records import BudgetSnapshot, Mode, NewReservation, Settled, Settlement, UsageRow
 from wattfare.server.store.rows import connection_from_row
@@ -85,7 +85,8 @@ class PostgresMetering:
                 connection_id,
                 window_key,
             )
-            charged, absorbed = settlement_charge(s, amount, owner[3], spent_before)
+            charge = charge_for(s.charged, held=amount, cap=owner[3], spent=spent_before)
+            charged, absorbed = charge.charged, s.absorbed + charge.absorbed
             counters = await db.fetchrow(
                 "UPDATE counters SET reserved = reserved - $1, spent = spent + $2 "
                 "WHERE connection_id = $3 AND window_key = $4 RETURNING spent, reserved",

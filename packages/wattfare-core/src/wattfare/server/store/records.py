@@ -98,6 +98,11 @@ class Settled:
     cap: int
     charged: int
 
+    @property
+    def remaining(self) -> int:
+        """What the window can still hold after this settlement (never negative)."""
+        return max(0, self.cap - self.spent - self.reserved)
+
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:

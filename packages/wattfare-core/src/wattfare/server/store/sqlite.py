@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from wattfare.server.store.charging import settlement_charge
+from wattfare.metering import charge_for
+from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.counter_holds import sqlite_hold
 from wattfare.server.store.migrations import MIGRATIONS, statements_for
+from wattfare.server.store.outages import sqlite_outage
 from wattfare.server.store.records import (
     AppRecord,
     BudgetSnapshot,
@@ -47,6 +49,18 @@ _BUSY_TIMEOUT_MS = 15000
 _CHECKPOINT_EVERY_SECONDS = 1.0
 
 
+class _Connection(sqlite3.Connection):
+    """A connection whose statements report an unusable file as `StoreUnavailableError` (see `outages`)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as exc:
+            if sqlite_outage(exc):
+                raise StoreUnavailableError(f"SQLite is unavailable: {exc}") from exc
+            raise
+
+
 class SQLiteStore(SQLiteAccounts, SQLiteFunding):
     """A `Store` on one SQLite file (or `:memory:`); members and funding live in the mixins."""
 
@@ -55,7 +69,9 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
         target = str(path)
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        self._db: sqlite3.Connection = sqlite3.connect(
+            target, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
         self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         if target != ":memory:":
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -131,11 +147,12 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             )
 
     async def find_secret_key(self, key_hash: str) -> KeyRecord | None:
-        """The unrevoked secret key with this hash, and its app."""
+        """The unrevoked secret key with this hash, unless past its rotation grace, and its app."""
         row = self._one(
             "SELECT k.id, k.app_id, a.name, k.mode, a.default_test_cap FROM api_keys k JOIN apps a ON a.id = k.app_id "
-            "WHERE k.key_hash = ? AND k.kind = 'secret' AND k.revoked_at IS NULL",
-            (key_hash,),
+            "WHERE k.key_hash = ? AND k.kind = 'secret' AND k.revoked_at IS NULL "
+            "AND (k.expires_at IS NULL OR k.expires_at > ?)",
+            (key_hash, to_text(datetime.now(UTC))),
         )
         return KeyRecord(row[0], row[1], row[2], row[3], row[4]) if row else None
 
@@ -297,7 +314,8 @@ class SQLiteStore(SQLiteAccounts, SQLiteFunding):
             "JOIN counters k ON k.connection_id = c.id AND k.window_key = ? WHERE c.id = ?",
             (window_key, connection_id),
         ).fetchone()
-        charged, absorbed = settlement_charge(s, amount, owner[3], owner[4])
+        charge = charge_for(s.charged, held=amount, cap=owner[3], spent=owner[4])
+        charged, absorbed = charge.charged, s.absorbed + charge.absorbed
         counters = db.execute(
             "UPDATE counters SET reserved = reserved - ?, spent = spent + ? "
             "WHERE connection_id = ? AND window_key = ? RETURNING spent, reserved",

@@ -16,6 +16,7 @@ from wattfare.server.store.account_records import (
     MemberCredentials,
     PublishableKey,
 )
+from wattfare.server.store.key_records import MANAGED_KEY_COLUMNS, ManagedKey, managed_key_from_row
 from wattfare.server.store.records import AppRecord, Connection, Mode
 from wattfare.server.store.rows import connection_from_row
 from wattfare.server.store.timestamps import from_text, to_text
@@ -214,3 +215,58 @@ class SQLiteAccounts:
             (member_id, to_text(start), to_text(end)),
         ).fetchall()
         return [DailySpend(r[0], r[1]) for r in rows]
+
+    # -- operator administration
+    async def list_apps(self) -> list[AppProfile]:
+        """Every app, oldest first."""
+        return self._profiles("1 = 1", ())
+
+    async def list_members(self) -> list[Member]:
+        """Every member, oldest first."""
+        rows = self._db.execute("SELECT id, email, created_at FROM members ORDER BY created_at, id").fetchall()
+        return [Member(r[0], r[1], from_text(r[2])) for r in rows]
+
+    async def set_member_password(self, member_id: str, password_hash: str) -> bool:
+        """Replace a member's password hash and sign out their browser sessions."""
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE members SET password_hash = ? WHERE id = ?", (password_hash, member_id)
+            ).rowcount
+            db.execute("DELETE FROM web_sessions WHERE member_id = ?", (member_id,))
+        return changed == 1
+
+    async def managed_keys(self, app_id: str) -> list[ManagedKey]:
+        """Every key of an app with its lifecycle."""
+        rows = self._db.execute(
+            f"SELECT {MANAGED_KEY_COLUMNS} FROM api_keys WHERE app_id = ? ORDER BY created_at, id", (app_id,)
+        ).fetchall()
+        return [managed_key_from_row(row) for row in rows]
+
+    async def managed_key(self, key_id: str) -> ManagedKey | None:
+        """The key with this id."""
+        row = self._db.execute(f"SELECT {MANAGED_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return managed_key_from_row(row) if row else None
+
+    async def managed_key_by_hash(self, key_hash: str) -> ManagedKey | None:
+        """The key with this hash."""
+        row = self._db.execute(f"SELECT {MANAGED_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+        return managed_key_from_row(row) if row else None
+
+    async def rotate_secret_key(
+        self, old_key_id: str, new_key_id: str, key_hash: str, hint: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Add a secret key in the old one's app and mode, and end the old one at `expires_at`."""
+        with self._write() as db:
+            old = db.execute(
+                "UPDATE api_keys SET expires_at = ? WHERE id = ? AND kind = 'secret' AND revoked_at IS NULL "
+                "AND expires_at IS NULL RETURNING app_id, mode",
+                (to_text(expires_at), old_key_id),
+            ).fetchone()
+            if old is None:
+                return False
+            db.execute(
+                "INSERT INTO api_keys (id, app_id, mode, kind, key_hash, hint, created_at) "
+                "VALUES (?, ?, ?, 'secret', ?, ?, ?)",
+                (new_key_id, old[0], old[1], key_hash, hint, to_text(now)),
+            )
+        return True
