@@ -144,29 +144,91 @@ async def test_async_calls_go_through_the_async_client() -> None:
 
 def test_chat_openai_constructor_arguments_keep_working() -> None:
     fake = FakeWattfare(ok())
-    with pytest.warns(UserWarning, match="service_tier is not a ChatWattfare parameter"):
-        llm = ChatWattfare(
-            model=MODEL,
-            user_id="u1",
-            client=fake.client(),
-            max_completion_tokens=64,
-            reasoning_effort="low",
-            stream_usage=True,
-            extra_body={"provider": {"sort": "price"}},
-            service_tier="flex",
-        )
+    llm = ChatWattfare(
+        model=MODEL,
+        user_id="u1",
+        client=fake.client(),
+        max_completion_tokens=64,
+        reasoning_effort="low",
+        stream_usage=True,
+        extra_body={"provider": {"sort": "price"}},
+        service_tier="flex",
+        stop_sequences=["END"],
+    )
     llm.invoke("Hello")
     body = json.loads(fake.requests[0].content)
     assert body["max_tokens"] == 64
     assert body["reasoning_effort"] == "low"
     assert body["provider"] == {"sort": "price"}
     assert body["service_tier"] == "flex"
+    assert body["stop"] == ["END"]
     assert "stream_usage" not in body
 
 
-def test_chat_openai_http_client_options_are_refused_rather_than_sent() -> None:
-    with pytest.raises(wattfare.UsageError, match="default_headers"):
-        ChatWattfare(model=MODEL, secret_key=KEY, default_headers={"X-Team": "a"})
+def test_chat_openai_client_names_set_the_client_and_are_never_sent() -> None:
+    llm = ChatWattfare(
+        model=MODEL,
+        openai_api_key=KEY,
+        openai_api_base="http://wattfare.test",
+        request_timeout=7.5,
+        max_retries=0,
+    )
+    assert llm.secret_key is not None
+    assert llm.secret_key.get_secret_value() == KEY
+    assert (llm.base_url, llm.timeout, llm.max_retries) == ("http://wattfare.test", 7.5, 0)
+    assert llm.model_kwargs == {}
+    assert llm._default_params == {}
+
+
+@pytest.mark.parametrize(
+    ("argument", "advice"),
+    [
+        ("openai_organization", "remove it"),
+        ("organization", "remove it"),
+        ("openai_proxy", "proxy="),
+        ("default_headers", "headers="),
+        ("default_query", "http_client="),
+        ("http_client", "http_client="),
+        ("http_async_client", "async_client="),
+        ("use_responses_api", "Chat Completions only"),
+        ("include_response_headers", "response_metadata"),
+    ],
+)
+def test_chat_openai_arguments_without_a_meaning_here_are_refused_with_what_to_do(argument: str, advice: str) -> None:
+    with pytest.raises(wattfare.UsageError, match=argument) as refused:
+        ChatWattfare(model=MODEL, secret_key=KEY, **{argument: "x"})
+    assert advice in str(refused.value)
+
+
+def test_an_unknown_argument_is_refused_and_the_message_names_the_explicit_routes() -> None:
+    with pytest.raises(wattfare.UsageError, match="temprature") as refused:
+        ChatWattfare(model=MODEL, secret_key=KEY, temprature=0.2)
+    message = str(refused.value)
+    assert "did you mean temperature" in message
+    assert "model_kwargs" in message
+    assert "extra_body" in message
+
+
+@pytest.mark.parametrize("where", ["model_kwargs", "extra_body"])
+@pytest.mark.parametrize("name", ["api_key", "openai_api_key", "secret_key", "timeout", "openai_organization"])
+def test_client_settings_are_refused_in_the_explicit_request_fields(where: str, name: str) -> None:
+    with pytest.raises(wattfare.UsageError, match=f"{name} in {where}"):
+        ChatWattfare(model=MODEL, secret_key=KEY, **{where: {name: "sk_test_elsewhere"}})
+
+
+def test_client_settings_are_refused_as_call_arguments() -> None:
+    fake = FakeWattfare(ok())
+    llm = ChatWattfare(model=MODEL, user_id="u1", client=fake.client())
+    with pytest.raises(wattfare.UsageError, match="openai_api_key"):
+        llm.invoke("Hello", openai_api_key=KEY)
+    with pytest.raises(wattfare.UsageError, match="api_key"):
+        llm.bind(api_key=KEY).invoke("Hello")
+    assert fake.requests == []
+
+
+def test_a_chat_openai_request_field_given_twice_is_refused() -> None:
+    with pytest.raises(wattfare.UsageError, match="service_tier is given twice"):
+        ChatWattfare(model=MODEL, secret_key=KEY, service_tier="flex", model_kwargs={"service_tier": "auto"})
 
 
 # ---------------------------------------------------------------- retries

@@ -38,7 +38,7 @@ def test_the_example_router_serves_both_groups_charged_to_the_user(
     assert sorted(row.model for row in wattfare.usage(user_id).data) == [MODEL, "openai/gpt-4o-mini"]
 
 
-def test_the_example_routers_fallback_does_not_retry_a_spent_cap(
+def test_the_example_routers_fallback_neither_retries_nor_falls_back_from_a_spent_cap(
     provider: WattfareLLM,
     wattfare_server: ServerProcess,
     wattfare: Wattfare,
@@ -52,8 +52,8 @@ def test_the_example_routers_fallback_does_not_retry_a_spent_cap(
     with pytest.raises(WattfareBudgetExceededError):
         router.completion(model="smart", messages=HI, user=user_id)
 
-    # LiteLLM's generic fallback tries the next group once (refused too, for free); nothing is retried.
-    assert Counter(r.model for r in request_log.completions(user_id)) == {MODEL: 1, "openai/gpt-4o-mini": 1}
+    # A per-user refusal is final: no retry, and no fallback to the "fast" group.
+    assert Counter(r.model for r in request_log.completions(user_id)) == {MODEL: 1}
 
 
 def test_the_example_script_runs_against_a_wattfare_server(wattfare_server: ServerProcess) -> None:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
-from tests.adapters.litellm.proxy_environment import REPO, litellm_cli
-from tests.support.wattfare_server import ServerProcess, free_port
+from tests.adapters.litellm.proxy_environment import REPO, Proxy, run_proxy
+from tests.support.wattfare_server import ServerProcess
 from wattfare import Wattfare
 
 pytestmark = [
@@ -27,61 +19,15 @@ pytestmark = [
 ]
 
 CONFIG = REPO / "examples" / "litellm_proxy_config.yaml"
-SOURCES = [REPO / "packages" / "wattfare-core" / "src", REPO / "packages" / "wattfare-litellm" / "src"]
 HI = [{"role": "user", "content": "Say hi"}]
-
-
-@dataclass
-class Proxy:
-    base_url: str
-    log_path: Path
-    client: openai.OpenAI
 
 
 # Session-scoped: under xdist, a group's tests may interleave modules, which would restart a module fixture.
 @pytest.fixture(scope="session")
 def litellm_proxy(wattfare_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    cli = litellm_cli()
-    workdir = tmp_path_factory.mktemp("litellm-proxy")
-    port = free_port()
-    master_key = f"sk-{secrets.token_hex(24)}"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "PYTHONPATH": os.pathsep.join(str(path) for path in SOURCES),
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_MASTER_KEY": master_key,
-        "WATTFARE_SECRET_KEY": wattfare_server.secret,
-        "WATTFARE_BASE_URL": wattfare_server.base_url,
-    }
-    log_path = workdir / "proxy.log"
-    command = [str(cli), "--config", str(CONFIG), "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the LiteLLM proxy exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
-            try:
-                if httpx.get(f"{base_url}/health/liveliness", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the LiteLLM proxy did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.25)
-        with openai.OpenAI(base_url=base_url, api_key=master_key, max_retries=0) as client:
-            yield Proxy(base_url, log_path, client)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    env = {"WATTFARE_SECRET_KEY": wattfare_server.secret, "WATTFARE_BASE_URL": wattfare_server.base_url}
+    with run_proxy(CONFIG, tmp_path_factory.mktemp("litellm-proxy"), env) as proxy:
+        yield proxy
 
 
 def ledger(wattfare: Wattfare, user_id: str) -> tuple[int, Decimal]:
@@ -150,3 +96,26 @@ def test_a_spent_cap_reaches_openai_clients_as_a_400_naming_budget_exceeded(
     assert ledger(wattfare, user_id) == (0, Decimal(0))
     # The proxy stays up for everyone else.
     assert litellm_proxy.client.chat.completions.create(model="smart", messages=HI, user=f"{user_id}_other").choices
+
+
+def test_a_body_field_that_is_not_a_chat_completions_param_is_refused_by_the_proxy(
+    litellm_proxy: Proxy, wattfare: Wattfare, user_id: str
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="wattfare/ does not send openai_api_key"):
+        litellm_proxy.client.chat.completions.create(
+            model="smart", messages=HI, user=user_id, extra_body={"openai_api_key": "sk-proj-elsewhere"}
+        )
+
+    assert ledger(wattfare, user_id) == (0, Decimal(0))
+
+
+def test_provider_fields_reach_wattfare_through_the_proxy_under_extra_body(
+    litellm_proxy: Proxy, wattfare: Wattfare, user_id: str
+) -> None:
+    # The proxy passes body fields to LiteLLM as arguments, so the explicit route is an `extra_body` field.
+    reply = litellm_proxy.client.chat.completions.create(
+        model="smart", messages=HI, user=user_id, extra_body={"extra_body": {"provider": {"sort": "price"}}}
+    )
+
+    assert reply.choices[0].message.content
+    assert ledger(wattfare, user_id)[0] == 1

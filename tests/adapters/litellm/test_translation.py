@@ -9,6 +9,7 @@ from typing import Any
 
 import litellm
 import pytest
+from litellm.integrations.custom_guardrail import is_guardrail_intervention
 
 import wattfare
 import wattfare_litellm
@@ -19,10 +20,12 @@ from wattfare_litellm import (
     WattfareLLM,
     WattfareNotConnectedError,
     WattfarePaymentRequiredError,
+    WattfareUserRefusalError,
 )
+from wattfare_litellm import _error_mapping as error_mapping
 from wattfare_litellm._call import read_call
 from wattfare_litellm._chunks import ChunkTranslator
-from wattfare_litellm._error_mapping import litellm_error
+from wattfare_litellm._error_mapping import PER_USER_REFUSALS, litellm_error
 from wattfare_litellm._response import usage_block
 
 # ---------------------------------------------------------------- reading a call
@@ -93,6 +96,48 @@ def test_stream_options_are_kept_for_a_stream() -> None:
     assert read({"stream": True, "stream_options": {"include_usage": True}}, stream=True).params == {
         "stream_options": {"include_usage": True}
     }
+
+
+def test_connection_settings_in_the_params_are_read_and_never_sent() -> None:
+    call = read({"temperature": 0.2, "timeout": 5, "api_key": "sk_test_other", "extra_headers": {"X": "y"}})
+
+    assert call.params == {"temperature": 0.2}
+
+
+@pytest.mark.parametrize("name", ["openai_api_key", "azure_ad_token", "api_token", "token", "provider"])
+def test_params_that_are_not_chat_completions_params_are_refused_naming_extra_body(name: str) -> None:
+    with pytest.raises(litellm.UnsupportedParamsError, match=name) as refused:
+        read({"temperature": 0.2, name: "sk_test_elsewhere"})
+
+    assert "extra_body" in str(refused.value)
+    assert refused.value.status_code == 400
+
+
+def test_drop_params_drops_what_is_not_a_chat_completions_param(monkeypatch: pytest.MonkeyPatch) -> None:
+    optional = {"temperature": 0.2, "openai_api_key": "sk_test_elsewhere"}
+
+    per_call = read_call(
+        model="m",
+        messages=[],
+        optional_params=optional,
+        logging_obj=FakeLogging("u1"),
+        headers=None,
+        api_key=None,
+        api_base=None,
+        timeout=None,
+        stream=False,
+        litellm_params={"drop_params": True},
+    )
+    monkeypatch.setattr(litellm, "drop_params", True)
+    process_wide = read(optional)
+
+    assert per_call.params == process_wide.params == {"temperature": 0.2}
+
+
+@pytest.mark.parametrize("name", ["api_key", "api_base", "timeout", "organization"])
+def test_connection_settings_in_extra_body_are_refused(name: str) -> None:
+    with pytest.raises(litellm.BadRequestError, match=f"{name} in extra_body"):
+        read({"extra_body": {name: "sk_test_elsewhere"}})
 
 
 # ---------------------------------------------------------------- stream chunks
@@ -202,6 +247,32 @@ def test_each_wattfare_error_maps_to_its_litellm_class(
     assert type(mapped) is expected
     assert mapped.status_code == status_code
     assert mapped.llm_provider == "wattfare"
+
+
+@pytest.mark.parametrize("code", sorted(PER_USER_REFUSALS))
+def test_every_per_user_refusal_is_a_guardrail_intervention_for_the_router(code: str) -> None:
+    error = status(wattfare.PaymentRequiredError, 402, code)
+
+    mapped: Any = litellm_error(error, model="m", app_user_id="u1")
+
+    assert isinstance(mapped, WattfareUserRefusalError)
+    assert isinstance(mapped, litellm.BadRequestError)
+    assert is_guardrail_intervention(mapped), "LiteLLM's Router never falls back from a guardrail's intervention"
+    assert (mapped.code, mapped.status_code, mapped.wattfare_status_code) == (code, 400, 402)
+
+
+def test_a_code_added_to_the_per_user_refusals_is_refused_like_them_whatever_its_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    busy = status(wattfare.RateLimitError, 429, "budget_busy")
+    assert isinstance(litellm_error(busy, model="m", app_user_id="u1"), litellm.RateLimitError)
+
+    monkeypatch.setattr(error_mapping, "PER_USER_REFUSALS", error_mapping.PER_USER_REFUSALS | {"budget_busy"})
+    mapped: Any = litellm_error(busy, model="m", app_user_id="u1")
+
+    assert type(mapped) is WattfareUserRefusalError
+    assert is_guardrail_intervention(mapped)
+    assert (mapped.code, mapped.status_code, mapped.wattfare_status_code) == ("budget_busy", 400, 429)
 
 
 def test_a_rate_limit_keeps_retry_after_for_the_routers_cooldown() -> None:

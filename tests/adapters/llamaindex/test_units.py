@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import json
 import logging
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,15 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
 
-from wattfare import APIConnectionError, AsyncWattfare, ModelInfo, ModelPricing, TopProvider, UsageError
+from wattfare import (
+    APIConnectionError,
+    AsyncWattfare,
+    AuthenticationError,
+    ModelInfo,
+    ModelPricing,
+    TopProvider,
+    UsageError,
+)
 from wattfare_llamaindex import WattfareLLM
 from wattfare_llamaindex._catalog import RETRY_AFTER_SECONDS, ModelCatalog, ModelLimits
 from wattfare_llamaindex._connection import Connection
@@ -297,6 +306,87 @@ def test_a_publishable_key_or_an_empty_user_is_refused_at_construction() -> None
     llm = WattfareLLM(model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc")
     with pytest.raises(UsageError, match="app_user_id"):
         llm.for_user("")
+    llm.close()
+
+
+# ---------------------------------------------------------------- LlamaIndex OpenAI's constructor arguments
+
+
+def test_openai_names_for_the_key_and_server_set_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATTFARE_SECRET_KEY", "sk_test_from_env")
+    seen: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(401, json={"error": {"code": "auth", "message": "no"}})
+
+    llm = WattfareLLM(
+        model="openai/gpt-4o-mini",
+        user_id="u_1",
+        api_key="sk_test_given",
+        api_base="http://127.0.0.1:9",
+        max_new_tokens=64,
+        context_window=1000,
+        http_client=httpx.Client(transport=httpx.MockTransport(refuse)),
+    )
+    with pytest.raises(AuthenticationError):
+        llm.complete("Hi")
+    (request,) = seen
+    assert request.headers["authorization"] == "Bearer sk_test_given"
+    assert str(request.url) == "http://127.0.0.1:9/api/v1/chat/completions"
+    assert json.loads(request.content)["max_tokens"] == 64
+    llm.close()
+
+
+def test_openai_names_for_request_fields_are_sent_from_additional_kwargs() -> None:
+    llm = WattfareLLM(
+        model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc", logprobs=True, reasoning_effort="low"
+    )
+    assert llm.additional_kwargs == {"logprobs": True, "reasoning_effort": "low"}
+    llm.close()
+
+
+@pytest.mark.parametrize(
+    ("argument", "advice"),
+    [
+        ("default_headers", "headers="),
+        ("api_version", "remove it"),
+        ("reuse_client", "remove it"),
+        ("openai_client", "http_client="),
+        ("async_openai_client", "async_http_client="),
+        ("modalities", "text"),
+    ],
+)
+def test_openai_arguments_without_a_meaning_here_are_refused_with_what_to_do(argument: str, advice: str) -> None:
+    with pytest.raises(UsageError, match=argument) as refused:
+        WattfareLLM(model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc", **{argument: "x"})
+    assert advice in str(refused.value)
+
+
+def test_an_unknown_argument_is_refused_and_the_message_names_additional_kwargs() -> None:
+    with pytest.raises(UsageError, match="did you mean temperature") as refused:
+        WattfareLLM(model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc", temprature=0.2)
+    assert "additional_kwargs" in str(refused.value)
+
+
+def test_a_key_given_under_both_names_is_refused() -> None:
+    with pytest.raises(UsageError, match="secret_key is given twice"):
+        WattfareLLM(model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc", api_key="sk_test_other")
+
+
+@pytest.mark.parametrize("name", ["api_key", "secret_key", "api_base", "timeout", "default_headers"])
+def test_client_settings_are_refused_in_additional_kwargs(name: str) -> None:
+    with pytest.raises(UsageError, match=f"{name} in additional_kwargs"):
+        WattfareLLM(model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc", additional_kwargs={name: "x"})
+
+
+def test_client_settings_are_refused_as_call_arguments(refusing_transport: list[httpx.Request]) -> None:
+    llm = offline_llm(refusing_transport, context_window=1000, max_tokens=10)
+    with pytest.raises(UsageError, match="api_key in the call's arguments"):
+        llm.complete("Hi", api_key="sk_test_abc")
+    with pytest.raises(UsageError, match="api_key in the call's arguments"):
+        llm.chat([ChatMessage(role=MessageRole.USER, content="Hi")], api_key="sk_test_abc")
+    assert refusing_transport == []
     llm.close()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Self, cast
 
@@ -19,6 +18,7 @@ from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 from typing_extensions import override
 
 from wattfare import AsyncWattfare, AsyncWattfareUser, UsageError, Wattfare, WattfareUser
+from wattfare_langchain._arguments import check_arguments, check_request_fields
 from wattfare_langchain._connections import POOL, ClientSettings
 from wattfare_langchain._convert import ChunkConverter, chat_result, to_openai_messages, tool_choice_param
 from wattfare_langchain._retry import RetryOn, retry_predicate
@@ -41,20 +41,6 @@ _SAMPLING = (
     "top_logprobs",
     "reasoning_effort",
 )
-# ChatOpenAI's HTTP-client options: meaningless here, and harmful if sent as request fields.
-_OPENAI_CLIENT_OPTIONS = frozenset(
-    {
-        "http_client",
-        "http_async_client",
-        "default_headers",
-        "default_query",
-        "organization",
-        "openai_organization",
-        "openai_proxy",
-        "include_response_headers",
-        "use_responses_api",
-    }
-)
 # Call kwargs LangChain adds for tracing or streaming; none of them belongs in the request body.
 _NOT_SENT = ("stream", "ls_structured_output_format", "structured_output_format")
 
@@ -73,13 +59,19 @@ class ChatWattfare(BaseChatModel):
     Args:
         model: A Wattfare model id, such as `"openai/gpt-4o-mini"` or `"anthropic/claude-sonnet-4"`.
         user_id: Your app's id for the user who pays; see `for_user` for one model shared by many users.
-        secret_key: Your app's secret key (alias `api_key`); defaults to `WATTFARE_SECRET_KEY`.
-        base_url: The Wattfare server; defaults to `WATTFARE_BASE_URL`, then the core client's default.
-        timeout: Seconds per request (per read for a stream); the core client's default when None.
+        secret_key: Your app's secret key (alias `api_key`, or `ChatOpenAI`'s `openai_api_key`); defaults to
+            `WATTFARE_SECRET_KEY`.
+        base_url: The Wattfare server (alias `openai_api_base`); defaults to `WATTFARE_BASE_URL`, then the core
+            client's default.
+        timeout: Seconds per request (per read for a stream; alias `request_timeout`); the core client's default
+            when None.
         max_retries: Retries of connection errors, timeouts, 429s and 5xx; a 402 is never retried.
 
     Raises:
-        wattfare.UsageError: No secret key was given and `WATTFARE_SECRET_KEY` is unset.
+        wattfare.UsageError: No secret key was given and `WATTFARE_SECRET_KEY` is unset; or an argument is
+            unknown, or one of `ChatOpenAI`'s that means nothing here (`openai_organization`, `openai_proxy`,
+            `default_headers`, `http_client`, ...): the message says what to do instead. Unknown arguments are
+            never sent: request fields go in `model_kwargs` or `extra_body`.
 
     Example:
         >>> from wattfare_langchain import ChatWattfare
@@ -96,13 +88,16 @@ class ChatWattfare(BaseChatModel):
     """Your app's id for the user charged; required by the time a request is sent."""
     secret_key: SecretStr | None = Field(
         default_factory=secret_from_env(_SECRET_KEY_ENV, default=None),
-        validation_alias=AliasChoices("secret_key", "api_key"),
+        validation_alias=AliasChoices("secret_key", "api_key", "openai_api_key"),
     )
-    """Your app's secret key (`sk_test_…` / `sk_live_…`)."""
-    base_url: str | None = Field(default_factory=from_env(_BASE_URL_ENV, default=None))
-    """The Wattfare server (its root, or its `/api/v1`)."""
-    timeout: float | None = None
-    """Seconds per request (per read for a stream)."""
+    """Your app's secret key (`sk_test_…` / `sk_live_…`); `api_key=` or `openai_api_key=` in the constructor too."""
+    base_url: str | None = Field(
+        default_factory=from_env(_BASE_URL_ENV, default=None),
+        validation_alias=AliasChoices("base_url", "openai_api_base"),
+    )
+    """The Wattfare server (its root, or its `/api/v1`); `openai_api_base=` in the constructor too."""
+    timeout: float | None = Field(default=None, validation_alias=AliasChoices("timeout", "request_timeout"))
+    """Seconds per request (per read for a stream); `request_timeout=` in the constructor too."""
     max_retries: int = 2
     """Retries of what a retry can fix, done by the core client; never a 402."""
     temperature: float | None = None
@@ -125,10 +120,10 @@ class ChatWattfare(BaseChatModel):
     """How many most likely tokens to return per position with `logprobs`."""
     reasoning_effort: str | None = None
     """How hard a reasoning model thinks (`"low"`, `"medium"`, `"high"`), for models that take it."""
-    stop: list[str] | None = None
-    """Stop sequences, for every call."""
+    stop: list[str] | None = Field(default=None, validation_alias=AliasChoices("stop", "stop_sequences"))
+    """Stop sequences, for every call (`stop_sequences=` in the constructor too)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Other OpenAI request fields, sent as given. Unknown constructor arguments land here, with a warning."""
+    """Other OpenAI request fields, sent as given (never client settings such as `api_key` or `timeout`)."""
     extra_body: dict[str, Any] | None = None
     """More request fields, sent as given after everything else (as `ChatOpenAI`'s `extra_body`)."""
     streaming: bool = False
@@ -142,27 +137,11 @@ class ChatWattfare(BaseChatModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _collect_model_kwargs(cls, data: object) -> object:
-        # ChatOpenAI's rule, so a swapped-in constructor call keeps working: unknown arguments are request fields.
+    def _check_arguments(cls, data: object) -> object:
+        # Unlike ChatOpenAI, nothing unknown becomes a request field: see _arguments.
         if not isinstance(data, dict):
             return data
-        fields = _accepted_names(cls)
-        values = cast(dict[str, Any], data)
-        unusable = sorted(_OPENAI_CLIENT_OPTIONS.intersection(values))
-        if unusable:
-            raise UsageError(
-                f"ChatWattfare does not take {', '.join(unusable)}: requests go through the Wattfare client;"
-                " pass client=wattfare.Wattfare(http_client=...) to customise HTTP"
-            )
-        extra: dict[str, Any] = dict(values.get("model_kwargs") or {})
-        for name in [name for name in values if name not in fields]:
-            if name in extra:
-                raise ValueError(f"{name} is given twice: as an argument and in model_kwargs")
-            warnings.warn(f"{name} is not a ChatWattfare parameter: it is sent as a request field", stacklevel=4)
-            extra[name] = values.pop(name)
-        if extra:
-            values["model_kwargs"] = extra
-        return values
+        return check_arguments(cast(dict[str, Any], data), _accepted_names(cls))
 
     @model_validator(mode="after")
     def _require_secret_key(self) -> Self:
@@ -257,6 +236,7 @@ class ChatWattfare(BaseChatModel):
 
     def _request(self, stop: list[str] | None, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The model id and the request fields of one call: defaults, then the call's kwargs."""
+        check_request_fields(kwargs, "the call's arguments")
         params = {**self._default_params, **kwargs}
         for name in _NOT_SENT:
             params.pop(name, None)

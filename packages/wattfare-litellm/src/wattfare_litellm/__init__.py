@@ -10,8 +10,8 @@
 
 For the LiteLLM proxy, name the default handler in `config.yaml`:
 `litellm_settings: {custom_provider_map: [{provider: wattfare, custom_handler: wattfare_litellm.wattfare_llm}]}`.
-A spent cap or a missing connection raises a `WattfarePaymentRequiredError` subclass, which a Router
-neither retries nor lets cool the shared deployment down (see `wattfare_litellm.errors`).
+A spent cap or a missing connection raises a `WattfareUserRefusalError` subclass, which a Router
+neither retries, nor lets cool the shared deployment down, nor falls back from (see `wattfare_litellm.errors`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from wattfare_litellm.errors import (
     WattfareFundingInvalidError,
     WattfareNotConnectedError,
     WattfarePaymentRequiredError,
+    WattfareUserRefusalError,
 )
 from wattfare_litellm.handler import WattfareLLM, wattfare_llm
 
@@ -32,6 +33,7 @@ __all__ = [
     "WattfareLLM",
     "WattfareNotConnectedError",
     "WattfarePaymentRequiredError",
+    "WattfareUserRefusalError",
     "__version__",
     "register",
     "wattfare_llm",

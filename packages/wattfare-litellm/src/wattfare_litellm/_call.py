@@ -3,21 +3,47 @@
 LiteLLM hands a custom provider its arguments in several places. The end user comes from the
 standard `user` param, which LiteLLM keeps out of `optional_params` for custom providers but
 records on the call's logging object; the `Wattfare-User` header (`extra_headers`) also names one.
+
+`optional_params` holds the Chat Completions params LiteLLM knows and, for a custom provider, every
+keyword argument it does not know (`litellm.utils.add_provider_specific_params_to_optional_params`).
+Those are never sent: the proxy forwards body fields to the model provider, and an `openai_api_key=`
+or another provider's credential left in a call would reach it. Only the Chat Completions params
+LiteLLM knows and the caller's explicit `extra_body` make the body.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import httpx
-from litellm.exceptions import BadRequestError
+import litellm
+from litellm.constants import OPENAI_CHAT_COMPLETION_PARAMS
+from litellm.exceptions import BadRequestError, UnsupportedParamsError
 
 from wattfare_litellm._error_mapping import PROVIDER
 
-# LiteLLM's own controls, not OpenAI body fields: they must not reach Wattfare's body.
-_NOT_FORWARDED = frozenset({"user", "stream", "max_retries", "extra_body", "extra_headers"})
+# How a call reaches its provider: read from the call (the SDK's settings), never a body field, even in extra_body.
+_CONNECTION: Final = frozenset(
+    {
+        "api_key",
+        "api_base",
+        "base_url",
+        "api_version",
+        "organization",
+        "deployment_id",
+        "default_headers",
+        "extra_headers",
+        "timeout",
+        "request_timeout",
+        "max_retries",
+    }
+)
+# LiteLLM's own controls, each read apart: the end user, streaming, the explicit extra fields.
+_CONTROLS: Final = frozenset({"user", "stream", "extra_body"})
+# The Chat Completions params LiteLLM knows (its list grows with OpenAI's): sent as given.
+_REQUEST_FIELDS: Final = frozenset(OPENAI_CHAT_COMPLETION_PARAMS) - _CONNECTION - _CONTROLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +100,15 @@ def _end_user(optional_params: Mapping[str, Any], logging_obj: Any, headers: Map
     return user if isinstance(user, str) and user else None
 
 
+def _drops_params(litellm_params: object) -> bool:
+    # LiteLLM's switch for "drop what a provider does not take": per call (or deployment), else process-wide.
+    per_call: object = None
+    if isinstance(litellm_params, Mapping):
+        per_call = cast("Mapping[str, object]", litellm_params).get("drop_params")
+    process_wide: object = getattr(litellm, "drop_params", None)
+    return per_call is True or (per_call is None and process_wide is True)
+
+
 def _max_retries(optional_params: Mapping[str, Any]) -> int | None:
     value = optional_params.get("max_retries")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
@@ -90,11 +125,15 @@ def read_call(
     api_base: str | None,
     timeout: float | httpx.Timeout | None,
     stream: bool,
+    litellm_params: object = None,
 ) -> ChatCall:
     """Read a LiteLLM custom-provider call into a `ChatCall`.
 
     Raises:
-        litellm.BadRequestError: No end user was named (pass LiteLLM's `user`).
+        litellm.UnsupportedParamsError: The call has params that are not Chat Completions params (unless
+            LiteLLM's `drop_params` is on: then they are dropped).
+        litellm.BadRequestError: No end user was named (pass LiteLLM's `user`), or `extra_body` holds a
+            client setting such as `api_key`.
     """
     app_user_id = _end_user(optional_params, logging_obj, headers)
     if app_user_id is None:
@@ -103,11 +142,33 @@ def read_call(
             model=model,
             llm_provider=PROVIDER,
         )
-    params = {k: v for k, v in optional_params.items() if k not in _NOT_FORWARDED}
+    unknown = sorted(k for k in optional_params if k not in _REQUEST_FIELDS | _CONNECTION | _CONTROLS)
+    if unknown and not _drops_params(litellm_params):
+        raise UnsupportedParamsError(
+            message=(
+                f"wattfare/ does not send {', '.join(unknown)}: only Chat Completions params reach the request"
+                " body, which Wattfare forwards to the model provider. Put other request fields in"
+                " extra_body={...}, or pass drop_params=True to drop them"
+            ),
+            llm_provider=PROVIDER,
+            model=model,
+        )
+    params = {k: v for k, v in optional_params.items() if k in _REQUEST_FIELDS}
     extra_body: object = optional_params.get("extra_body")
     if isinstance(extra_body, Mapping):
+        extra = cast("Mapping[str, Any]", extra_body)
+        misplaced = sorted(_CONNECTION.intersection(extra))
+        if misplaced:
+            raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
+                message=(
+                    f"{', '.join(misplaced)} in extra_body would be sent to the model provider as request fields;"
+                    " pass the deployment's settings as LiteLLM params (api_key=..., api_base=..., timeout=...)"
+                ),
+                model=model,
+                llm_provider=PROVIDER,
+            )
         # As in the OpenAI SDK: extra_body fields are merged into the request body.
-        params.update(cast("Mapping[str, Any]", extra_body))
+        params.update(extra)
     if not stream:
         params.pop("stream_options", None)
     return ChatCall(

@@ -1,15 +1,17 @@
 """The one function that turns a Wattfare SDK error into the LiteLLM exception a Router understands.
 
-LiteLLM passes its own exception classes through unchanged, and its Router decides retries and
-cooldowns from them: 401, 402, 404, 408, 429 and 5xx cool a deployment down, other 4xx do not.
-So per-user refusals become `WattfarePaymentRequiredError` (a 400), while deployment-level failures
-(a bad secret key, the provider's rate limit or outage) keep the classes that retry and cool down.
+LiteLLM passes its own exception classes through unchanged, and its Router decides retries,
+cooldowns and fallbacks from them: 401, 402, 404, 408, 429 and 5xx cool a deployment down, other 4xx
+do not, and nearly every error falls back. So per-user refusals (the codes in `PER_USER_REFUSALS`)
+become `WattfareUserRefusalError`s (a 400 that never falls back), while deployment-level failures (a
+bad secret key, the provider's rate limit or outage) keep the classes that retry, cool down and fall
+back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import Final, cast
 
 import httpx
 from litellm.exceptions import (
@@ -32,14 +34,20 @@ from wattfare_litellm.errors import (
     WattfareFundingInvalidError,
     WattfareNotConnectedError,
     WattfarePaymentRequiredError,
+    WattfareUserRefusalError,
 )
 
 PROVIDER = "wattfare"
 
-_PAYMENT_CLASSES: dict[type[wattfare.PaymentRequiredError], type[WattfarePaymentRequiredError]] = {
-    wattfare.BudgetExceededError: WattfareBudgetExceededError,
-    wattfare.NotConnectedError: WattfareNotConnectedError,
-    wattfare.FundingInvalidError: WattfareFundingInvalidError,
+# Wattfare's error codes for the state of one end user: never retried, never a cooldown, never a fallback
+# to another deployment, whatever their HTTP status. A code added here gets all of that.
+PER_USER_REFUSALS: Final = frozenset({"not_connected", "budget_exceeded", "funding_invalid"})
+
+# The class a refusal is raised as, by code; a refusal whose code is not here is the base class of its status.
+_REFUSAL_CLASSES: Final[Mapping[str, type[WattfareUserRefusalError]]] = {
+    "not_connected": WattfareNotConnectedError,
+    "budget_exceeded": WattfareBudgetExceededError,
+    "funding_invalid": WattfareFundingInvalidError,
 }
 
 
@@ -99,17 +107,10 @@ def litellm_error(exc: wattfare.WattfareError, *, model: str, app_user_id: str |
         app_user_id: The end user the request was for.
     """
     message = str(exc)
-    if isinstance(exc, wattfare.PaymentRequiredError):
-        cls = next((v for k, v in _PAYMENT_CLASSES.items() if isinstance(exc, k)), WattfarePaymentRequiredError)
-        return cls(
-            exc.message,
-            model=model,
-            app_user_id=app_user_id,
-            code=exc.code,
-            request_id=exc.request_id,
-            resets_at=exc.resets_at if isinstance(exc, wattfare.BudgetExceededError) else None,
-            body=_error_object(exc),
-        )
+    if isinstance(exc, wattfare.APIStatusError) and (
+        exc.code in PER_USER_REFUSALS or isinstance(exc, wattfare.PaymentRequiredError)
+    ):
+        return _refusal(exc, model=model, app_user_id=app_user_id)
     if isinstance(exc, wattfare.APIStatusError):
         return _from_status(exc, message, model)
     if isinstance(exc, wattfare.APITimeoutError):
@@ -120,3 +121,18 @@ def litellm_error(exc: wattfare.WattfareError, *, model: str, app_user_id: str |
         return BadRequestError(message=message, model=model, llm_provider=PROVIDER)  # pyright: ignore[reportUnknownMemberType]
     # An APIError without a status: Wattfare answered something the SDK could not read.
     return APIError(status_code=500, message=message, llm_provider=PROVIDER, model=model)
+
+
+def _refusal(exc: wattfare.APIStatusError, *, model: str, app_user_id: str | None) -> WattfareUserRefusalError:
+    default = WattfarePaymentRequiredError if exc.status_code == 402 else WattfareUserRefusalError
+    cls = _REFUSAL_CLASSES.get(exc.code or "", default)
+    return cls(
+        exc.message,
+        model=model,
+        app_user_id=app_user_id,
+        code=exc.code,
+        request_id=exc.request_id,
+        resets_at=exc.resets_at if isinstance(exc, wattfare.BudgetExceededError) else None,
+        body=_error_object(exc),
+        wattfare_status_code=exc.status_code,
+    )

@@ -136,6 +136,7 @@ class WattfareLLM(CustomLLM):
             api_base=api_base,
             timeout=timeout,
             stream=False,
+            litellm_params=litellm_params,
         )
         wf = self._client(call)
         try:
@@ -174,6 +175,7 @@ class WattfareLLM(CustomLLM):
             api_base=api_base,
             timeout=timeout,
             stream=True,
+            litellm_params=litellm_params,
         )
         wf = self._client(call)
 
@@ -220,6 +222,7 @@ class WattfareLLM(CustomLLM):
             api_base=api_base,
             timeout=timeout,
             stream=False,
+            litellm_params=litellm_params,
         )
         wf = self._async_client(call)
         try:
@@ -258,6 +261,7 @@ class WattfareLLM(CustomLLM):
             api_base=api_base,
             timeout=timeout,
             stream=True,
+            litellm_params=litellm_params,
         )
         wf = self._async_client(call)
         translator = ChunkTranslator()

@@ -33,6 +33,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from wattfare import AsyncModelHandle, ModelHandle
+from wattfare_llamaindex._arguments import check_request_fields, resolve_arguments
 from wattfare_llamaindex._connection import Connection
 from wattfare_llamaindex._messages import to_wire_messages
 from wattfare_llamaindex._responses import StreamState, chat_response
@@ -72,15 +73,21 @@ class WattfareLLM(FunctionCallingLLM):
     Args:
         model: The model id, as in Wattfare's model list (`openai/gpt-4o-mini`, `anthropic/claude-sonnet-4`).
         user_id: Your app's id for the end user who pays.
-        secret_key: Your app's secret key; `WATTFARE_SECRET_KEY` when None.
-        base_url: The Wattfare server; `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`, when None.
+        secret_key: Your app's secret key (alias `api_key`, as in LlamaIndex's `OpenAI`); `WATTFARE_SECRET_KEY`
+            when None.
+        base_url: The Wattfare server (alias `api_base`); `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`, when
+            None.
         http_client: An `httpx.Client` for the SDK to send through (proxies, custom transports); you close it.
         async_http_client: The same for async calls; you close it.
         **kwargs: Any other field below (`temperature`, `max_tokens`, `context_window`, ...), or
-            LlamaIndex's own (`callback_manager`, `system_prompt`, ...).
+            LlamaIndex's own (`callback_manager`, `system_prompt`, ...). `OpenAI`'s `logprobs`, `top_logprobs`
+            and `reasoning_effort` are sent as request fields.
 
     Raises:
-        UsageError: The secret key is missing or malformed, or `user_id` is empty.
+        UsageError: The secret key is missing or malformed, or `user_id` is empty; or an argument is unknown, or
+            one of `OpenAI`'s that means nothing here (`default_headers`, `api_version`, `reuse_client`, ...): the
+            message says what to do instead. Unknown arguments are never sent: request fields go in
+            `additional_kwargs`.
 
     Example:
         >>> llm = WattfareLLM(model="openai/gpt-4o-mini", user_id="user_42")  # doctest: +SKIP
@@ -120,10 +127,16 @@ class WattfareLLM(FunctionCallingLLM):
         async_http_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=model, user_id=user_id, base_url=base_url, **kwargs)
+        given = {"secret_key": secret_key, "base_url": base_url}
+        arguments = resolve_arguments(
+            {**{name: value for name, value in given.items() if value is not None}, **kwargs},
+            accepted={*type(self).model_fields, "secret_key"},
+        )
+        secret_key = arguments.pop("secret_key", None)
+        super().__init__(model=model, user_id=user_id, **arguments)
         self._connection = Connection(
             secret_key=secret_key,
-            base_url=base_url,
+            base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
             http_client=http_client,
@@ -266,6 +279,7 @@ class WattfareLLM(FunctionCallingLLM):
         return self._connection.async_client().user(self.user_id).model(self.model)
 
     def _params(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        check_request_fields(kwargs, "the call's arguments")
         params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         params.update(self.additional_kwargs)
         params.update(kwargs)

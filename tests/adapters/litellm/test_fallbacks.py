@@ -1,0 +1,182 @@
+"""A Router never falls back from a per-user refusal, under any of LiteLLM's fallback settings; outages still do.
+
+A fallback from a `wattfare/…` deployment to one outside Wattfare would serve a user whose cap is spent
+(or who never connected) anyway, billed to the app. The deployments here are real: `wattfare/standin/…`
+through a `wattfare serve` process whose provider is the recording stand-in, and a fallback `openai/…`
+deployment pointed straight at the stand-in under its own model name, so the stand-in's count for that
+name says whether the fallback was ever called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import litellm
+import pytest
+
+import wattfare_litellm
+from tests.adapters.litellm.request_log import AsyncLoggingTransport, LoggingTransport, RequestLog
+from tests.adapters.upstream import Upstream
+from tests.support.standin_upstream import StandIn
+from tests.support.wattfare_server import ServerProcess
+from wattfare import Wattfare
+from wattfare_litellm import WattfareBudgetExceededError, WattfareLLM, WattfareNotConnectedError
+
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("standin")]
+
+SERVED = "standin/ok"
+OUTAGE = "standin/http-502"
+SLOW = "standin/timeout"
+OUTSIDE = "standin/outside-wattfare"
+MODES = ["sync", "stream", "async", "astream"]
+
+FALLBACK_SETTINGS: dict[str, dict[str, Any]] = {
+    "fallbacks": {"fallbacks": [{"wattfare/x": ["gpt-x"]}]},
+    "default_fallbacks": {"default_fallbacks": ["gpt-x"]},
+    "context_window_fallbacks": {"context_window_fallbacks": [{"wattfare/x": ["gpt-x"]}]},
+    "content_policy_fallbacks": {"content_policy_fallbacks": [{"wattfare/x": ["gpt-x"]}]},
+    "all_of_them": {
+        "fallbacks": [{"wattfare/x": ["gpt-x"]}],
+        "default_fallbacks": ["gpt-x"],
+        "context_window_fallbacks": [{"wattfare/x": ["gpt-x"]}],
+        "content_policy_fallbacks": [{"wattfare/x": ["gpt-x"]}],
+    },
+}
+
+
+@pytest.fixture
+async def handler(request_log: RequestLog, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[WattfareLLM]:
+    """The registered provider, logging every request it sends to Wattfare (sync and async)."""
+    monkeypatch.setattr(litellm, "custom_provider_map", list(litellm.custom_provider_map))
+    with httpx.Client(transport=LoggingTransport(request_log)) as http:
+        async with httpx.AsyncClient(transport=AsyncLoggingTransport(request_log)) as async_http:
+            yield wattfare_litellm.register(WattfareLLM(http_client=http, async_http_client=async_http))
+
+
+@pytest.fixture
+def wattfare(standin_server: ServerProcess) -> Iterator[Wattfare]:
+    with Wattfare(standin_server.secret, standin_server.base_url) as client:
+        yield client
+
+
+def router(
+    server: ServerProcess, standin: StandIn, wattfare_model: str, *, num_retries: int = 2, **settings: Any
+) -> litellm.Router:
+    """`wattfare/x` through Wattfare, and `gpt-x`: the same provider reached directly, billed to the app."""
+    model_list = [
+        {
+            "model_name": "wattfare/x",
+            "litellm_params": {
+                "model": f"wattfare/{wattfare_model}",
+                "api_key": server.secret,
+                "api_base": server.base_url,
+            },
+        },
+        {
+            "model_name": "gpt-x",
+            "litellm_params": {
+                "model": f"openai/{OUTSIDE}",
+                "api_key": "sk-the-apps-own",
+                "api_base": standin.base_url,
+            },
+        },
+    ]
+    return litellm.Router(model_list=model_list, num_retries=num_retries, retry_after=0, **settings)
+
+
+async def send(chosen: litellm.Router, mode: str, user_id: str) -> str:
+    """The answer's text, for a Router call made the way `mode` says."""
+    request: dict[str, Any] = {"model": "wattfare/x", "messages": [{"role": "user", "content": "Hi"}], "user": user_id}
+    stream = mode in ("stream", "astream")
+    if mode in ("sync", "stream"):
+        reply: Any = chosen.completion(stream=stream, **request)
+    else:
+        reply = await chosen.acompletion(stream=stream, **request)
+    if not stream:
+        return reply.choices[0].message.content
+    if mode == "stream":
+        return "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
+    return "".join([chunk.choices[0].delta.content or "" async for chunk in reply if chunk.choices])
+
+
+def spent(wattfare: Wattfare, user_id: str) -> None:
+    wattfare.create_session(user_id, monthly_usd="0.000001")
+
+
+def disconnected(wattfare: Wattfare, user_id: str) -> None:
+    # Test keys connect a user at their first completion; then the app disconnects them.
+    wattfare.user(user_id).chat(model=SERVED, messages=[{"role": "user", "content": "Hi"}])
+    wattfare.user(user_id).disconnect()
+
+
+def ledger(wattfare: Wattfare, user_id: str) -> int:
+    return sum(row.requests for row in wattfare.usage(user_id).data)
+
+
+REFUSALS = [(spent, WattfareBudgetExceededError), (disconnected, WattfareNotConnectedError)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("settings", FALLBACK_SETTINGS.values(), ids=FALLBACK_SETTINGS.keys())
+@pytest.mark.parametrize(("refuse", "refusal"), REFUSALS, ids=["budget_exceeded", "not_connected"])
+async def test_a_refused_user_is_never_served_by_a_fallback(
+    refuse: Any,
+    refusal: type[Exception],
+    settings: dict[str, Any],
+    mode: str,
+    handler: WattfareLLM,
+    standin_server: ServerProcess,
+    standin: StandIn,
+    wattfare: Wattfare,
+    upstream: Upstream,
+    request_log: RequestLog,
+    request: pytest.FixtureRequest,
+) -> None:
+    user_id = f"u_{abs(hash(request.node.nodeid)):x}"
+    refuse(wattfare, user_id)
+    outside, served, charged = upstream.requests(OUTSIDE), upstream.requests(SERVED), ledger(wattfare, user_id)
+
+    with pytest.raises(refusal) as refused:
+        await send(router(standin_server, standin, SERVED, **settings), mode, user_id)
+
+    assert refused.value.app_user_id == user_id  # pyright: ignore[reportAttributeAccessIssue]
+    assert len(request_log.completions(user_id)) == 1, "the refusal was retried"
+    assert upstream.requests(OUTSIDE) == outside, "the fallback outside Wattfare served a refused user"
+    assert upstream.requests(SERVED) == served
+    assert ledger(wattfare, user_id) == charged
+
+
+GENERIC_FALLBACKS = {key: FALLBACK_SETTINGS[key] for key in ("fallbacks", "default_fallbacks", "all_of_them")}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("settings", GENERIC_FALLBACKS.values(), ids=GENERIC_FALLBACKS.keys())
+async def test_an_upstream_outage_still_falls_back(
+    settings: dict[str, Any],
+    mode: str,
+    handler: WattfareLLM,
+    standin_server: ServerProcess,
+    standin: StandIn,
+    upstream: Upstream,
+) -> None:
+    outside, failing = upstream.requests(OUTSIDE), upstream.requests(OUTAGE)
+    # No retries: LiteLLM backs off between them, and test_router.py counts them.
+    answer = await send(router(standin_server, standin, OUTAGE, num_retries=0, **settings), mode, "u_outage")
+
+    assert answer
+    assert upstream.requests(OUTAGE) == failing + 1
+    assert upstream.requests(OUTSIDE) == outside + 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_upstream_timeout_still_falls_back(
+    mode: str, handler: WattfareLLM, standin_server: ServerProcess, standin: StandIn, upstream: Upstream
+) -> None:
+    outside = upstream.requests(OUTSIDE)
+    chosen = router(standin_server, standin, SLOW, num_retries=0, fallbacks=[{"wattfare/x": ["gpt-x"]}], timeout=1)
+    answer = await send(chosen, mode, "u_timeout")
+
+    assert answer
+    assert upstream.requests(OUTSIDE) == outside + 1
