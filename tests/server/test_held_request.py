@@ -1,15 +1,19 @@
-"""The owner of a hold, in-process: every way out of a request ends its hold exactly once, after its write commits."""
+"""The owner of a hold, in-process on both stores: every way out of a request ends its hold exactly once.
+
+Each way a request can end after its reserve: an explicit settlement, an exception before or after the
+upstream answered, a cancellation inside the settle's write, a store that cannot take the write.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.ledger import Ledger
 from wattfare.metering import MeteredUsage
 from wattfare.server.hold import HeldRequest
 from wattfare.server.meter import Meter
@@ -22,7 +26,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KEY = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
 
 
-class Ledger:
+class GatedStore:
     """A real store whose settle can be held at its door, or refused as if the database were gone."""
 
     def __init__(self, store: Store) -> None:
@@ -44,8 +48,8 @@ class Ledger:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'held.db'}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = open_store(database_url)
     await store.upgrade()
     await store.create_app("app_a", "A", 10**12, NOW)
     try:
@@ -61,19 +65,27 @@ async def admitted(meter: Meter) -> HeldRequest:
     return held
 
 
-async def ledger_rows(store: Store, request_id: str) -> list[tuple[Any, ...]]:
-    return store._db.execute("SELECT kind, amount FROM ledger WHERE request_id = ?", (request_id,)).fetchall()  # type: ignore[attr-defined]
+@pytest.fixture
+def ledger(database_url: str) -> Ledger:
+    return Ledger(database_url)
 
 
-async def open_holds(store: Store) -> int:
-    return store._db.execute("SELECT COUNT(*) FROM reservations").fetchone()[0]  # type: ignore[attr-defined]
+async def ledger_rows(ledger: Ledger, request_id: str) -> list[tuple[str, int]]:
+    rows = await asyncio.to_thread(ledger.rows)
+    return [(row.kind, row.amount) for row in rows.values() if row.request_id == request_id]
 
 
-async def test_a_cancellation_inside_the_settles_write_waits_for_it_and_settles_once(store: Store) -> None:
-    ledger = Ledger(store)
-    meter = Meter(ledger, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
+async def open_holds(ledger: Ledger) -> int:
+    return await asyncio.to_thread(ledger.open_holds)
+
+
+async def test_a_cancellation_inside_the_settles_write_waits_for_it_and_settles_once(
+    store: Store, ledger: Ledger
+) -> None:
+    gate = GatedStore(store)
+    meter = Meter(gate, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
     held = await admitted(meter)
-    ledger.door.clear()
+    gate.door.clear()
 
     async def request() -> None:
         async with held:
@@ -81,20 +93,20 @@ async def test_a_cancellation_inside_the_settles_write_waits_for_it_and_settles_
             await held.settle(MeteredUsage(prompt_tokens=10, completion_tokens=5))
 
     running = asyncio.ensure_future(request())
-    await ledger.writing.wait()
+    await gate.writing.wait()
     running.cancel()  # the client hangs up while the ledger is being written
     await asyncio.sleep(0.01)
     assert not running.done()  # the request waits for its write rather than leaving it half-done
-    ledger.door.set()
+    gate.door.set()
     with pytest.raises(asyncio.CancelledError):
         await running
 
     assert held.ended
-    assert [kind for kind, _ in await ledger_rows(store, held.hold.id)] == ["charge"]
-    assert await open_holds(store) == 0
+    assert [kind for kind, _ in await ledger_rows(ledger, held.hold.id)] == ["charge"]
+    assert await open_holds(ledger) == 0
 
 
-async def test_an_exit_before_the_upstream_answered_releases_the_hold(store: Store) -> None:
+async def test_an_exit_before_the_upstream_answered_releases_the_hold(store: Store, ledger: Ledger) -> None:
     meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
     held = await admitted(meter)
 
@@ -105,10 +117,12 @@ async def test_an_exit_before_the_upstream_answered_releases_the_hold(store: Sto
     with pytest.raises(RuntimeError):
         await request()
 
-    assert await ledger_rows(store, held.hold.id) == [("released", 0)]
+    assert await ledger_rows(ledger, held.hold.id) == [("released", 0)]
 
 
-async def test_an_exit_after_the_upstream_answered_charges_the_bound_of_what_came_back(store: Store) -> None:
+async def test_an_exit_after_the_upstream_answered_charges_the_bound_of_what_came_back(
+    store: Store, ledger: Ledger
+) -> None:
     meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
     held = await admitted(meter)
 
@@ -121,16 +135,18 @@ async def test_an_exit_after_the_upstream_answered_charges_the_bound_of_what_cam
     with pytest.raises(RuntimeError):
         await request()
 
-    ((kind, amount),) = await ledger_rows(store, held.hold.id)
+    ((kind, amount),) = await ledger_rows(ledger, held.hold.id)
     assert kind == "estimated"
     assert 0 < amount < held.hold.amount
 
 
-async def test_a_settlement_the_store_could_not_take_is_written_by_the_sweep_once_it_is_back(store: Store) -> None:
-    ledger = Ledger(store)
-    meter = Meter(ledger, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
+async def test_a_settlement_the_store_could_not_take_is_written_by_the_sweep_once_it_is_back(
+    store: Store, ledger: Ledger
+) -> None:
+    gate = GatedStore(store)
+    meter = Meter(gate, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
     held = await admitted(meter)
-    ledger.down = True
+    gate.down = True
 
     with pytest.raises(StoreUnavailableError):
         await held.settle(MeteredUsage(prompt_tokens=10, completion_tokens=5))
@@ -138,16 +154,18 @@ async def test_a_settlement_the_store_could_not_take_is_written_by_the_sweep_onc
         pass  # the exit finds the settlement deferred: nothing is written twice, nothing raised
 
     assert not held.ended
-    assert await ledger_rows(store, held.hold.id) == []
-    assert await open_holds(store) == 1  # still held (and renewed by the sweep), never expired
-    ledger.down = False
+    assert await ledger_rows(ledger, held.hold.id) == []
+    assert await open_holds(ledger) == 1  # still held (and renewed by the sweep), never expired
+    gate.down = False
     await meter.sweep()
 
-    assert [kind for kind, _ in await ledger_rows(store, held.hold.id)] == ["charge"]
-    assert await open_holds(store) == 0
+    assert [kind for kind, _ in await ledger_rows(ledger, held.hold.id)] == ["charge"]
+    assert await open_holds(ledger) == 0
 
 
-async def test_usage_that_claims_nothing_for_text_that_came_back_is_charged_the_bound(store: Store) -> None:
+async def test_usage_that_claims_nothing_for_text_that_came_back_is_charged_the_bound(
+    store: Store, ledger: Ledger
+) -> None:
     meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
     held = await admitted(meter)
     held.answered = True
@@ -156,7 +174,7 @@ async def test_usage_that_claims_nothing_for_text_that_came_back_is_charged_the_
     settled = await held.settle(MeteredUsage(prompt_tokens=10, completion_tokens=0))
 
     assert settled is not None
-    ((kind, amount),) = await ledger_rows(store, held.hold.id)
+    ((kind, amount),) = await ledger_rows(ledger, held.hold.id)
     assert (kind, amount) == ("estimated", settled.charged)
     # The prompt bound and ten bytes of answer, at the model's prices: far more than the zero tokens claimed.
     assert amount == held.hold.output_bound(10).charged == 50 * 150 + 10 * 600

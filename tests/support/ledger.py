@@ -56,9 +56,14 @@ _BALANCES = (
 
 
 class Ledger:
-    """Read-only access to the books of a SQLite file (a `Path`) or a PostgreSQL database (a URL)."""
+    """Read-only access to the books of a SQLite file (a `Path` or `sqlite:///` URL) or a PostgreSQL database.
+
+    Its calls block (PostgreSQL is read on a loop of their own): from async tests, run them in a thread.
+    """
 
     def __init__(self, database: Path | str) -> None:
+        if isinstance(database, str) and database.startswith("sqlite:///"):
+            database = Path(database.removeprefix("sqlite:///"))
         self.database = database
 
     def _rows(self, sql: str) -> list[tuple[Any, ...]]:

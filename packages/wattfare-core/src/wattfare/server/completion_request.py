@@ -10,9 +10,8 @@ provider), and the encoding of the body the upstream will get (`UpstreamBody`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -65,22 +64,23 @@ def credential_field(name: str) -> bool:
     return "accesskey" in folded or ("token" in folded and not folded.endswith("tokens"))
 
 
-def _nesting_depth_within(value: object, limit: int) -> bool:
-    """Whether `value` nests at most `limit` arrays/objects deep (iteratively: a hostile body cannot recurse us)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[object]
-        if isinstance(item, dict):
-            children = cast("dict[str, object]", item).values()
-        elif isinstance(item, list):
-            children = cast("list[object]", item)
-        else:
-            continue
-        if depth > limit:
-            return False
-        stack.extend((child, depth + 1) for child in children)
-    return True
+def _nesting_depth_within(value: Any, limit: int) -> bool:
+    """Whether `value` nests at most `limit` arrays/objects deep.
+
+    Level by level, containers only (most of a body is strings), and without recursion: a hostile body
+    cannot exhaust the stack. Untyped on purpose: this runs on every request, over every container.
+    """
+    level: list[Any] = [value]
+    for _ in range(limit):
+        below: list[Any] = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:  # pyright: ignore[reportUnknownVariableType]
+                if type(child) is dict or type(child) is list:  # pyright: ignore[reportUnknownArgumentType]
+                    below.append(child)
+        if not below:
+            return True
+        level = below
+    return False
 
 
 def parse_completion(body: bytes) -> CompletionRequest:
