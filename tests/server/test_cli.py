@@ -105,7 +105,7 @@ def test_apps_list_shows_every_app_with_its_whole_id_oldest_first(wattfare: Watt
 
 
 def test_db_upgrade_applies_the_migrations_once(wattfare: Wattfare) -> None:
-    assert "Applied migrations [1, 2, 3, 4]" in wattfare("db", "upgrade").stdout
+    assert "Applied migrations [1, 2, 3, 4, 5]" in wattfare("db", "upgrade").stdout
     assert "up to date" in wattfare("db", "upgrade").stdout
 
 
@@ -166,3 +166,38 @@ def test_a_malformed_setting_is_a_one_line_error(tmp_path: Path, monkeypatch: py
     refused = wattfare("apps", "list", code=1)
 
     assert "WATTFARE_UPSTREAM must be" in one_error_line(refused)
+
+
+def test_apps_allowance_shows_sets_and_resets_an_apps_output_allowance(wattfare: Wattfare) -> None:
+    wattfare("apps", "create", "Acme")
+    (app,) = _apps(wattfare)
+
+    assert (
+        "the server's default (4096 tokens, 25000 for reasoning models)" in wattfare("apps", "allowance", app.id).stdout
+    )
+    assert wattfare("apps", "allowance", app.id, "1,500").stdout == f"{app.id}: 1500 tokens\n"
+
+    async def allowance(store: Store) -> int | None:
+        return await store.output_allowance(app.id)
+
+    assert wattfare.store(allowance) == 1500
+    assert "server's default" in wattfare("apps", "allowance", app.id, "default").stdout
+    assert wattfare.store(allowance) is None
+
+
+@pytest.mark.parametrize("bad", ["0", "lots", "1000001", "2.5"])
+def test_apps_allowance_refuses_what_is_not_a_number_of_tokens(wattfare: Wattfare, bad: str) -> None:
+    wattfare("apps", "create", "Acme")
+    (app,) = _apps(wattfare)
+
+    refused = wattfare("apps", "allowance", app.id, bad, code=2)
+
+    assert one_error_line(refused)
+    assert "whole number of tokens" in refused.stderr
+
+
+def test_apps_allowance_of_an_unknown_app_is_one_error_line(wattfare: Wattfare) -> None:
+    refused = wattfare("apps", "allowance", "app_nope", "100", code=1)
+
+    assert one_error_line(refused)
+    assert "app_nope" in refused.stderr

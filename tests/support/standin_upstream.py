@@ -19,6 +19,8 @@ so the behaviour is chosen per request by the model name:
     standin/premium                 priced like a premium model ($3/M prompt, $15/M completion, 64k max
                                     output); its 20 tokens come 50 ms apart (--premium-delay), so hang-ups
                                     can land anywhere in the stream (a whole answer waits as long)
+    standin/sonnet                  priced as standin/premium (Claude Sonnet's prices and 64k output); a
+                                    chat answer of 200 tokens, 10 ms apart (2 s: parallel requests overlap)
 
 Also `GET /v1/models` (OpenRouter format, every id above priced) and `GET /v1/_stats` (requests per
 model, the last request body, parsed and raw, and its headers) so tests can assert what the proxy sent upstream.
@@ -59,6 +61,8 @@ PREMIUM_PROMPT_PRICE = "0.000003"
 PREMIUM_COMPLETION_PRICE = "0.000015"
 PREMIUM_MAX_OUTPUT = 64_000
 NORMAL_TOKENS = 20
+SONNET_TOKENS = 200
+SONNET_DELAY = 0.01
 SLOW_TOKENS = 50
 RUNAWAY_TOKENS = 500
 TOKENS_BEFORE_FAILURE = 3
@@ -83,6 +87,7 @@ MODEL_IDS = (
     "standin/no-usage",
     "standin/negative-usage",
     "standin/premium",
+    "standin/sonnet",
 )
 
 
@@ -152,7 +157,7 @@ class StandinServer:
         if mode == "hangup" and not stream:
             whole = orjson.dumps(answer.body())
             return StreamingResponse(_hang_up_after(whole[: len(whole) // 2]), media_type="application/json")
-        delay = {"slow": self.slow_delay, "premium": self.premium_delay}.get(mode, 0.0)
+        delay = {"slow": self.slow_delay, "premium": self.premium_delay, "sonnet": SONNET_DELAY}.get(mode, 0.0)
         if not stream:
             await asyncio.sleep(delay * answer.tokens)
             return _json(answer.body(), headers={"x-generation-id": generation})
@@ -165,7 +170,7 @@ class _Answer:
     def __init__(self, payload: dict[str, Any], mode: str, generation: str) -> None:
         self.mode = mode
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
-        count = {"slow": SLOW_TOKENS, "runaway": RUNAWAY_TOKENS}.get(mode, NORMAL_TOKENS)
+        count = {"slow": SLOW_TOKENS, "runaway": RUNAWAY_TOKENS, "sonnet": SONNET_TOKENS}.get(mode, NORMAL_TOKENS)
         self.truncated = mode != "runaway" and isinstance(limit, int) and limit < count
         self.tokens = limit if self.truncated and isinstance(limit, int) else count
         messages = payload.get("messages") or []
@@ -262,14 +267,14 @@ def _model_entry(model_id: str) -> dict[str, Any]:
     max_output = 4096
     if model_id == "standin/long-context":
         pricing["overrides"] = [{"min_prompt_tokens": 1000, "prompt": "0.000002", "completion": "0.000004"}]
-    if model_id == "standin/premium":
+    if model_id in ("standin/premium", "standin/sonnet"):
         pricing = {"prompt": PREMIUM_PROMPT_PRICE, "completion": PREMIUM_COMPLETION_PRICE}
         max_output = PREMIUM_MAX_OUTPUT
     return {
         "id": model_id,
         "name": f"Stand-in: {model_id.removeprefix('standin/')}",
         "created": 1735689600,
-        "context_length": 200_000 if model_id == "standin/premium" else 32768,
+        "context_length": 200_000 if model_id in ("standin/premium", "standin/sonnet") else 32768,
         "pricing": pricing,
         "top_provider": {"context_length": 32768, "max_completion_tokens": max_output},
         "supported_parameters": ["max_tokens", "stop", "stream", "tools", "response_format"],

@@ -88,16 +88,18 @@ def worst_case_nanos(prices: PriceSet, prompt_bound: int, completion: int, image
     token_counts,
     optional_counts,
     optional_counts,
+    optional_counts,
     st.integers(min_value=0, max_value=64),
     st.integers(min_value=0, max_value=4),
     st.data(),
 )
-@settings(max_examples=300)
+@settings(max_examples=400)
 def test_an_allowed_reservation_fits_the_cap_and_covers_every_usage_it_admits(
     budget: Budget,
     prices: PriceSet,
     bound: int,
     requested: int | None,
+    allowance: int | None,
     model_max: int | None,
     min_tokens: int,
     images: int,
@@ -109,34 +111,54 @@ def test_an_allowed_reservation_fits_the_cap_and_covers_every_usage_it_admits(
         prompt_token_bound=bound,
         requested_max_tokens=requested,
         model_max_output=model_max,
+        output_allowance=allowance,
+        min_completion_tokens=min_tokens,
+        images=images,
+    )
+    without_holds = decide_reservation(
+        Budget(cap=budget.cap, spent=budget.spent, reserved=0),
+        prices,
+        prompt_token_bound=bound,
+        requested_max_tokens=requested,
+        model_max_output=model_max,
+        output_allowance=allowance,
         min_completion_tokens=min_tokens,
         images=images,
     )
     if isinstance(decision, Denied):
         assert decision.remaining == budget.remaining
         assert decision.needed > decision.remaining or budget.spent + budget.reserved > budget.cap
+        if decision.code == "budget_busy":
+            # Busy means the holds in flight are in the way: without them the same request is admitted.
+            assert budget.reserved > 0
+            assert isinstance(without_holds, Allowed)
+            assert without_holds.reserve == decision.needed
+        else:
+            assert isinstance(without_holds, Denied) or budget.spent + budget.reserved > budget.cap
         return
+    # Holds in flight never change the answer a request gets: they can only make it wait.
+    assert decision == without_holds
 
     assert budget.spent + budget.reserved + decision.reserve <= budget.cap
     assert decision.reserve >= 0
-    limits = [limit for limit in (requested, model_max) if limit is not None]
+    wanted = requested if requested is not None else allowance
+    limits = [limit for limit in (wanted, model_max) if limit is not None]
     if decision.max_tokens is None:
         assert requested is None
         assert prices.completion == 0
         assert prices.internal_reasoning in (None, 0)
         completion_bound = 0
     else:
+        # The max_tokens sent upstream is covered by the hold (checked below with every usage it admits).
         completion_bound = decision.max_tokens
         assert not limits or decision.max_tokens <= min(limits)
-        if requested is not None:
-            assert decision.clamped == (decision.max_tokens < requested)
-        elif model_max is not None:
-            assert decision.clamped == (decision.max_tokens < model_max)
+        if limits:
+            assert decision.clamped == (decision.max_tokens < min(limits))
         else:
             assert decision.clamped
-        if limits and decision.max_tokens < min(limits):
-            # Clamped by the budget: one more token would not have fitted.
-            assert worst_case_nanos(prices, bound, decision.max_tokens + 1, images) > budget.remaining
+        if decision.clamped:
+            # Clamped by this month's spend: one more token would not have fitted under the cap.
+            assert worst_case_nanos(prices, bound, decision.max_tokens + 1, images) > budget.cap - budget.spent
     assert decision.reserve >= worst_case_nanos(prices, bound, completion_bound, images)
 
     usage = data.draw(usages_within(bound, completion_bound, images))

@@ -22,6 +22,7 @@ def decide(
     bound: int = BOUND,
     min_tokens: int = 1,
     images: int = 0,
+    allowance: int | None = None,
 ) -> Allowed | Denied:
     return decide_reservation(
         budget,
@@ -29,6 +30,7 @@ def decide(
         prompt_token_bound=bound,
         requested_max_tokens=requested,
         model_max_output=model_max,
+        output_allowance=allowance,
         min_completion_tokens=min_tokens,
         images=images,
     )
@@ -51,14 +53,41 @@ def test_more_max_tokens_than_the_budget_affords_are_clamped() -> None:
     assert decide(requested=1000, model_max=4096) == Allowed(reserve=MILLI_USD, max_tokens=450, clamped=True)
 
 
-def test_max_tokens_above_the_model_maximum_are_clamped_to_it() -> None:
-    assert decide(requested=100, model_max=50) == Allowed(reserve=200_000, max_tokens=50, clamped=True)
+def test_max_tokens_above_the_model_maximum_are_lowered_to_it_which_is_no_clamp() -> None:
+    # `clamped` says the cap cut the answer; the model's own maximum is no news to the client.
+    assert decide(requested=100, model_max=50) == Allowed(reserve=200_000, max_tokens=50, clamped=False)
 
 
-def test_spent_and_reserved_amounts_shrink_what_is_affordable() -> None:
-    budget = Budget(cap=MILLI_USD, spent=300_000, reserved=200_000)
+def test_this_months_spend_shrinks_what_is_affordable() -> None:
+    budget = Budget(cap=MILLI_USD, spent=500_000, reserved=0)
     # (500 000 - 100 000) / 2 000 = 200.
     assert decide(budget, requested=None, model_max=4096) == Allowed(reserve=500_000, max_tokens=200, clamped=True)
+
+
+def test_holds_in_flight_make_a_request_busy_never_cut_to_their_crumbs() -> None:
+    budget = Budget(cap=MILLI_USD, spent=300_000, reserved=200_000)
+    # The spend leaves 700 000: a 300-token answer (700 000 with the prompt); the holds leave 500 000.
+    assert decide(budget, requested=None, model_max=4096) == Denied("budget_busy", needed=700_000, remaining=500_000)
+    assert decide(budget, requested=200) == Allowed(reserve=500_000, max_tokens=200, clamped=False)
+    settled = Budget(cap=MILLI_USD, spent=300_000, reserved=0)
+    assert decide(settled, requested=None, model_max=4096) == Allowed(reserve=700_000, max_tokens=300, clamped=True)
+
+
+def test_without_max_tokens_the_output_allowance_is_sent_and_held() -> None:
+    assert decide(allowance=100, model_max=4096) == Allowed(reserve=300_000, max_tokens=100, clamped=False)
+    assert decide(allowance=100, model_max=50) == Allowed(reserve=200_000, max_tokens=50, clamped=False)
+    # A client that asks for more gets what it asks for.
+    assert decide(allowance=100, requested=300) == Allowed(reserve=700_000, max_tokens=300, clamped=False)
+
+
+def test_an_allowance_the_spend_cannot_afford_is_clamped_and_says_so() -> None:
+    budget = Budget(cap=MILLI_USD, spent=800_000, reserved=0)
+    assert decide(budget, allowance=100) == Allowed(reserve=200_000, max_tokens=50, clamped=True)
+
+
+def test_a_spent_cap_is_exceeded_even_with_holds_in_flight() -> None:
+    budget = Budget(cap=MILLI_USD, spent=950_000, reserved=40_000)
+    assert decide(budget, allowance=100) == Denied("budget_exceeded", needed=102_000, remaining=10_000)
 
 
 def test_affordable_tokens_round_down() -> None:
@@ -97,7 +126,9 @@ def test_free_completions_without_max_tokens_leave_max_tokens_unset() -> None:
 def test_free_completions_keep_the_clients_max_tokens_within_the_model_maximum() -> None:
     prices = PriceSet(prompt=Decimal("0.000001"), completion=Decimal(0))
     assert decide(prices=prices, requested=500) == Allowed(reserve=100_000, max_tokens=500, clamped=False)
-    assert decide(prices=prices, requested=500, model_max=100) == Allowed(reserve=100_000, max_tokens=100, clamped=True)
+    assert decide(prices=prices, requested=500, model_max=100) == Allowed(
+        reserve=100_000, max_tokens=100, clamped=False
+    )
 
 
 def test_a_free_model_runs_on_an_exhausted_budget_but_not_on_one_over_its_cap() -> None:

@@ -12,6 +12,7 @@ OPENAI_TYPE = {
     "auth": "authentication_error",
     "not_connected": "insufficient_quota",
     "budget_exceeded": "insufficient_quota",
+    "budget_busy": "rate_limit_error",
     "invalid_request": "invalid_request_error",
     "model_not_found": "invalid_request_error",
 }

@@ -120,13 +120,21 @@ async def test_a_cap_json_cannot_hold_as_a_finite_number_is_refused(tmp_path: Pa
         assert_error(response, 400, "invalid_request")
 
 
-@pytest.mark.parametrize("monthly_usd", [0, 0.5, 1_000_000])
-async def test_caps_from_zero_to_a_million_dollars_are_accepted(tmp_path: Path, monthly_usd: float) -> None:
+@pytest.mark.parametrize("monthly_usd", [0.000001, 0.5, 1_000_000])
+async def test_caps_from_a_micro_dollar_to_a_million_dollars_are_accepted(tmp_path: Path, monthly_usd: float) -> None:
     async with in_process(tmp_path) as wf:
         token = await session_token(wf, "alice", monthly_usd)
         approved = await wf.client.post("/connections", headers=bearer(token))
         assert approved.status_code == 200, approved.text
         assert usd(approved.json()["limits"]["monthlyUsd"]) == Decimal(str(monthly_usd))
+
+
+async def test_a_zero_dollar_cap_is_refused_rather_than_shown_as_connected(tmp_path: Path) -> None:
+    async with in_process(tmp_path) as wf:
+        token = await session_token(wf, "alice", 5)
+        refused = await wf.client.post("/connections", json={"monthlyUsd": 0}, headers=bearer(token))
+        assert_error(refused, 400, "invalid_request", "monthlyUsd")
+        assert (await wf.client.get("/connections", headers=bearer(token))).json()["connected"] is False
 
 
 # -- GET /status
@@ -141,6 +149,7 @@ async def test_status_of_an_unknown_user_is_not_connected_rather_than_an_error(t
             "appUserId": "nobody",
             "limits": {"monthlyUsd": None},
             "spentUsd": 0,
+            "reservedUsd": 0,
             "remainingUsd": None,
             "resetsAt": next_month_start(),
         }
@@ -166,6 +175,7 @@ async def test_a_test_session_token_approves_with_the_suggested_cap(tmp_path: Pa
             "appUserId": "carol",
             "limits": {"monthlyUsd": 3},
             "spentUsd": 0,
+            "reservedUsd": 0,
             "remainingUsd": 3,
             "resetsAt": next_month_start(),
         }

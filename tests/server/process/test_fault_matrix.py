@@ -1,7 +1,8 @@
 """Charged exactly what was used, under every fault: the fault matrix, against real `wattfare serve` processes.
 
 Every request here asks a premium-priced model (the stand-in's `standin/premium`: $3/M prompt, $15/M
-completion, 64k tokens of output) without `max_tokens`, so each one holds almost a dollar: a hold that
+completion, 64k tokens of output) without `max_tokens`, and the servers hold the model's whole output for
+such requests (an output allowance of 64k), so each one holds almost a dollar: a hold that
 leaked, expiring at its full amount, would cost its user most of a $1 cap. The client hangs up at each
 instant a request can be cut (after the headers, after the first event, mid-stream, as the final usage
 chunk is settled, while a whole answer is awaited, and, on PostgreSQL, inside the settle's own database
@@ -30,7 +31,12 @@ import pytest
 
 from tests.support import postgres
 from tests.support.ledger import Ledger
-from tests.support.standin_upstream import NORMAL_TOKENS, PREMIUM_COMPLETION_PRICE, PREMIUM_PROMPT_PRICE
+from tests.support.standin_upstream import (
+    NORMAL_TOKENS,
+    PREMIUM_COMPLETION_PRICE,
+    PREMIUM_MAX_OUTPUT,
+    PREMIUM_PROMPT_PRICE,
+)
 from tests.support.wattfare_server import ServerProcess, wattfare_process
 from wattfare.metering import prompt_token_bound, usd_to_nanos
 
@@ -45,6 +51,9 @@ CUT_REQUEST_BOUND = prompt_token_bound(MESSAGES) * usd_to_nanos(PREMIUM_PROMPT_P
     PREMIUM_COMPLETION_PRICE
 )
 CONCURRENT = 4
+# Every request holds the model's whole maximum output (not the 4,096-token default allowance), so that a
+# leaked hold would cost its user almost all of a $1 cap, as in the issue that found the leak.
+WHOLE_OUTPUT_HOLDS = {"WATTFARE_OUTPUT_ALLOWANCE_TOKENS": str(PREMIUM_MAX_OUTPUT)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class Deployment:
 
 
 def _deploy(tmp: Path, env: dict[str, str], workers: int, database_url: str | None) -> Iterator[Deployment]:
+    env = env | WHOLE_OUTPUT_HOLDS
     with wattfare_process(tmp, env=env, workers=workers, database_url=database_url, test_cap_usd="1") as server:
         yield Deployment(server, Ledger(database_url or server.db_path))
 
@@ -190,7 +200,9 @@ def test_a_hang_up_during_the_settles_own_write_still_settles_once(
 ) -> None:
     with (
         postgres.fresh_database() as url,
-        wattfare_process(tmp_path, env=standin_env, workers=workers, database_url=url, test_cap_usd="1") as server,
+        wattfare_process(
+            tmp_path, env=standin_env | WHOLE_OUTPUT_HOLDS, workers=workers, database_url=url, test_cap_usd="1"
+        ) as server,
     ):
         asyncio.run(_execute(url, SLOW_LEDGER))  # every settle now spends 0.4 s inside its transaction
         ledger = Ledger(url)
@@ -291,7 +303,7 @@ def allow_connections(database: str) -> None:
 def test_postgresql_refusing_connections_is_a_503_and_a_stream_it_cuts_is_charged_what_it_relayed(
     tmp_path: Path, standin_env: dict[str, str]
 ) -> None:
-    env = standin_env | {"WATTFARE_RESERVATION_TTL_SECONDS": "5"}
+    env = standin_env | WHOLE_OUTPUT_HOLDS | {"WATTFARE_RESERVATION_TTL_SECONDS": "5"}
     with (
         postgres.fresh_database() as url,
         wattfare_process(tmp_path, env=env, database_url=url, test_cap_usd="1") as server,

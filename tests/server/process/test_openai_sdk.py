@@ -152,7 +152,7 @@ def test_spent_cap_is_a_402_budget_exceeded_that_the_openai_client_does_not_retr
 @pytest.mark.anyio
 async def test_spent_cap_refuses_an_async_stream_before_it_starts(proxied: ServerProcess, standin: StandIn) -> None:
     user = new_user()
-    suggest_cap(proxied, user, "0")
+    suggest_cap(proxied, user, "0.000001")  # less than any request's prompt costs
     asked_upstream = standin.stats()["total"]
     async with openai.AsyncOpenAI(base_url=proxied.api_url, api_key=proxied.secret, max_retries=3) as client:
         with pytest.raises(openai.APIStatusError) as refused:

@@ -23,7 +23,7 @@ from wattfare.server.web_sessions import SignInRequired, member_visitor
 # Notices are chosen by code, never echoed from the URL.
 NOTICES = {
     "cap": "Cap updated.",
-    "bad-cap": "Enter a monthly cap in US dollars, between 0 and 1,000,000.",
+    "bad-cap": "Enter a monthly cap in US dollars, more than 0 and at most 1,000,000 (to stop an app, revoke it).",
     "revoked": "Access revoked: the app can no longer spend from your budget.",
     "linked": "OpenRouter linked: your requests are now paid with your own OpenRouter key.",
     "unlinked": "OpenRouter unlinked: the key was deleted from Wattfare.",

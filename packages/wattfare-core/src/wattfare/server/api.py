@@ -32,7 +32,8 @@ def _services(request: Request) -> Services:
     return request.app.state.services
 
 
-async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+async def json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request's small JSON object body (400 otherwise; `optional`: an empty body reads as `{}`)."""
     body = await read_body(request, _SMALL_BODY)
     if not body.strip() and optional:
         return {}
@@ -60,8 +61,9 @@ def _cap(value: object, param: str) -> int:
         nanos = usd_to_nanos(text, rounding="down")
     except ValueError:
         raise invalid(f"'{param}' must be a finite number of US dollars.", param) from None
-    if nanos < 0 or nanos > usd_to_nanos(str(_MAX_CAP_USD)):
-        raise invalid(f"'{param}' must be between 0 and {_MAX_CAP_USD}.", param)
+    if nanos <= 0 or nanos > usd_to_nanos(str(_MAX_CAP_USD)):
+        # A $0 cap would show "Connected" while refusing every request: to stop spending, revoke instead.
+        raise invalid(f"'{param}' must be more than 0 and at most {_MAX_CAP_USD} US dollars.", param)
     return nanos
 
 
@@ -77,6 +79,7 @@ async def connection_status(services: Services, app_id: str, mode: Mode, app_use
             "appUserId": app_user_id,
             "limits": {"monthlyUsd": None},
             "spentUsd": 0,
+            "reservedUsd": 0,
             "remainingUsd": None,
             "resetsAt": resets_at,
         }
@@ -87,6 +90,8 @@ async def connection_status(services: Services, app_id: str, mode: Mode, app_use
         "appUserId": app_user_id,
         "limits": {"monthlyUsd": nanos_to_json_number(snapshot.connection.cap)},
         "spentUsd": nanos_to_json_number(snapshot.spent),
+        # Held by this user's requests in flight: settled (mostly for far less) as they finish.
+        "reservedUsd": nanos_to_json_number(snapshot.reserved),
         "remainingUsd": nanos_to_json_number(snapshot.remaining) if active else 0,
         "resetsAt": resets_at,
     }
@@ -97,7 +102,7 @@ async def create_session(request: Request) -> Response:
     services = _services(request)
     key = await authenticate(services, request)
     await SESSION_MINTING.check(services.store, key.app_id, services.clock())
-    body = await _json_object(request)
+    body = await json_object(request)
     app_user_id = _app_user_id(body.get("appUserId"))
     cap: int | None = None
     limit = body.get("requestLimit")
@@ -194,7 +199,7 @@ async def approve_connection(request: Request) -> Response:
     """
     services = _services(request)
     claims = await _browser_session(services, request)
-    body = await _json_object(request, optional=True)
+    body = await json_object(request, optional=True)
     if claims.mode != "test":
         raise ApiError("not_connected", "Live connections are approved by the member in the consent popup.")
     cap = _cap(body["monthlyUsd"], "monthlyUsd") if "monthlyUsd" in body else claims.monthly_cap

@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wattfare.server import account, api, consent, developers, members, openrouter_oauth, proxy
+from wattfare.server import account, api, app_settings, consent, developers, members, openrouter_oauth, proxy
 from wattfare.server.browser_cors import BrowserCors
 from wattfare.server.errors import ApiError, unavailable
 from wattfare.server.hot_route import ErrorHandler, HotRoute
@@ -129,6 +129,8 @@ def create_app(
         Route(f"{v1}/connections/{{app_user_id:path}}", api.disconnect_user, methods=["DELETE"]),
         Route(f"{v1}/models", api.list_models, methods=["GET"]),
         Route(f"{v1}/usage", api.usage, methods=["GET"]),
+        Route(f"{v1}/app", app_settings.get_app, methods=["GET"]),
+        Route(f"{v1}/app", app_settings.update_app, methods=["PATCH"]),
         Route("/healthz", _health, methods=["GET"]),
         # The human side: members, the consent popup, the account and the developer console, the button script.
         *members.routes,

@@ -9,6 +9,7 @@ from wattfare.server.cli_database import load_settings, with_store
 from wattfare.server.cli_output import heading, moment, show_key, show_rows, warning
 from wattfare.server.cli_params import AppName, UsdAmount
 from wattfare.server.origins import OriginError, parse_origins
+from wattfare.server.output_allowance import AllowanceError, parse_allowance
 from wattfare.server.provisioning import ProvisionedApp, create_app
 from wattfare.server.store import Store
 from wattfare.server.store.account_records import AppProfile
@@ -84,3 +85,35 @@ def apps_list() -> None:
         for app in found
     ]
     show_rows(("ID", "NAME", "OWNER", "TEST CAP", "CREATED", "ORIGINS"), rows, empty="No apps yet.")
+
+
+@apps.command("allowance")
+@click.argument("app_id")
+@click.argument("tokens", required=False)
+def apps_allowance(app_id: str, tokens: str | None) -> None:
+    """Show or set APP_ID's output allowance: the max_tokens sent and held for requests that send none.
+
+    TOKENS is a whole number, or `default` for the server's defaults (WATTFARE_OUTPUT_ALLOWANCE_TOKENS, and
+    WATTFARE_REASONING_OUTPUT_ALLOWANCE_TOKENS for reasoning models). Running servers apply it within seconds.
+    """
+    try:
+        allowance = None if tokens is None else parse_allowance(tokens)
+    except AllowanceError as exc:
+        raise click.BadParameter(f"give {exc}", param_hint="'TOKENS'") from None
+    settings = load_settings()
+
+    async def run(store: Store) -> int | None:
+        if await store.get_app(app_id) is None:
+            raise click.ClickException(f"no app has the id {app_id!r} (see `wattfare apps list`)")
+        if tokens is not None:
+            await store.set_output_allowance(app_id, allowance)
+        return await store.output_allowance(app_id)
+
+    current = with_store(settings, run)
+    if current is None:
+        click.echo(
+            f"{app_id}: the server's default ({settings.output_allowance_tokens} tokens, "
+            f"{settings.reasoning_output_allowance_tokens} for reasoning models)"
+        )
+    else:
+        click.echo(f"{app_id}: {current} tokens")

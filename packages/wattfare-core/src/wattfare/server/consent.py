@@ -141,7 +141,10 @@ async def decide(request: Request) -> Response:
         raise PageError(400, "Bad request", "Choose Approve or Deny.")
     cap = parse_cap(fields.get("monthlyUsd"))
     if cap is None:
-        error = "Enter a monthly cap in US dollars, between 0 and 1,000,000 (for example 10 or 2.50)."
+        error = (
+            "Enter a monthly cap in US dollars, more than 0 and at most 1,000,000 (for example 10 or 2.50). "
+            "To let this app spend nothing, choose Deny."
+        )
         return await _consent_page(
             services, found, claims, token, app, error=error, cap_text=fields.get("monthlyUsd", ""), status=422
         )

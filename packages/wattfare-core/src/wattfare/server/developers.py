@@ -17,6 +17,7 @@ from starlette.routing import Route
 from wattfare.metering import window_containing
 from wattfare.server.keys import mint_key, new_id
 from wattfare.server.origins import OriginError, parse_origins
+from wattfare.server.output_allowance import AllowanceError, parse_allowance
 from wattfare.server.pages.render import PageError, render
 from wattfare.server.services import Services
 from wattfare.server.store.account_records import AppProfile, Member
@@ -26,7 +27,11 @@ from wattfare.server.web_sessions import SignInRequired, Visitor, member_visitor
 
 MODES: tuple[Mode, ...] = ("test", "live")
 _MAX_NAME_LENGTH = 100
-NOTICES = {"origins": "Allowed origins saved.", "revoked": "Key revoked."}
+NOTICES = {
+    "origins": "Allowed origins saved.",
+    "revoked": "Key revoked.",
+    "allowance": "Output allowance saved.",
+}
 
 
 def _services(request: Request) -> Services:
@@ -113,6 +118,9 @@ async def app_page(request: Request) -> Response:
         "window_start": window.start,
         "notice": NOTICES.get(request.query_params.get("notice", "")),
         "origins_text": "\n".join(app.allowed_origins),
+        "allowance": await services.store.output_allowance(app.id),
+        "default_allowance": services.settings.output_allowance_tokens,
+        "default_reasoning_allowance": services.settings.reasoning_output_allowance_tokens,
         "error": None,
     }
     return render(services, found, "app.html", context)
@@ -129,6 +137,20 @@ async def save_origins(request: Request) -> Response:
         raise PageError(422, "Invalid origin", f"{exc}. Nothing was changed.") from None
     await services.store.set_app_origins(app.id, origins)
     return RedirectResponse(f"/developers/apps/{app.id}?notice=origins", 303)
+
+
+async def save_allowance(request: Request) -> Response:
+    """`POST /developers/apps/{app_id}/allowance`: the app's output allowance (empty: the server's defaults)."""
+    services = _services(request)
+    _, member, fields = await _posted(services, request)
+    app = await _own_app(services, member, request.path_params["app_id"])
+    try:
+        tokens = parse_allowance(fields.get("allowance", ""))
+    except AllowanceError as exc:
+        raise PageError(422, "Invalid output allowance", f"Enter {exc}. Nothing was changed.") from None
+    await services.store.set_output_allowance(app.id, tokens)
+    services.keys.forget()
+    return RedirectResponse(f"/developers/apps/{app.id}?notice=allowance", 303)
 
 
 async def create_secret(request: Request) -> Response:
@@ -160,6 +182,7 @@ routes = [
     Route("/developers/apps", register, methods=["POST"]),
     Route("/developers/apps/{app_id}", app_page, methods=["GET"]),
     Route("/developers/apps/{app_id}/origins", save_origins, methods=["POST"]),
+    Route("/developers/apps/{app_id}/allowance", save_allowance, methods=["POST"]),
     Route("/developers/apps/{app_id}/keys", create_secret, methods=["POST"]),
     Route("/developers/apps/{app_id}/keys/{key_id}/revoke", revoke_secret, methods=["POST"]),
 ]

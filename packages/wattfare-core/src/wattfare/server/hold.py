@@ -44,9 +44,10 @@ log = logging.getLogger("wattfare.hold")
 class Refusal:
     """Why a request may not spend: the domain's value, turned into HTTP by the proxy."""
 
-    code: Literal["not_connected", "budget_exceeded", "funding_invalid"]
+    code: Literal["not_connected", "budget_exceeded", "budget_busy", "funding_invalid"]
     message: str
     resets_at: datetime | None = None
+    retry_after_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

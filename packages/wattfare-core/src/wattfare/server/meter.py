@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from wattfare.metering import Allowed, Budget, decide_reservation, window_containing
@@ -29,19 +29,46 @@ Clock = Callable[[], datetime]
 
 # How long stopping waits for settlements still being written.
 _STOP_GRACE_SECONDS = 10.0
+# A busy request polls its budget at growing intervals, from the first to the last.
+_BUSY_FIRST_PAUSE_SECONDS = 0.02
+_BUSY_LAST_PAUSE_SECONDS = 0.25
 # A reserve that loses a race (another request changed the counters between our read and our conditional
 # write) re-reads and decides again; after this many tries the request is refused rather than spun on.
 _RESERVE_ATTEMPTS = 8
 
 
+@dataclass(frozen=True, slots=True)
+class OutputAllowances:
+    """The `max_tokens` sent and held for a request that gave none, unless its app set its own."""
+
+    chat: int = 4096
+    reasoning: int = 25_000
+
+    def for_model(self, model: PricedModel, app_allowance: int | None) -> int:
+        """The allowance of a request to `model` from an app whose own allowance is `app_allowance`."""
+        if app_allowance is not None:
+            return app_allowance
+        return self.reasoning if model.reasons else self.chat
+
+
 class Meter:
     """Reserve before a request, settle after it, sweep what dead requests left behind."""
 
-    def __init__(self, store: Store, clock: Clock, *, reservation_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        reservation_ttl: timedelta,
+        allowances: OutputAllowances | None = None,
+        busy_wait: timedelta = timedelta(seconds=2),
+    ) -> None:
         """Meter against `store`, reading time only from `clock`."""
         self._store = store
         self._clock = clock
         self._ttl = reservation_ttl
+        self._allowances = allowances or OutputAllowances()
+        self._busy_wait = busy_wait.total_seconds()
         self._sweeper: asyncio.Task[None] | None = None
         # Holds of requests running in this process: renewed while they run, so only a hold whose process
         # died can expire (a stream may outlast the TTL; its hold must not be swept from under it). A hold
@@ -89,7 +116,13 @@ class Meter:
             prices = replace(prices, completion=prices.completion * choices)
         # One id for every attempt: a lost race writes nothing, so the id is still free on the next try.
         hold_id = request_id or new_request_id()
-        for _ in range(_RESERVE_ATTEMPTS):
+        allowance = self._allowances.for_model(model, key.output_allowance)
+        loop = asyncio.get_running_loop()
+        busy_until = loop.time() + self._busy_wait
+        pause = _BUSY_FIRST_PAUSE_SECONDS
+        attempts = 0
+        while attempts < _RESERVE_ATTEMPTS:
+            attempts += 1
             snapshot = await self._store.budget(key.app_id, key.mode, app_user_id, window.key)
             if snapshot is None or snapshot.connection.state != "active":
                 connection = await self.connection_for(key, app_user_id)
@@ -113,8 +146,22 @@ class Meter:
                 prompt_token_bound=prompt_token_bound,
                 requested_max_tokens=requested_max_tokens,
                 model_max_output=model.max_output_tokens,
+                output_allowance=allowance,
                 images=images,
             )
+            if not isinstance(decision, Allowed) and decision.code == "budget_busy":
+                # Holds of this user's requests in flight are in the way; they mostly settle for far less than
+                # they hold, so wait for them a little (a poll is one indexed read), then say "retry".
+                if loop.time() + pause > busy_until:
+                    return Refusal(
+                        "budget_busy",
+                        "Other requests of this user hold their budget right now; retry shortly.",
+                        retry_after_seconds=1,
+                    )
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, _BUSY_LAST_PAUSE_SECONDS)
+                attempts -= 1  # waiting is not losing a race
+                continue
             if not isinstance(decision, Allowed):
                 if affordable < snapshot.remaining:
                     return Refusal(

@@ -32,6 +32,12 @@ class PricedModel:
     max_output_tokens: int | None
     listing: Mapping[str, Any]
 
+    @property
+    def reasons(self) -> bool:
+        """Whether the model thinks before it answers (OpenRouter lists `reasoning` among its parameters)."""
+        supported = self.listing.get("supported_parameters")
+        return isinstance(supported, list) and ("reasoning" in supported or "include_reasoning" in supported)
+
 
 def load_snapshot() -> list[dict[str, Any]]:
     """The bundled price snapshot (OpenRouter `/models` entries)."""

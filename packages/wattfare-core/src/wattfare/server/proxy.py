@@ -32,7 +32,16 @@ from wattfare.server.json_value import as_array, as_object
 from wattfare.server.key_vault import VaultError
 from wattfare.server.keys import new_request_id
 from wattfare.server.pricebook import PricedModel
-from wattfare.server.relay import Message, MeteredStream, Receive, Scope, Send, cost_headers
+from wattfare.server.relay import (
+    Message,
+    MeteredStream,
+    Receive,
+    Scope,
+    Send,
+    cost_headers,
+    limit_headers,
+    wattfare_field,
+)
 from wattfare.server.services import Services
 from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.records import KeyRecord
@@ -57,9 +66,12 @@ async def authenticate(services: Services, request: Request) -> KeyRecord:
 def refusal_error(refusal: Refusal) -> ApiError:
     """The HTTP error for a metering refusal."""
     extra: dict[str, object] = {}
+    headers: dict[str, str] = {}
     if refusal.resets_at is not None:
         extra["resetsAt"] = refusal.resets_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return ApiError(refusal.code, refusal.message, extra=extra)
+    if refusal.retry_after_seconds is not None:
+        headers["Retry-After"] = str(refusal.retry_after_seconds)
+    return ApiError(refusal.code, refusal.message, extra=extra, headers=headers)
 
 
 async def chat_completions(request: Request) -> MeteredExchange:
@@ -188,7 +200,7 @@ class MeteredExchange:
                 refused = from_member_key_status if upstream_request.api_key is not None else from_status
                 raise refused(answer.status, answer.body, dict(answer.headers))
             held.answered = True
-            headers = {"Wattfare-Request-Id": hold.id}
+            headers = {"Wattfare-Request-Id": hold.id} | limit_headers(hold)
             if completion.stream and answer.chunks is not None:
                 headers |= {
                     "content-type": "text/event-stream; charset=utf-8",
@@ -239,6 +251,11 @@ async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: di
         # The provider failed after it started (OpenRouter answers 200 with an `error` then): what it
         # processed is charged, as a stream cut by the same failure would be.
         raise ApiError("upstream", "The model provider failed while answering.", headers=costs)
+    field = orjson.dumps({"wattfare": wattfare_field(held.hold, settled)})
+    # The `wattfare` object goes in as the body's last member, spliced into the upstream's bytes (no re-encoding).
+    closing = body.rstrip()
+    if answer_object and closing.endswith(b"}"):
+        body = closing[:-1] + b"," + field[1:]
     return Response(body, 200, headers | costs, media_type="application/json")
 
 

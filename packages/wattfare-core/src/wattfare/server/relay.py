@@ -20,7 +20,7 @@ import orjson
 
 from wattfare.metering import nanos_to_json_number, nanos_to_usd
 from wattfare.server.errors import ApiError, unavailable
-from wattfare.server.hold import HeldRequest
+from wattfare.server.hold import HeldRequest, Hold
 from wattfare.server.json_value import as_array, as_object
 from wattfare.server.revocations import Revocations
 from wattfare.server.sse_frames import SSEFrames, event_data
@@ -226,15 +226,31 @@ class MeteredStream:
         await self._flush()
         self._settle_requested = True
         settled = await self._held.settle(usage)
-        parsed["wattfare"] = self._cost_field(settled)
+        parsed["wattfare"] = wattfare_field(self._hold, settled)
         return b"data: " + orjson.dumps(parsed) + b"\n\n", None
 
-    def _cost_field(self, settled: Settled | None) -> dict[str, Any]:
-        field: dict[str, Any] = {"requestId": self._hold.id}
-        if settled is not None:
-            field["costUsd"] = nanos_to_json_number(settled.charged)
-            field["remainingUsd"] = nanos_to_json_number(settled.remaining)
-        return field
+
+def wattfare_field(hold: Hold, settled: Settled | None) -> dict[str, Any]:
+    """The `wattfare` object of an answer (the final usage chunk, or a whole body): its cost and its limit.
+
+    `maxTokens` is the `max_tokens` Wattfare sent upstream, and `clamped` says the cap lowered it: an answer
+    that stops at `finish_reason: "length"` then says why.
+    """
+    field: dict[str, Any] = {"requestId": hold.id}
+    if settled is not None:
+        field["costUsd"] = nanos_to_json_number(settled.charged)
+        field["remainingUsd"] = nanos_to_json_number(settled.remaining)
+    field["maxTokens"] = hold.max_tokens
+    field["clamped"] = hold.clamped
+    return field
+
+
+def limit_headers(hold: Hold) -> dict[str, str]:
+    """`Wattfare-Max-Tokens` (what was sent upstream, when Wattfare set it) and `Wattfare-Clamped`."""
+    headers = {"Wattfare-Clamped": "true" if hold.clamped else "false"}
+    if hold.max_tokens is not None:
+        headers["Wattfare-Max-Tokens"] = str(hold.max_tokens)
+    return headers
 
 
 def cost_headers(charged: int, remaining: int) -> dict[str, str]:

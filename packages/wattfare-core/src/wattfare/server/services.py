@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from wattfare.server.key_vault import KeyVault, new_vault_key
 from wattfare.server.keys import hash_key, key_mode
-from wattfare.server.meter import Meter
+from wattfare.server.meter import Meter, OutputAllowances
 from wattfare.server.pricebook import PriceBook
 from wattfare.server.revocations import Revocations
 from wattfare.server.settings import Settings, UpstreamKind
@@ -75,7 +75,13 @@ class Services:
 
     def __post_init__(self) -> None:
         self.meter = Meter(
-            self.store, self.clock, reservation_ttl=timedelta(seconds=self.settings.reservation_ttl_seconds)
+            self.store,
+            self.clock,
+            reservation_ttl=timedelta(seconds=self.settings.reservation_ttl_seconds),
+            allowances=OutputAllowances(
+                chat=self.settings.output_allowance_tokens, reasoning=self.settings.reasoning_output_allowance_tokens
+            ),
+            busy_wait=timedelta(seconds=self.settings.busy_wait_seconds),
         )
         self.revocations = Revocations(self.store)
         # One price book per distinct upstream: test and live share it when they share the upstream.

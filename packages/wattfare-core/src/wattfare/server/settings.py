@@ -39,6 +39,12 @@ class Settings:
             None = generated once and kept in the database (dev only: set it in production).
         openrouter_url: where members link their OpenRouter account (OAuth PKCE `/auth`, `/api/v1/auth/keys`).
         signup_credits: credits (nano-USD) granted to every new member (0 by default).
+        output_allowance_tokens: the `max_tokens` sent and held for a request that gave none, on chat models,
+            unless its app set its own (see README, "How the cap is guaranteed", for why 4,096).
+        reasoning_output_allowance_tokens: the same on reasoning models, whose answers start with hidden
+            reasoning tokens (OpenAI advises leaving 25,000 for reasoning and output).
+        busy_wait_seconds: how long a request that holds in flight keep from starting waits for them to
+            settle before it is refused as `budget_busy` (retryable).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -57,6 +63,9 @@ class Settings:
     encryption_key: str | None = None
     openrouter_url: str = DEFAULT_OPENROUTER_URL
     signup_credits: int = 0
+    output_allowance_tokens: int = 4096
+    reasoning_output_allowance_tokens: int = 25_000
+    busy_wait_seconds: float = 2.0
 
     @property
     def secure_cookies(self) -> bool:
@@ -92,6 +101,9 @@ class Settings:
             "encryption_key": env.get("WATTFARE_ENCRYPTION_KEY") or None,
             "openrouter_url": env.get("WATTFARE_OPENROUTER_URL", DEFAULT_OPENROUTER_URL).rstrip("/"),
             "signup_credits": usd_to_nanos(env.get("WATTFARE_SIGNUP_CREDITS_USD", "0")),
+            "output_allowance_tokens": int(env.get("WATTFARE_OUTPUT_ALLOWANCE_TOKENS", "4096")),
+            "reasoning_output_allowance_tokens": int(env.get("WATTFARE_REASONING_OUTPUT_ALLOWANCE_TOKENS", "25000")),
+            "busy_wait_seconds": float(env.get("WATTFARE_BUSY_WAIT_SECONDS", "2")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

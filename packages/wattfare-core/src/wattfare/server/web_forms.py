@@ -51,7 +51,11 @@ async def read_form(services: Services, request: Request) -> tuple[Visitor, dict
 
 
 def parse_cap(text: str | None) -> int | None:
-    """A monthly cap typed by a person (`10`, `2.50`) as nano-USD, or None when it is not a valid cap."""
+    """A monthly cap typed by a person (`10`, `2.50`) as nano-USD, or None when it is not a valid cap.
+
+    A cap must be more than $0: a $0 connection would read "Connected" and refuse every request; a person
+    who wants no spending denies or revokes the app instead.
+    """
     if text is None:
         return None
     cleaned = text.strip().removeprefix("$").strip()
@@ -61,7 +65,7 @@ def parse_cap(text: str | None) -> int | None:
         nanos = usd_to_nanos(cleaned, rounding="down")
     except ValueError:
         return None
-    if nanos < 0 or nanos > usd_to_nanos(str(MAX_CAP_USD)):
+    if nanos <= 0 or nanos > usd_to_nanos(str(MAX_CAP_USD)):
         return None
     return nanos
 

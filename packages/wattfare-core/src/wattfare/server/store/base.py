@@ -189,6 +189,14 @@ class Store(Protocol):
         """Replace the browser origins allowed for an app."""
         ...
 
+    async def output_allowance(self, app_id: str) -> int | None:
+        """The app's own `max_tokens` for requests that send none (None: the server's default)."""
+        ...
+
+    async def set_output_allowance(self, app_id: str, tokens: int | None) -> bool:
+        """Set (or, with None, clear) the app's output allowance; False when there is no such app."""
+        ...
+
     async def app_profile(self, app_id: str) -> AppProfile | None:
         """An app with its owner and allowed origins."""
         ...

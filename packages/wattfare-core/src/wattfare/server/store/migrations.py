@@ -186,6 +186,13 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE api_keys ADD COLUMN expires_at TEXT",
         ),
     ),
+    (
+        5,
+        (
+            # The app's own `max_tokens` for requests that send none; NULL keeps the server's default.
+            "ALTER TABLE apps ADD COLUMN output_allowance INTEGER",
+        ),
+    ),
 )
 
 

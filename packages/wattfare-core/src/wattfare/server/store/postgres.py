@@ -165,14 +165,14 @@ class PostgresStore(PostgresAccounts, PostgresFunding, PostgresMetering):
         """The unrevoked secret key with this hash, unless past its rotation grace, and its app."""
         async with self._conn() as db:
             row = await db.fetchrow(
-                "SELECT k.id, k.app_id, a.name, k.mode, a.default_test_cap FROM api_keys k "
+                "SELECT k.id, k.app_id, a.name, k.mode, a.default_test_cap, a.output_allowance FROM api_keys k "
                 "JOIN apps a ON a.id = k.app_id "
                 "WHERE k.key_hash = $1 AND k.kind = 'secret' AND k.revoked_at IS NULL "
                 "AND (k.expires_at IS NULL OR k.expires_at > $2)",
                 key_hash,
                 to_text(datetime.now(UTC)),
             )
-        return KeyRecord(row[0], row[1], row[2], row[3], row[4]) if row else None
+        return KeyRecord(row[0], row[1], row[2], row[3], row[4], row[5]) if row else None
 
     async def get_secret(self, name: str) -> str | None:
         """A server-wide secret."""

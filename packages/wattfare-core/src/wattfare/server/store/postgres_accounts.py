@@ -107,6 +107,17 @@ class PostgresAccounts:
                 [(app_id, origin) for origin in origins],
             )
 
+    async def output_allowance(self, app_id: str) -> int | None:
+        """The app's own `max_tokens` for requests that send none (None: the server's default)."""
+        async with self._conn() as db:
+            return await db.fetchval("SELECT output_allowance FROM apps WHERE id = $1", app_id)
+
+    async def set_output_allowance(self, app_id: str, tokens: int | None) -> bool:
+        """Set (or, with None, clear) the app's output allowance; False when there is no such app."""
+        async with self._conn() as db:
+            status = await db.execute("UPDATE apps SET output_allowance = $1 WHERE id = $2", tokens, app_id)
+        return status.endswith(" 1")
+
     async def _profiles(self, where: str, *params: Any) -> list[AppProfile]:
         async with self._conn() as db:
             rows = await db.fetch(

@@ -29,6 +29,8 @@ class KeyRecord:
     app_name: str
     mode: Mode
     default_test_cap: int
+    # The app's own `max_tokens` for requests that send none (None: the server's default).
+    output_allowance: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,16 @@ class SQLiteAccounts:
                 [(app_id, origin) for origin in origins],
             )
 
+    async def output_allowance(self, app_id: str) -> int | None:
+        """The app's own `max_tokens` for requests that send none (None: the server's default)."""
+        row = self._db.execute("SELECT output_allowance FROM apps WHERE id = ?", (app_id,)).fetchone()
+        return cast("int | None", row[0]) if row else None
+
+    async def set_output_allowance(self, app_id: str, tokens: int | None) -> bool:
+        """Set (or, with None, clear) the app's output allowance; False when there is no such app."""
+        with self._write() as db:
+            return db.execute("UPDATE apps SET output_allowance = ? WHERE id = ?", (tokens, app_id)).rowcount == 1
+
     def _profiles(self, where: str, params: tuple[Any, ...]) -> list[AppProfile]:
         rows = self._db.execute(
             "SELECT a.id, a.name, a.owner_member_id, a.default_test_cap, a.created_at, o.origin FROM apps a "
