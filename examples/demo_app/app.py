@@ -30,7 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from wattfare import APIError, AsyncWattfare, BudgetExceededError
+from wattfare import APIError, AsyncWattfare, BudgetBusyError, BudgetExceededError
 
 HERE = Path(__file__).parent
 USER_COOKIE = "demo_user"
@@ -39,10 +39,13 @@ MAX_HISTORY = 20
 
 
 def _error_line(exc: APIError) -> dict[str, Any]:
-    """The chat route's error event: the Wattfare code picks the UI state (connect, cap reached, reconnect)."""
+    """The chat route's error event: the Wattfare code picks the UI state (connect, cap reached, reconnect, busy)."""
     error: dict[str, Any] = {"code": getattr(exc, "code", None) or "unknown", "message": exc.message}
     if isinstance(exc, BudgetExceededError) and exc.resets_at is not None:
         error["resetsAt"] = exc.resets_at.isoformat()
+    if isinstance(exc, BudgetBusyError) and exc.retry_after is not None:
+        # Still busy after the SDK's own retries: the visitor's other chats hold the budget for now.
+        error["retryAfter"] = exc.retry_after
     return {"error": error}
 
 
@@ -98,7 +101,11 @@ def create_app() -> FastAPI:
 
     @app.post("/api/chat")
     async def chat(request: Request) -> Response:
-        """Stream a reply charged to this visitor, as NDJSON lines: `{text}`… then `{done}` or `{error}`."""
+        """Stream a reply charged to this visitor, as NDJSON lines: `{text}`… then `{done}` or `{error}`.
+
+        `done` says what the reply cost, what is left, and `clamped`: Wattfare lowered the reply's `max_tokens`
+        because the visitor's cap is nearly used, which the page says under the reply.
+        """
         user = user_of(request)
         body: Any = await request.json()
         history = body.get("messages") if isinstance(body, dict) else None
@@ -118,7 +125,12 @@ def create_app() -> FastAPI:
                 async with wattfare.user(user).stream(model=model, messages=messages) as stream:
                     async for text in stream.text_stream:
                         yield json.dumps({"text": text}).encode() + b"\n"
-                done = {"done": True, "costUsd": str(stream.cost_usd), "remainingUsd": str(stream.remaining_usd)}
+                done = {
+                    "done": True,
+                    "costUsd": str(stream.cost_usd),
+                    "remainingUsd": str(stream.remaining_usd),
+                    "clamped": stream.clamped is True,
+                }
                 yield json.dumps(done).encode() + b"\n"
             except APIError as exc:
                 yield json.dumps(_error_line(exc)).encode() + b"\n"

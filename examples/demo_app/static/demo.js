@@ -35,11 +35,10 @@
 
   function showStatus(status) {
     if (status && status.connected) {
-      show(
-        "connected",
-        "Connected · " + money(status.remainingUsd) + " left this month of your " + money(status.limits.monthlyUsd) +
-          " cap" + (config.live ? "" : " (test mode)")
-      );
+      // Wattfare.budgetText: "$4.20 left", and "· $0.30 in use" while this visitor's replies are running.
+      var cap = status.limits.monthlyUsd;
+      var capped = cap === null || cap === undefined ? "" : "Your " + money(cap) + " monthly cap: ";
+      show("connected", "Connected · " + capped + Wattfare.budgetText(status) + (config.live ? "" : " (test mode)"));
     } else {
       show("not-connected", "Connect your AI budget to start chatting.");
     }
@@ -54,6 +53,9 @@
       show("budget-exceeded", "You reached the monthly cap you set for this app." + resets);
     } else if (code === "funding_invalid") {
       show("funding-invalid", "Your AI budget's funding was refused. Reconnect it to continue.");
+    } else if (code === "budget_busy") {
+      // Not a spent cap: this visitor's other replies hold the budget for a moment. The budget stays connected.
+      refresh();
     } else if (code === "popup_blocked" || code === "popup_closed" || code === "timeout") {
       show("not-connected", error.message);
     } else {
@@ -61,18 +63,35 @@
     }
   }
 
+  var refreshes = 0;
   function refresh() {
-    return wattfare.status().then(showStatus, showError);
+    // Only the latest status is shown: one asked for as a reply starts may come back after the one asked at its end.
+    var mine = ++refreshes;
+    return wattfare.status().then(
+      function (status) {
+        if (mine === refreshes) showStatus(status);
+      },
+      function (error) {
+        if (mine === refreshes) showError(error);
+      }
+    );
   }
 
-  function bubble(role, text) {
+  function bubble(role, text, after) {
     var item = document.createElement("li");
     item.className = role;
     item.dataset.test = role;
     item.textContent = text;
-    messages.appendChild(item);
+    if (after) {
+      after.insertAdjacentElement("afterend", item);
+    } else {
+      messages.appendChild(item);
+    }
     return item;
   }
+
+  var BUSY = "Your other replies are still using your AI budget. Try again in a moment.";
+  var SHORTENED = "Answer shortened: your cap for this app is nearly used";
 
   connectButton.addEventListener("click", function () {
     // Called straight from the click, so the browser lets Wattfare's consent popup open.
@@ -104,15 +123,21 @@
           if (!line) return;
           var event = JSON.parse(line);
           if (event.text !== undefined) {
+            if (!reply) refresh(); // the reply now holds part of the budget: show it as in use
             reply += event.text;
             answer.textContent = reply;
           } else if (event.done) {
             answer.dataset.done = "true";
+            if (event.clamped) {
+              // Wattfare gave this reply fewer tokens because the cap is nearly used: say so, never cut silently.
+              answer.dataset.clamped = "true";
+              bubble("note", SHORTENED, answer).dataset.test = "clamped";
+            }
             history.push({ role: "assistant", content: reply });
             refresh();
           } else if (event.error) {
             if (!reply) answer.remove();
-            bubble("note", event.error.message);
+            bubble("note", event.error.code === "budget_busy" ? BUSY : event.error.message);
             showError(event.error);
           }
         }

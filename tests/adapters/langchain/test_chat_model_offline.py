@@ -138,6 +138,8 @@ async def test_async_calls_go_through_the_async_client() -> None:
         "cost_usd": "0.0000015",
         "remaining_usd": "4.9999985",
         "request_id": "req_1",
+        "max_tokens": None,
+        "clamped": None,
     }
     assert fake.users == ["carol"]
 

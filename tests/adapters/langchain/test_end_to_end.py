@@ -85,7 +85,7 @@ def test_a_spent_cap_raises_budget_exceeded_through_langchain(app_llm: ChatWattf
 async def test_a_spent_cap_raises_budget_exceeded_through_async_streams(
     app_llm: ChatWattfare, wf: wattfare.Wattfare
 ) -> None:
-    wf.create_session("e2e-capped-async", monthly_usd="0")
+    wf.create_session("e2e-capped-async", monthly_usd="0.000001")
     llm = app_llm.for_user("e2e-capped-async")
     try:
         with pytest.raises(wattfare.BudgetExceededError):
@@ -109,3 +109,25 @@ def test_revoking_mid_stream_stops_a_langchain_stream_with_not_connected(
                 wf.user("e2e-revoked").disconnect()
     assert 3 <= len(received) < 400
     assert "".join(chunk.text for chunk in received).startswith("Sandbox reply to:")
+
+
+def test_an_answer_the_cap_shortened_says_so_in_its_metadata_whole_or_streamed(
+    app_llm: ChatWattfare, wf: wattfare.Wattfare
+) -> None:
+    # gpt-4o-mini's 4,096-token allowance costs $0.0025 at $0.60/M: a tenth of a cent affords about 1,600.
+    wf.create_session("e2e-nearly-spent", monthly_usd="0.001")
+    llm = app_llm.for_user("e2e-nearly-spent")
+
+    whole = llm.invoke("Hello")
+    streamed = _streamed(llm.stream("Hello again"))
+
+    for reply in (whole, streamed):
+        meta = reply.response_metadata["wattfare"]
+        assert meta["clamped"] is True
+        assert 0 < meta["max_tokens"] < 4096
+
+
+def test_an_answer_with_room_to_spare_says_it_was_not_shortened(app_llm: ChatWattfare) -> None:
+    meta = app_llm.for_user("e2e-roomy").invoke("Hello", max_tokens=50).response_metadata["wattfare"]
+
+    assert (meta["max_tokens"], meta["clamped"]) == (50, False)

@@ -67,7 +67,7 @@ def test_a_user_without_a_connection_gets_the_connect_link(example: ModuleType, 
 
 
 def test_a_user_with_a_spent_cap_is_told_when_it_resets(example: ModuleType, wf: wattfare.Wattfare) -> None:
-    wf.create_session("ex-carol", monthly_usd="0")
+    wf.create_session("ex-carol", monthly_usd="0.000001")
     code, output = run(example, "ex-carol")
     assert code == 3, output
     assert re.search(r"it resets \d{4}-\d{2}-01 00:00 UTC", output)

@@ -147,6 +147,76 @@ def test_litellm_callbacks_see_wattfares_charge_as_response_cost(
     assert log.costs == [pytest.approx(float(charged(wattfare, user_id)[1]))]
 
 
+# ---------------------------------------------------------------- an answer the cap shortened
+
+# At Claude Sonnet's $15/M output, the server's 4,096-token allowance ($0.061) does not fit a 3-cent cap.
+NEARLY_SPENT = "0.03"
+
+
+def clamping(response: Any) -> tuple[str | None, str | None]:
+    headers = response._hidden_params["additional_headers"]
+    return headers.get("llm_provider-wattfare-max-tokens"), headers.get("llm_provider-wattfare-clamped")
+
+
+def streamed_wattfare(chunks: list[Any]) -> dict[str, Any]:
+    """Wattfare's block on a stream: on the delta of the chunk before the finish reason."""
+    (block,) = [
+        c.choices[0].delta.provider_specific_fields["wattfare"]
+        for c in chunks
+        if c.choices and c.choices[0].delta.provider_specific_fields
+    ]
+    return block
+
+
+def test_an_answer_the_cap_shortened_says_so_in_the_hidden_params(
+    provider: WattfareLLM, credentials: dict[str, str], wattfare: Wattfare, user_id: str
+) -> None:
+    wattfare.create_session(user_id, monthly_usd=NEARLY_SPENT)
+
+    reply = litellm.completion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, **credentials)
+
+    max_tokens, clamped = clamping(reply)
+    assert clamped == "true"
+    assert max_tokens is not None
+    assert 0 < int(max_tokens) < 4096
+
+
+@pytest.mark.anyio
+async def test_an_answer_the_cap_did_not_shorten_says_so_too(
+    async_provider: WattfareLLM, credentials: dict[str, str], user_id: str
+) -> None:
+    reply = await litellm.acompletion(
+        model=f"wattfare/{MODEL}", messages=HI, user=user_id, max_tokens=12, **credentials
+    )
+
+    assert clamping(reply) == ("12", "false")
+
+
+def test_a_stream_the_cap_shortened_says_so_in_its_provider_specific_fields(
+    provider: WattfareLLM, credentials: dict[str, str], wattfare: Wattfare, user_id: str
+) -> None:
+    wattfare.create_session(user_id, monthly_usd=NEARLY_SPENT)
+
+    chunks = list(litellm.completion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, stream=True, **credentials))
+
+    block = streamed_wattfare(chunks)
+    assert block["clamped"] is True
+    assert 0 < block["max_tokens"] < 4096
+    assert Decimal(block["cost_usd"]) == charged(wattfare, user_id)[1] > 0
+
+
+@pytest.mark.anyio
+async def test_an_async_stream_says_what_it_was_allowed_when_not_shortened(
+    async_provider: WattfareLLM, credentials: dict[str, str], user_id: str
+) -> None:
+    stream = await litellm.acompletion(
+        model=f"wattfare/{MODEL}", messages=HI, user=user_id, stream=True, max_tokens=12, **credentials
+    )
+
+    block = streamed_wattfare([chunk async for chunk in stream])
+    assert (block["max_tokens"], block["clamped"]) == (12, False)
+
+
 # ---------------------------------------------------------------- tools and params
 
 

@@ -1,4 +1,4 @@
-"""The LiteLLM proxy with fallbacks to a model outside Wattfare: a refused user is never served by it, an outage is.
+"""The LiteLLM proxy with fallbacks outside Wattfare: a refused or busy user is never served by them, an outage is.
 
 The proxy runs as a subprocess with every fallback setting pointing the Wattfare groups at `outside`, an
 `openai/…` deployment on the stand-in upstream under its own model name; `smart` and `broken` are Wattfare
@@ -15,6 +15,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.adapters.held_request import holding
 from tests.adapters.litellm.proxy_environment import Proxy, run_proxy
 from tests.adapters.upstream import Upstream
 from tests.support.standin_upstream import StandIn
@@ -93,11 +94,12 @@ def disconnected(wattfare: Wattfare, user_id: str) -> None:
     wattfare.user(user_id).disconnect()
 
 
-def ask(proxy: Proxy, model: str, user_id: str, *, stream: bool) -> str:
+def ask(proxy: Proxy, model: str, user_id: str, *, stream: bool, **fields: Any) -> str:
     """The whole answer, read from one response or from a stream."""
+    client = proxy.client.chat.completions
     if not stream:
-        return proxy.client.chat.completions.create(model=model, messages=HI, user=user_id).choices[0].message.content
-    chunks = list(proxy.client.chat.completions.create(model=model, messages=HI, user=user_id, stream=True))
+        return client.create(model=model, messages=HI, user=user_id, **fields).choices[0].message.content
+    chunks = list(client.create(model=model, messages=HI, user=user_id, stream=True, **fields))
     return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
 
 
@@ -122,6 +124,29 @@ def test_a_refused_user_is_never_served_by_the_fallback_outside_wattfare(
     assert refused.value.status_code == 400
     assert code in refused.value.message
     assert upstream.requests(OUTSIDE) == outside, "the fallback outside Wattfare served a refused user"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_busy_user_is_never_served_by_the_fallback_outside_wattfare(
+    stream: bool,
+    fallback_proxy: Proxy,
+    standin_server: ServerProcess,
+    wattfare: Wattfare,
+    upstream: Upstream,
+    request: pytest.FixtureRequest,
+) -> None:
+    # $0.0082 of a $0.012 cap held by a ten-second request: the proxy's request ($0.0082 more) is busy.
+    user_id = f"u_busy_{abs(hash(request.node.nodeid)):x}"
+    wattfare.create_session(user_id, monthly_usd="0.012")
+    outside, served = upstream.requests(OUTSIDE), upstream.requests("standin/ok")
+
+    with holding(standin_server, user_id, "standin/slow", 4096), pytest.raises(openai.BadRequestError) as refused:
+        ask(fallback_proxy, "smart", user_id, stream=stream, max_tokens=4096)
+
+    assert refused.value.status_code == 400
+    assert "budget_busy" in refused.value.message
+    assert upstream.requests(OUTSIDE) == outside, "the fallback outside Wattfare served a busy user"
+    assert upstream.requests("standin/ok") == served
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ import wattfare
 import wattfare_litellm
 from wattfare import ChatCompletionChunk, Usage
 from wattfare_litellm import (
+    WattfareBudgetBusyError,
     WattfareBudgetExceededError,
     WattfareFundingInvalidError,
     WattfareLLM,
@@ -90,6 +92,31 @@ def test_openai_params_pass_through_and_litellm_controls_do_not() -> None:
         "http://wattfare.test",
         12.0,
     )
+
+
+def test_a_router_calls_retries_become_the_sdks_retries_of_a_busy_budget() -> None:
+    def busy_retries(litellm_params: object) -> int | None:
+        return read_call(
+            model="m",
+            messages=[],
+            optional_params={"max_retries": 0},
+            logging_obj=FakeLogging("u1"),
+            headers=None,
+            api_key=None,
+            api_base=None,
+            timeout=None,
+            stream=False,
+            litellm_params=litellm_params,
+        ).client.busy_retries
+
+    # What litellm 1.110.2's Router records in each attempt's metadata (its num_retries as max_retries).
+    assert busy_retries({"metadata": {"model_group": "smart", "attempted_retries": 0, "max_retries": 3}}) == 3
+    assert busy_retries({"metadata": {"model_group": "smart", "max_retries": 0}}) == 0
+    # Not a Router call, or nothing readable: the SDK's max_retries bound a busy budget too.
+    assert busy_retries({"metadata": {"max_retries": 3}}) is None
+    assert busy_retries({"metadata": {"model_group": "smart", "max_retries": "3"}}) is None
+    assert busy_retries({"metadata": None}) is None
+    assert busy_retries(None) is None
 
 
 def test_stream_options_are_kept_for_a_stream() -> None:
@@ -174,12 +201,25 @@ def test_role_only_and_usage_only_chunks_yield_nothing() -> None:
     assert translator.translate(chunk({"choices": [], "usage": {"prompt_tokens": 1}})) == []
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished core stream knows, as `ChunkTranslator.final` reads it."""
+
+    usage: Usage | None = None
+    cost_usd: Decimal | None = None
+    remaining_usd: Decimal | None = None
+    request_id: str | None = None
+    max_tokens: int | None = None
+    clamped: bool | None = None
+
+
 def test_the_finish_reason_waits_for_the_final_chunk_with_usage_and_cost() -> None:
     translator = ChunkTranslator()
     finishing = chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
 
     assert translator.translate(finishing) == []
-    final = translator.final(Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7), Decimal("0.000123"))
+    usage = Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7)
+    final = translator.final(Outcome(usage=usage, cost_usd=Decimal("0.000123")))
 
     assert final["is_finished"] is True
     assert final["finish_reason"] == "tool_calls"
@@ -187,13 +227,33 @@ def test_the_finish_reason_waits_for_the_final_chunk_with_usage_and_cost() -> No
 
 
 def test_a_stream_without_a_finish_reason_still_finishes() -> None:
-    assert ChunkTranslator().final(None, None) == {
+    unknown = {"cost_usd": None, "remaining_usd": None, "request_id": None, "max_tokens": None, "clamped": None}
+    assert ChunkTranslator().final(Outcome()) == {
         "text": "",
         "tool_use": None,
         "is_finished": True,
         "finish_reason": "stop",
         "usage": None,
         "index": 0,
+        "provider_specific_fields": {"wattfare": unknown},
+    }
+
+
+def test_the_final_chunk_carries_wattfares_block_with_the_clamping() -> None:
+    outcome = Outcome(
+        cost_usd=Decimal("0.0100"), remaining_usd=Decimal(0), request_id="req_s", max_tokens=812, clamped=True
+    )
+
+    final = ChunkTranslator().final(outcome)
+
+    assert final.get("provider_specific_fields") == {
+        "wattfare": {
+            "cost_usd": "0.0100",
+            "remaining_usd": "0",
+            "request_id": "req_s",
+            "max_tokens": 812,
+            "clamped": True,
+        }
     }
 
 
@@ -221,6 +281,8 @@ MAPPING: list[tuple[wattfare.WattfareError, type[Exception], int]] = [
     (status(wattfare.NotConnectedError, 402, "not_connected"), WattfareNotConnectedError, 400),
     (status(wattfare.FundingInvalidError, 402, "funding_invalid"), WattfareFundingInvalidError, 400),
     (status(wattfare.PaymentRequiredError, 402), WattfarePaymentRequiredError, 400),
+    (status(wattfare.BudgetBusyError, 429, "budget_busy"), WattfareBudgetBusyError, 400),
+    (status(wattfare.RateLimitError, 429, "rate_limited"), litellm.RateLimitError, 429),
     (status(wattfare.AuthenticationError, 401, "auth"), litellm.AuthenticationError, 401),
     (status(wattfare.NotFoundError, 404, "model_not_found"), litellm.NotFoundError, 404),
     (status(wattfare.BadRequestError, 413, "invalid_request"), litellm.BadRequestError, 400),
@@ -264,15 +326,45 @@ def test_every_per_user_refusal_is_a_guardrail_intervention_for_the_router(code:
 def test_a_code_added_to_the_per_user_refusals_is_refused_like_them_whatever_its_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    busy = status(wattfare.RateLimitError, 429, "budget_busy")
-    assert isinstance(litellm_error(busy, model="m", app_user_id="u1"), litellm.RateLimitError)
+    paused = status(wattfare.RateLimitError, 429, "budget_paused")
+    assert isinstance(litellm_error(paused, model="m", app_user_id="u1"), litellm.RateLimitError)
 
-    monkeypatch.setattr(error_mapping, "PER_USER_REFUSALS", error_mapping.PER_USER_REFUSALS | {"budget_busy"})
-    mapped: Any = litellm_error(busy, model="m", app_user_id="u1")
+    monkeypatch.setattr(error_mapping, "PER_USER_REFUSALS", error_mapping.PER_USER_REFUSALS | {"budget_paused"})
+    mapped: Any = litellm_error(paused, model="m", app_user_id="u1")
 
     assert type(mapped) is WattfareUserRefusalError
     assert is_guardrail_intervention(mapped)
-    assert (mapped.code, mapped.status_code, mapped.wattfare_status_code) == ("budget_busy", 400, 429)
+    assert (mapped.code, mapped.status_code, mapped.wattfare_status_code) == ("budget_paused", 400, 429)
+
+
+def test_a_busy_budget_is_a_per_user_refusal_with_its_wait_never_a_spent_cap_or_a_rate_limit() -> None:
+    assert "budget_busy" in PER_USER_REFUSALS
+    error = wattfare.BudgetBusyError(
+        "Busy.",
+        status_code=429,
+        code="budget_busy",
+        request_id="req_b",
+        retry_after=1.0,
+        body={"error": {"code": "budget_busy", "message": "Busy.", "type": "rate_limit_error"}},
+    )
+
+    mapped: Any = litellm_error(error, model="m", app_user_id="u1")
+
+    assert type(mapped) is WattfareBudgetBusyError
+    assert is_guardrail_intervention(mapped), "a Router must never fall back from a busy user either"
+    assert not isinstance(mapped, WattfarePaymentRequiredError | litellm.RateLimitError)
+    assert (mapped.status_code, mapped.wattfare_status_code) == (400, 429)
+    assert (mapped.code, mapped.app_user_id, mapped.request_id, mapped.retry_after) == (
+        "budget_busy",
+        "u1",
+        "req_b",
+        1.0,
+    )
+    assert (
+        str(mapped) == "litellm.BadRequestError: Busy. [budget_busy] (app user 'u1'; retry after 1s; request id req_b)"
+    )
+    copy = pickle.loads(pickle.dumps(mapped))
+    assert (type(copy), copy.retry_after, str(copy)) == (WattfareBudgetBusyError, 1.0, str(mapped))
 
 
 def test_a_rate_limit_keeps_retry_after_for_the_routers_cooldown() -> None:

@@ -73,7 +73,8 @@ def chunk(
     }
 
 
-def usage_chunk(*, cost: float = 0.000123, remaining: float | None = 9.5) -> dict[str, Any]:
+def usage_chunk(*, cost: float = 0.000123, remaining: float | None = 9.5, **wattfare: Any) -> dict[str, Any]:
+    """The final chunk; `wattfare` adds to its `wattfare` block (`maxTokens=..., clamped=...`)."""
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
@@ -81,7 +82,7 @@ def usage_chunk(*, cost: float = 0.000123, remaining: float | None = 9.5) -> dic
         "model": "openai/gpt-4o-mini",
         "choices": [],
         "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, "cost": cost},
-        "wattfare": {"costUsd": cost, "remainingUsd": remaining, "requestId": "req_stream"},
+        "wattfare": {"costUsd": cost, "remainingUsd": remaining, "requestId": "req_stream", **wattfare},
     }
 
 
@@ -206,7 +207,8 @@ class FakeWattfare:
                     "appUserId": user,
                     "limits": {"monthlyUsd": 10 if on else None},
                     "spentUsd": 1.25 if on else 0,
-                    "remainingUsd": 8.75 if on else None,
+                    "remainingUsd": 8.5 if on else None,
+                    "reservedUsd": 0.25 if on else 0,
                     "resetsAt": "2026-12-01T00:00:00Z",
                 },
             )

@@ -18,6 +18,7 @@ from wattfare import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetBusyError,
     BudgetExceededError,
     FundingInvalidError,
     NotConnectedError,
@@ -54,7 +55,8 @@ async def test_status_of_a_connected_user_reads_money_as_decimals(twin: Any) -> 
     assert status.state == "active"
     assert status.app_user_id == "alice"
     assert status.limits.monthly_usd == Decimal(10)
-    assert (status.spent_usd, status.remaining_usd) == (Decimal("1.25"), Decimal("8.75"))
+    assert (status.spent_usd, status.remaining_usd) == (Decimal("1.25"), Decimal("8.5"))
+    assert status.reserved_usd == Decimal("0.25")
     assert status.resets_at == datetime(2026, 12, 1, tzinfo=UTC)
 
 
@@ -107,6 +109,80 @@ async def test_chat_names_the_user_in_a_header_and_returns_wattfare_info(twin: A
     assert reply.wattfare.request_id == "req_1"
 
 
+async def test_status_from_a_server_that_reports_no_reserved_amount_still_parses(twin: Any) -> None:
+    older = {
+        "connected": True,
+        "state": "active",
+        "appUserId": "alice",
+        "limits": {"monthlyUsd": 10},
+        "spentUsd": 1.25,
+        "remainingUsd": 8.75,
+        "resetsAt": "2026-12-01T00:00:00Z",
+    }
+    twin.fake.script("GET /api/v1/status", httpx.Response(200, json=older))
+
+    status = await twin.call(twin.client().user("alice").status())
+
+    assert status.reserved_usd is None
+    assert status.remaining_usd == Decimal("8.75")
+
+
+def clamped_completion(*, headers: dict[str, str], wattfare_block: dict[str, Any]) -> httpx.Response:
+    """A completion cut at its `max_tokens` (finish reason `length`), with the new server's `wattfare` block."""
+    body = {
+        "id": "chatcmpl-c",
+        "object": "chat.completion",
+        "created": 1780000000,
+        "model": "openai/gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hel"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 2000, "total_tokens": 2009},
+        "wattfare": wattfare_block,
+    }
+    return httpx.Response(200, json=body, headers={"Wattfare-Request-Id": "req_c", **headers})
+
+
+async def test_a_clamped_answer_says_so_with_the_max_tokens_sent(twin: Any) -> None:
+    block = {"requestId": "req_c", "costUsd": 0.03, "remainingUsd": 0.0001, "maxTokens": 2000, "clamped": True}
+    twin.fake.script(
+        CHAT,
+        clamped_completion(
+            headers={"Wattfare-Max-Tokens": "2000", "Wattfare-Clamped": "true", "Wattfare-Cost-Usd": "0.03"},
+            wattfare_block=block,
+        ),
+    )
+
+    reply = await twin.call(twin.client().user("alice").chat(model="m", messages=HI))
+
+    assert (reply.wattfare.max_tokens, reply.wattfare.clamped) == (2000, True)
+    assert reply.wattfare.cost_usd == Decimal("0.03")
+    assert reply.choices[0].finish_reason == "length"
+
+
+async def test_without_clamping_headers_the_bodys_wattfare_block_says_it(twin: Any) -> None:
+    block = {"requestId": "req_c", "costUsd": 0.03, "remainingUsd": 0.0001, "maxTokens": 1500, "clamped": True}
+    twin.fake.script(CHAT, clamped_completion(headers={}, wattfare_block=block))
+
+    reply = await twin.call(twin.client().user("alice").chat(model="m", messages=HI))
+
+    assert (reply.wattfare.max_tokens, reply.wattfare.clamped) == (1500, True)
+    assert (reply.wattfare.cost_usd, reply.wattfare.remaining_usd) == (Decimal("0.03"), Decimal("0.0001"))
+
+
+async def test_an_answer_wattfare_sent_no_max_tokens_for_is_not_clamped(twin: Any) -> None:
+    block = {"requestId": "req_c", "costUsd": 0.03, "remainingUsd": 1, "maxTokens": None, "clamped": False}
+    twin.fake.script(CHAT, clamped_completion(headers={"Wattfare-Clamped": "false"}, wattfare_block=block))
+
+    reply = await twin.call(twin.client().user("alice").chat(model="m", messages=HI))
+
+    assert (reply.wattfare.max_tokens, reply.wattfare.clamped) == (None, False)
+
+
+async def test_an_older_server_that_says_nothing_of_clamping_leaves_it_unknown(twin: Any) -> None:
+    reply = await twin.call(twin.client().user("alice").chat(model="m", messages=HI))
+
+    assert (reply.wattfare.max_tokens, reply.wattfare.clamped) == (None, None)
+
+
 async def test_a_model_handle_is_bound_to_its_user_and_model(twin: Any) -> None:
     handle = twin.client().user("bob").model("anthropic/claude-sonnet-4")
     await twin.call(handle.chat(HI, temperature=0))
@@ -127,6 +203,7 @@ ERRORS = [
     (422, "invalid_request", BadRequestError),
     (404, "model_not_found", NotFoundError),
     (429, "rate_limited", RateLimitError),
+    (429, "budget_busy", BudgetBusyError),
     (502, "upstream", UpstreamError),
     (504, "upstream", UpstreamError),
 ]
@@ -173,6 +250,65 @@ async def test_a_429_is_retried_after_the_servers_retry_after(twin: Any) -> None
     assert reply.choices[0].message.content == "Hello!"
     assert twin.fake.calls(CHAT) == 2
     assert twin.sleeps == [3.0]
+
+
+def busy(retry_after: str = "1") -> httpx.Response:
+    return httpx.Response(
+        429,
+        json={"error": {"code": "budget_busy", "message": "Busy.", "type": "rate_limit_error", "param": None}},
+        headers={"Retry-After": retry_after, "Wattfare-Request-Id": "req_busy"},
+    )
+
+
+async def test_a_busy_budget_is_retried_after_its_retry_after_until_it_clears(twin: Any) -> None:
+    twin.fake.script(CHAT, busy(), busy())
+
+    reply = await twin.call(twin.client().user("alice").chat(model="m", messages=HI))
+
+    assert reply.choices[0].message.content == "Hello!"
+    assert twin.fake.calls(CHAT) == 3
+    assert twin.sleeps == [1.0, 1.0]
+
+
+async def test_a_budget_that_stays_busy_is_raised_as_busy_once_retries_run_out(twin: Any) -> None:
+    twin.fake.script(CHAT, busy(), busy(), busy(), busy())
+
+    with pytest.raises(BudgetBusyError) as info:
+        await twin.call(twin.client(max_retries=2).user("alice").chat(model="m", messages=HI))
+
+    assert not isinstance(info.value, BudgetExceededError)
+    assert (info.value.retry_after, info.value.request_id) == (1.0, "req_busy")
+    assert twin.fake.calls(CHAT) == 3
+
+
+async def test_a_busy_budget_asking_for_a_very_long_wait_is_raised_at_once(twin: Any) -> None:
+    twin.fake.script(CHAT, busy("600"))
+
+    with pytest.raises(BudgetBusyError):
+        await twin.call(twin.client().user("alice").chat(model="m", messages=HI))
+
+    assert twin.fake.calls(CHAT) == 1
+    assert twin.sleeps == []
+
+
+async def test_busy_retries_retry_a_busy_budget_when_max_retries_retry_nothing(twin: Any) -> None:
+    twin.fake.script(CHAT, busy(), busy(), twin.fake.error(503, "unavailable"))
+
+    with pytest.raises(APIStatusError) as info:
+        await twin.call(twin.client(max_retries=0, busy_retries=5).user("alice").chat(model="m", messages=HI))
+
+    assert info.value.status_code == 503  # the busy refusals were retried, the outage was not
+    assert twin.fake.calls(CHAT) == 3
+    assert twin.sleeps == [1.0, 1.0]
+
+
+async def test_busy_retries_bound_the_retries_of_a_busy_budget(twin: Any) -> None:
+    twin.fake.script(CHAT, busy(), busy(), busy())
+
+    with pytest.raises(BudgetBusyError):
+        await twin.call(twin.client(max_retries=0, busy_retries=1).user("alice").chat(model="m", messages=HI))
+
+    assert twin.fake.calls(CHAT) == 2
 
 
 async def test_a_503_is_retried_with_backoff_then_raised_when_retries_run_out(twin: Any) -> None:

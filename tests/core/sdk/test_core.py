@@ -213,3 +213,54 @@ def test_retries_stop_after_max_retries() -> None:
     assert policy.after_status(2, response(503), now=NOW, jitter=0.0) is None
     assert policy.after_transport_error(1, jitter=0.0) == 1.0
     assert policy.after_transport_error(2, jitter=0.0) is None
+
+
+def busy(**headers: str) -> httpx.Response:
+    body = {"error": {"code": "budget_busy", "message": "busy", "type": "rate_limit_error", "param": None}}
+    return httpx.Response(429, json=body, headers=headers)
+
+
+def test_a_busy_budget_is_retried_after_its_retry_after_within_max_retries() -> None:
+    policy = _core.RetryPolicy(2)
+
+    assert policy.after_status(0, busy(**{"retry-after": "1"}), now=NOW, jitter=0.0) == 1.0
+    assert policy.after_status(1, busy(), now=NOW, jitter=0.0) == 1.0  # no Retry-After: the backoff
+    assert policy.after_status(2, busy(**{"retry-after": "1"}), now=NOW, jitter=0.0) is None
+    assert policy.after_status(0, busy(**{"retry-after": "3600"}), now=NOW, jitter=0.0) is None
+
+
+def test_busy_retries_set_apart_bound_a_busy_budget_and_leave_other_errors_to_max_retries() -> None:
+    policy = _core.RetryPolicy(0, busy_retries=2)
+
+    assert policy.after_status(1, busy(**{"retry-after": "1"}), now=NOW, jitter=0.0) == 1.0
+    assert policy.after_status(2, busy(**{"retry-after": "1"}), now=NOW, jitter=0.0) is None
+    rate_limited = {"error": {"code": "rate_limited", "message": "slow down"}}
+    assert policy.after_status(0, httpx.Response(429, json=rate_limited), now=NOW, jitter=0.0) is None
+    assert policy.after_status(0, response(503), now=NOW, jitter=0.0) is None
+    assert policy.after_transport_error(0, jitter=0.0) is None
+
+
+def test_busy_retries_default_to_none_and_are_checked_like_max_retries() -> None:
+    assert config().busy_retries is None
+    made = _core.resolve_config("sk_test_x", None, timeout=60.0, max_retries=0, busy_retries=3, environ={})
+    assert (made.max_retries, made.busy_retries) == (0, 3)
+    for wrong in (-1, True, 1.5):
+        with pytest.raises(UsageError, match="busy_retries"):
+            _core.resolve_config("sk_test_x", None, timeout=60.0, max_retries=0, busy_retries=wrong, environ={})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"wattfare-max-tokens": "2048", "wattfare-clamped": "true"}, (2048, True)),
+        ({"wattfare-max-tokens": " 4096 ", "wattfare-clamped": "FALSE"}, (4096, False)),
+        ({"wattfare-clamped": "false"}, (None, False)),
+        ({"wattfare-max-tokens": "-1", "wattfare-clamped": "yes"}, (None, None)),
+        ({"wattfare-max-tokens": "12.5"}, (None, None)),
+        ({}, (None, None)),
+    ],
+)
+def test_clamping_headers_are_read_and_a_malformed_one_is_none(
+    headers: dict[str, str], expected: tuple[int | None, bool | None]
+) -> None:
+    assert _core.clamping_headers(httpx.Headers(headers)) == expected

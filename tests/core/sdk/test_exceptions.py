@@ -15,6 +15,7 @@ from wattfare import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetBusyError,
     BudgetExceededError,
     FundingInvalidError,
     NotConnectedError,
@@ -47,6 +48,7 @@ def body(code: str, message: str = "nope", **extra: object) -> bytes:
         (422, "invalid_request", BadRequestError),
         (404, "model_not_found", NotFoundError),
         (429, "rate_limited", RateLimitError),
+        (429, "budget_busy", BudgetBusyError),
         (502, "upstream", UpstreamError),
         (504, "upstream", UpstreamError),
     ],
@@ -70,6 +72,33 @@ def test_the_three_402s_share_a_base_that_is_not_a_rate_limit() -> None:
     for cls in (NotConnectedError, BudgetExceededError, FundingInvalidError):
         assert issubclass(cls, PaymentRequiredError)
         assert not issubclass(cls, RateLimitError)
+
+
+def test_a_busy_budget_is_a_rate_limit_that_backoff_code_retries_and_never_a_spent_cap() -> None:
+    assert issubclass(BudgetBusyError, RateLimitError)
+    assert not issubclass(BudgetBusyError, PaymentRequiredError)
+    assert not issubclass(BudgetBusyError, BudgetExceededError)
+
+
+def test_a_busy_budget_carries_retry_after_and_the_request_id() -> None:
+    exc = error_from_response(
+        429,
+        {"Retry-After": "1", "Wattfare-Request-Id": "req_busy"},
+        body("budget_busy", "Your other requests hold your budget; retry shortly.", type="rate_limit_error"),
+    )
+
+    assert type(exc) is BudgetBusyError
+    assert (exc.retry_after, exc.request_id) == (1.0, "req_busy")
+    assert str(exc) == (
+        "429 budget_busy: Your other requests hold your budget; retry shortly. (retry after 1s; request id req_busy)"
+    )
+
+
+def test_a_busy_budget_event_inside_a_stream_maps_to_a_429() -> None:
+    exc = error_from_stream_event({"error": {"code": "budget_busy", "message": "busy"}}, request_id="req_s")
+
+    assert type(exc) is BudgetBusyError
+    assert (exc.status_code, exc.request_id) == (429, "req_s")
 
 
 def test_budget_exceeded_carries_when_the_window_resets() -> None:
@@ -170,6 +199,7 @@ ALL_ERRORS = [
     BadRequestError("bad", status_code=422, code="invalid_request", param="messages"),
     NotFoundError("missing", status_code=404, code="model_not_found"),
     RateLimitError("slow down", status_code=429, code="rate_limited", retry_after=3.5),
+    BudgetBusyError("busy", status_code=429, code="budget_busy", retry_after=1, request_id="r5"),
     UpstreamError("provider", status_code=502, code="upstream", body="<html>"),
 ]
 

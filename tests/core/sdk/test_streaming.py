@@ -76,6 +76,44 @@ async def test_before_the_final_chunk_the_budget_is_the_headers(twin: Any) -> No
     assert stream.cost_usd is None
 
 
+async def test_a_clamped_stream_says_so_from_its_headers_then_from_its_final_chunk(twin: Any) -> None:
+    f = twin.fake
+    body = f.sse(
+        f.chunk(role="assistant", content="Hel"),
+        f.chunk(finish="length"),
+        f.usage_chunk(maxTokens=1999, clamped=True),
+    )
+    f.script(CHAT, f.stream(body, headers={"Wattfare-Max-Tokens": "2000", "Wattfare-Clamped": "true"}))
+    stream = open_stream(twin)
+
+    await twin.take(stream, 1)
+    assert (stream.max_tokens, stream.clamped) == (2000, True)
+
+    f.script(CHAT, f.stream(body, headers={"Wattfare-Max-Tokens": "2000", "Wattfare-Clamped": "true"}))
+    completion = await twin.final(open_stream(twin))
+    assert (completion.wattfare.max_tokens, completion.wattfare.clamped) == (1999, True)
+    assert completion.choices[0].finish_reason == "length"
+
+
+async def test_a_stream_from_a_server_that_says_nothing_of_clamping_leaves_it_unknown(twin: Any) -> None:
+    stream = open_stream(twin)
+    await twin.chunks(stream)
+
+    assert (stream.max_tokens, stream.clamped) == (None, None)
+
+
+async def test_a_busy_budget_before_the_first_byte_is_retried(twin: Any) -> None:
+    f = twin.fake
+    busy = httpx.Response(
+        429, json=f.envelope("budget_busy", "Busy."), headers={"Retry-After": "1", "Wattfare-Request-Id": "r"}
+    )
+    f.script(CHAT, busy)
+
+    assert await twin.texts(open_stream(twin)) == ["Hel", "lo"]
+    assert f.calls(CHAT) == 2
+    assert twin.sleeps == [1.0]
+
+
 async def test_get_final_completion_assembles_the_whole_answer(twin: Any) -> None:
     completion = await twin.final(open_stream(twin))
 

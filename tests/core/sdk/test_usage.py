@@ -135,3 +135,30 @@ def test_extra_text_fields_such_as_reasoning_are_concatenated_too() -> None:
     message = acc.completion().choices[0].message
     assert message.model_extra == {"reasoning": "Let me think."}
     assert message.content == "4"
+
+
+def test_the_clamping_known_from_the_headers_stands_until_the_final_chunk_says_it() -> None:
+    before = fold(chunk(choices=[choice(content="hi")]), max_tokens=1200, clamped=True)
+    assert (before.max_tokens, before.clamped) == (1200, True)
+
+    after = fold(
+        chunk(choices=[choice(content="hi", finish_reason="length")]),
+        chunk(wattfare={"costUsd": 0.01, "remainingUsd": 0, "maxTokens": 1100, "clamped": True}),
+        max_tokens=1200,
+        clamped=False,
+    )
+    assert (after.max_tokens, after.clamped) == (1100, True)
+    info = after.completion().wattfare
+    assert (info.max_tokens, info.clamped) == (1100, True)
+
+
+def test_a_final_chunk_that_does_not_mention_clamping_keeps_what_the_headers_said() -> None:
+    acc = fold(chunk(wattfare={"costUsd": 0.01, "remainingUsd": 4}), max_tokens=4096, clamped=False)
+
+    assert (acc.max_tokens, acc.clamped) == (4096, False)
+
+
+def test_a_final_chunk_saying_no_max_tokens_was_sent_clears_the_header_value() -> None:
+    acc = fold(chunk(wattfare={"costUsd": 0.01, "maxTokens": None, "clamped": False}), max_tokens=4096)
+
+    assert (acc.max_tokens, acc.clamped) == (None, False)

@@ -36,6 +36,7 @@ from tests.support.standin_upstream import (
     PREMIUM_COMPLETION_PRICE,
     PREMIUM_MAX_OUTPUT,
     PREMIUM_PROMPT_PRICE,
+    StandIn,
 )
 from tests.support.wattfare_server import ServerProcess, wattfare_process
 from wattfare.metering import prompt_token_bound, usd_to_nanos
@@ -134,13 +135,27 @@ CUTS: dict[str, tuple[bool, Callable[[bytes, float], bool]]] = {
     "mid-stream": (True, lambda received, _: events(received) >= NORMAL_TOKENS // 2),
     # The finish chunk comes just before the usage chunk: the hang-up lands while the usage is settled.
     "as-the-usage-chunk-is-settled": (True, lambda received, _: b'"finish_reason":"stop"' in received),
+    # Only once the model has the request (a request dropped before that is never admitted, rightly free).
     "while-a-whole-answer-is-awaited": (False, lambda _, seconds: seconds > 0.3),
 }
 
 
+def once_upstream_has(standin: StandIn, count: int, after: float) -> Callable[[bytes, float], bool]:
+    """A hang-up point: `after` seconds in, once the stand-in has received `count` requests for MODEL in all."""
+
+    def reached(received: bytes, seconds: float) -> bool:
+        return seconds > after and int(standin.stats()["requests"].get(MODEL, 0)) >= count
+
+    return reached
+
+
 @pytest.mark.parametrize("cut", list(CUTS))
-def test_a_client_hanging_up_is_charged_what_was_used_never_the_hold(deployment: Deployment, cut: str) -> None:
+def test_a_client_hanging_up_is_charged_what_was_used_never_the_hold(
+    deployment: Deployment, cut: str, standin: StandIn
+) -> None:
     stream, until = CUTS[cut]
+    if not stream:
+        until = once_upstream_has(standin, int(standin.stats()["requests"].get(MODEL, 0)) + CONCURRENT, 0.3)
     users = [new_user() for _ in range(CONCURRENT)]
 
     with ThreadPoolExecutor(CONCURRENT) as pool:
@@ -196,7 +211,7 @@ async def _execute(url: str, sql: str) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_hang_up_during_the_settles_own_write_still_settles_once(
-    tmp_path: Path, standin_env: dict[str, str], workers: int
+    tmp_path: Path, standin_env: dict[str, str], standin: StandIn, workers: int
 ) -> None:
     with (
         postgres.fresh_database() as url,
@@ -210,11 +225,15 @@ def test_a_hang_up_during_the_settles_own_write_still_settles_once(
         cut = CUTS["as-the-usage-chunk-is-settled"][1]
 
         with ThreadPoolExecutor(CONCURRENT) as pool:
-            list(pool.map(lambda user: hang_up(server, user, stream=True, until=cut), users))
+            streamed = list(pool.map(lambda user: hang_up(server, user, stream=True, until=cut), users))
         # And whole answers, dropped while their settle is being written.
         whole = [new_user() for _ in range(CONCURRENT)]
+        # The answer takes 1 s upstream, then its settle 0.4 s in the ledger: 1.2 s in lands inside the write.
+        dropped = once_upstream_has(standin, int(standin.stats()["requests"].get(MODEL, 0)) + CONCURRENT, 1.2)
         with ThreadPoolExecutor(CONCURRENT) as pool:
-            list(pool.map(lambda user: hang_up(server, user, stream=False, until=lambda _, s: s > 1.2), whole))
+            list(pool.map(lambda user: hang_up(server, user, stream=False, until=dropped), whole))
+
+        assert all(answer.startswith(b"HTTP/1.1 200") for answer in streamed), [a[:400] for a in streamed]
 
         rows = ledger.check(bounds=dict.fromkeys(users + whole, CUT_REQUEST_BOUND))
         assert sum(1 for row in rows.values() if row.app_user_id in users + whole) == 2 * CONCURRENT

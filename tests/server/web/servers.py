@@ -50,13 +50,17 @@ def wattfare_server(tmp_path: Path, origins: list[str], env: dict[str, str] | No
 
 
 @contextmanager
-def demo_process(server: ServerProcess, mode: Mode, port: int, log_dir: Path) -> Iterator[str]:
-    """The demo app (examples/demo_app) as a real uvicorn process on `port`, using `mode`'s keys."""
+def demo_process(server: ServerProcess, mode: Mode, port: int, log_dir: Path, **settings: str) -> Iterator[str]:
+    """The demo app (examples/demo_app) as a real uvicorn process on `port`, using `mode`'s keys.
+
+    `settings` are more of its environment variables (`DEMO_MODEL`, `DEMO_SUGGESTED_CAP_USD`).
+    """
     env = clean_env(
         WATTFARE_SECRET_KEY=server.app.secret_keys[mode],
         WATTFARE_PUBLISHABLE_KEY=server.app.publishable_keys[mode],
         WATTFARE_BASE_URL=server.base_url,
         PYTHONPATH=str(REPO),
+        **settings,
     )
     command = [sys.executable, "-m", "uvicorn", "examples.demo_app.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]

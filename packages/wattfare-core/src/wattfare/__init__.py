@@ -12,7 +12,8 @@ call any model charged to that user:
     Decimal('0.0000123')
 
 `AsyncWattfare` is the same API with `await`. Errors are typed (`BudgetExceededError`,
-`NotConnectedError`, ...); see `wattfare._exceptions` for the tree.
+`NotConnectedError`, ...); see `wattfare._exceptions` for the tree. An answer that Wattfare shortened
+because the cap is nearly used says so: `reply.wattfare.clamped`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from wattfare._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetBusyError,
     BudgetExceededError,
     FundingInvalidError,
     NotConnectedError,
@@ -84,6 +86,7 @@ __all__ = [
     "AsyncWattfareUser",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetBusyError",
     "BudgetExceededError",
     "ChatCompletion",
     "ChatCompletionChunk",

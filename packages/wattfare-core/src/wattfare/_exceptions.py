@@ -17,11 +17,14 @@ Our exception hierarchy:
       + BadRequestError         - 400/413/422 `invalid_request`: fix the request
       + NotFoundError           - 404 `model_not_found`
       + RateLimitError          - 429 `rate_limited`: wait `retry_after` seconds
+        + BudgetBusyError       - 429 `budget_busy`: the user's requests in flight hold the budget; retry shortly
       + UpstreamError           - 502/504 `upstream`: the model provider failed; retry later
 
 A class exists only where the caller's action differs: a spent cap is not a rate limit, so backoff
-code never retries it. Every error keeps its data as plain attributes (no live HTTP objects), so it
-pickles, and `str(exc)` names the status, code, message and request id.
+code never retries it; a busy budget is one (the cap affords the request once the user's other
+requests in flight settle), so backoff code retries it, and it is never a `BudgetExceededError`.
+Every error keeps its data as plain attributes (no live HTTP objects), so it pickles, and `str(exc)`
+names the status, code, message and request id.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetBusyError",
     "BudgetExceededError",
     "FundingInvalidError",
     "NotConnectedError",
@@ -219,6 +223,14 @@ class RateLimitError(APIStatusError):
         return wait + super()._details()
 
 
+class BudgetBusyError(RateLimitError):
+    """429 `budget_busy`: the user's cap affords this request, but their other requests in flight hold it right now.
+
+    Not a spent cap (that is `BudgetExceededError`) and not the provider's rate limit: it clears as soon as
+    the user's requests in flight settle, so it is retried like any `RateLimitError` (after `retry_after`).
+    """
+
+
 class UpstreamError(APIStatusError):
     """502/504 `upstream`: the model provider failed or timed out."""
 
@@ -227,6 +239,7 @@ _CLASS_BY_CODE: Final[dict[str, type[APIStatusError]]] = {
     "auth": AuthenticationError,
     "not_connected": NotConnectedError,
     "budget_exceeded": BudgetExceededError,
+    "budget_busy": BudgetBusyError,
     "funding_invalid": FundingInvalidError,
     "invalid_request": BadRequestError,
     "model_not_found": NotFoundError,
@@ -252,6 +265,7 @@ _STATUS_BY_CODE: Final[dict[str, int]] = {
     "auth": 401,
     "not_connected": 402,
     "budget_exceeded": 402,
+    "budget_busy": 429,
     "funding_invalid": 402,
     "invalid_request": 400,
     "model_not_found": 404,

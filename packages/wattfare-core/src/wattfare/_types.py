@@ -80,7 +80,9 @@ class ConnectionStatus(_WattfareModel):
         app_user_id: The app's id for the user.
         limits: The connection's caps.
         spent_usd: Spend in the current window (the UTC calendar month).
-        remaining_usd: What is left under the cap; None means unlimited.
+        remaining_usd: What is left under the cap, after what requests in flight hold; None means unlimited.
+        reserved_usd: What the user's requests in flight hold until they settle (`reservedUsd`); None when
+            the server does not say (an older one).
         resets_at: When the window resets (UTC).
     """
 
@@ -90,6 +92,7 @@ class ConnectionStatus(_WattfareModel):
     limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
     spent_usd: Decimal
     remaining_usd: Decimal | None = None
+    reserved_usd: Decimal | None = None
     resets_at: UtcDatetime
 
 
@@ -160,17 +163,23 @@ class UsageReport(_WattfareModel):
 
 
 class WattfareInfo(_WattfareModel):
-    """What Wattfare adds to a completion: its cost, the budget left, the request id.
+    """What Wattfare adds to a completion: its cost, the budget left, the request id, and whether the cap cut it.
 
     Attributes:
         cost_usd: What the request cost the user.
         remaining_usd: The budget left under the cap (None: unlimited or unknown).
         request_id: Wattfare's id for the request; quote it in support requests.
+        max_tokens: The `max_tokens` Wattfare sent to the model provider (`maxTokens`); None when it sent none
+            or did not say.
+        clamped: True when Wattfare lowered `max_tokens` because the user's cap is nearly used, so a cut
+            answer (finish reason `length`) is the cap's doing; None when the server did not say (an older one).
     """
 
     cost_usd: Decimal | None = None
     remaining_usd: Decimal | None = None
     request_id: str | None = None
+    max_tokens: int | None = None
+    clamped: bool | None = None
 
 
 # ---------------------------------------------------------------- OpenAI Chat Completions
@@ -232,7 +241,7 @@ class Choice(_OpenAIModel):
 
 
 class ChatCompletion(_OpenAIModel):
-    """An OpenAI chat completion, with Wattfare's cost, remaining budget and request id on `wattfare`."""
+    """An OpenAI chat completion, with Wattfare's cost, remaining budget, request id and clamping on `wattfare`."""
 
     id: str
     object: str = "chat.completion"
@@ -281,7 +290,7 @@ class ChatCompletionChunk(_OpenAIModel):
     """An OpenAI chat completion chunk.
 
     The last data chunk of a Wattfare stream has no choices, carries `usage`, and `wattfare` with
-    the cost, the budget left and the request id.
+    the cost, the budget left, the request id, the `max_tokens` sent and whether the cap lowered it.
     """
 
     id: str = ""

@@ -2,7 +2,7 @@
 
 Content is concatenated per choice; tool calls are merged by their `index` (the first fragment
 brings the id and name, later ones append to the arguments). Wattfare's last chunk brings `usage`
-and the `wattfare` cost block.
+and the `wattfare` block (cost, budget left, the `max_tokens` sent and whether the cap lowered it).
 """
 
 from __future__ import annotations
@@ -92,15 +92,26 @@ class StreamAccumulator:
     Args:
         request_id: The stream's request id (`Wattfare-Request-Id`), if known before the chunks.
         remaining_usd: The budget left before the request (`Wattfare-Remaining-Usd`), if known.
+        max_tokens: The `max_tokens` Wattfare sent upstream (`Wattfare-Max-Tokens`), if known.
+        clamped: Whether the cap lowered it (`Wattfare-Clamped`), if known.
     """
 
-    def __init__(self, *, request_id: str | None = None, remaining_usd: Decimal | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        request_id: str | None = None,
+        remaining_usd: Decimal | None = None,
+        max_tokens: int | None = None,
+        clamped: bool | None = None,
+    ) -> None:
         self._choices: dict[int, _ChoiceParts] = {}
         self._first: ChatCompletionChunk | None = None
         self._usage: Usage | None = None
         self._cost_usd: Decimal | None = None
         self._remaining_usd = remaining_usd
         self._request_id = request_id
+        self._max_tokens = max_tokens
+        self._clamped = clamped
 
     def add(self, chunk: ChatCompletionChunk) -> None:
         """Fold in the next chunk."""
@@ -118,6 +129,10 @@ class StreamAccumulator:
                 # An explicit null is news too: the connection has no cap (unlimited).
                 self._remaining_usd = info.remaining_usd
             self._request_id = info.request_id or self._request_id
+            if "max_tokens" in info.model_fields_set:
+                self._max_tokens = info.max_tokens
+            if info.clamped is not None:
+                self._clamped = info.clamped
 
     @property
     def usage(self) -> Usage | None:
@@ -140,6 +155,16 @@ class StreamAccumulator:
         return self._request_id
 
     @property
+    def max_tokens(self) -> int | None:
+        """The `max_tokens` Wattfare sent upstream (None: it sent none, or did not say)."""
+        return self._max_tokens
+
+    @property
+    def clamped(self) -> bool | None:
+        """Whether Wattfare lowered `max_tokens` because the cap is nearly used (None: not said)."""
+        return self._clamped
+
+    @property
     def finish_reason(self) -> str | None:
         """Why the first choice stopped (`stop`, `length`, `tool_calls`, ...), or None while it runs."""
         parts = self._choices.get(0)
@@ -156,6 +181,10 @@ class StreamAccumulator:
             choices=[parts.choice(index) for index, parts in sorted(self._choices.items())],
             usage=self._usage,
             wattfare=WattfareInfo(
-                cost_usd=self._cost_usd, remaining_usd=self._remaining_usd, request_id=self._request_id
+                cost_usd=self._cost_usd,
+                remaining_usd=self._remaining_usd,
+                request_id=self._request_id,
+                max_tokens=self._max_tokens,
+                clamped=self._clamped,
             ),
         )

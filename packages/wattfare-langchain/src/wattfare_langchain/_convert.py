@@ -25,7 +25,7 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, parse_tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from wattfare import ChatCompletion, ChatCompletionChunk, Choice, DeltaToolCall, Usage
+from wattfare import ChatCompletion, ChatCompletionChunk, Choice, DeltaToolCall, Usage, WattfareInfo
 
 PROVIDER: Final = "wattfare"
 # Fields some upstreams (OpenRouter, DeepSeek) add to a message for the model's reasoning text.
@@ -110,23 +110,30 @@ def _usd(amount: Decimal | None) -> str | None:
     return None if amount is None else format(amount, "f")
 
 
-def wattfare_metadata(
-    cost_usd: Decimal | None, remaining_usd: Decimal | None, request_id: str | None
-) -> dict[str, Any]:
-    """Wattfare's part of `response_metadata`: the cost, the budget left (decimal USD strings) and the request id."""
-    return {"cost_usd": _usd(cost_usd), "remaining_usd": _usd(remaining_usd), "request_id": request_id}
+def wattfare_metadata(info: WattfareInfo) -> dict[str, Any]:
+    """Wattfare's part of `response_metadata`.
+
+    The cost and the budget left (decimal USD strings), the request id, the `max_tokens` Wattfare sent, and
+    `clamped`: True when Wattfare lowered `max_tokens` because the user's cap is nearly used (None: not said).
+    """
+    return {
+        "cost_usd": _usd(info.cost_usd),
+        "remaining_usd": _usd(info.remaining_usd),
+        "request_id": info.request_id,
+        "max_tokens": info.max_tokens,
+        "clamped": info.clamped,
+    }
 
 
 def chat_result(completion: ChatCompletion) -> ChatResult:
     """A whole completion as a `ChatResult`: one generation per choice, usage and cost on each message."""
     usage = usage_metadata(completion.usage) if completion.usage is not None else None
-    info = completion.wattfare
     base: dict[str, Any] = {
         "model_name": completion.model,
         "model_provider": PROVIDER,
         "id": completion.id,
         "system_fingerprint": completion.system_fingerprint,
-        "wattfare": wattfare_metadata(info.cost_usd, info.remaining_usd, info.request_id),
+        "wattfare": wattfare_metadata(completion.wattfare),
     }
     if completion.usage is not None:
         base["token_usage"] = completion.usage.model_dump(mode="json", exclude_none=True)
@@ -199,6 +206,10 @@ class StreamOutcome(Protocol):
     @property
     def request_id(self) -> str | None: ...
     @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def clamped(self) -> bool | None: ...
+    @property
     def finish_reason(self) -> str | None: ...
 
 
@@ -252,13 +263,20 @@ class ChunkConverter:
         return ChatGenerationChunk(message=message)
 
     def last(self, stream: StreamOutcome) -> ChatGenerationChunk:
-        """The closing chunk: usage, model name, finish reason, cost and budget left."""
+        """The closing chunk: usage, model name, finish reason, cost, budget left and clamping."""
+        info = WattfareInfo(
+            cost_usd=stream.cost_usd,
+            remaining_usd=stream.remaining_usd,
+            request_id=stream.request_id,
+            max_tokens=stream.max_tokens,
+            clamped=stream.clamped,
+        )
         metadata: dict[str, Any] = {
             "model_name": self._model,
             "model_provider": PROVIDER,
             "finish_reason": stream.finish_reason,
             "system_fingerprint": self._fingerprint,
-            "wattfare": wattfare_metadata(stream.cost_usd, stream.remaining_usd, stream.request_id),
+            "wattfare": wattfare_metadata(info),
         }
         if stream.usage is not None:
             metadata["token_usage"] = stream.usage.model_dump(mode="json", exclude_none=True)

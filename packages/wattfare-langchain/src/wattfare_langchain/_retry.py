@@ -3,6 +3,8 @@
 LangChain retries every `Exception` by default. A spent cap or a missing connection (402) does not
 heal by retrying, nor does a bad key, a bad request or an unknown model: retrying them only delays
 the error the app must show, so they are refused whatever the caller's `retry_if_exception_type`.
+A busy budget (`wattfare.BudgetBusyError`, a `RateLimitError`: the user's other requests in flight hold
+their cap) does heal by waiting, so it stays retryable, like any rate limit.
 """
 
 from __future__ import annotations

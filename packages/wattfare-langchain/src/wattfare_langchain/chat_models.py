@@ -54,7 +54,8 @@ class ChatWattfare(BaseChatModel):
     Wattfare core client, metered against the user's monthly cap.
 
     Errors are Wattfare's own typed exceptions, unchanged: catch `wattfare.NotConnectedError` to show
-    the "Connect AI budget" button, `wattfare.BudgetExceededError` to show the user's usage.
+    the "Connect AI budget" button, `wattfare.BudgetExceededError` to show the user's usage. An answer
+    Wattfare shortened because the cap is nearly used says so: `response_metadata["wattfare"]["clamped"]`.
 
     Args:
         model: A Wattfare model id, such as `"openai/gpt-4o-mini"` or `"anthropic/claude-sonnet-4"`.
@@ -65,7 +66,8 @@ class ChatWattfare(BaseChatModel):
             client's default.
         timeout: Seconds per request (per read for a stream; alias `request_timeout`); the core client's default
             when None.
-        max_retries: Retries of connection errors, timeouts, 429s and 5xx; a 402 is never retried.
+        max_retries: Retries of connection errors, timeouts, 429s (a busy budget, `wattfare.BudgetBusyError`,
+            included) and 5xx; a 402 is never retried.
 
     Raises:
         wattfare.UsageError: No secret key was given and `WATTFARE_SECRET_KEY` is unset; or an argument is

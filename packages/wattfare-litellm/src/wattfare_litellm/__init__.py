@@ -10,8 +10,9 @@
 
 For the LiteLLM proxy, name the default handler in `config.yaml`:
 `litellm_settings: {custom_provider_map: [{provider: wattfare, custom_handler: wattfare_litellm.wattfare_llm}]}`.
-A spent cap or a missing connection raises a `WattfareUserRefusalError` subclass, which a Router
-neither retries, nor lets cool the shared deployment down, nor falls back from (see `wattfare_litellm.errors`).
+A spent cap, a missing connection or a budget still busy after the SDK's retries raises a
+`WattfareUserRefusalError` subclass, which a Router neither retries, nor lets cool the shared deployment
+down, nor falls back from (see `wattfare_litellm.errors`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from wattfare_litellm._registration import register
 from wattfare_litellm._version import __version__
 from wattfare_litellm.errors import (
+    WattfareBudgetBusyError,
     WattfareBudgetExceededError,
     WattfareFundingInvalidError,
     WattfareNotConnectedError,
@@ -28,6 +30,7 @@ from wattfare_litellm.errors import (
 from wattfare_litellm.handler import WattfareLLM, wattfare_llm
 
 __all__ = [
+    "WattfareBudgetBusyError",
     "WattfareBudgetExceededError",
     "WattfareFundingInvalidError",
     "WattfareLLM",

@@ -55,12 +55,15 @@ class ClientSettings:
         base_url: The Wattfare server (a deployment's `api_base`).
         timeout: Seconds per request (or an `httpx.Timeout`).
         max_retries: The SDK's retries; LiteLLM's Router passes 0 because it retries itself.
+        busy_retries: The SDK's retries of a busy budget when they differ from `max_retries`: a Router's
+            own retries (see `router_retries`).
     """
 
     secret_key: str | None
     base_url: str | None
     timeout: float | httpx.Timeout | None
     max_retries: int | None
+    busy_retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +112,32 @@ def _drops_params(litellm_params: object) -> bool:
     return per_call is True or (per_call is None and process_wide is True)
 
 
-def _max_retries(optional_params: Mapping[str, Any]) -> int | None:
-    value = optional_params.get("max_retries")
+def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _max_retries(optional_params: Mapping[str, Any]) -> int | None:
+    return _count(optional_params.get("max_retries"))
+
+
+def router_retries(litellm_params: object) -> int | None:
+    """The retries a Router allows this call (its `num_retries`), when a Router made it; else None.
+
+    A Router sends its deployments `max_retries=0` and retries failures itself, but a busy budget it cannot
+    retry safely: in litellm 1.110.2 (measured) it falls back from a rate limit once its retries run out, even
+    from a per-caller `CallerCredentialRateLimitError`, and a fallback outside Wattfare would serve the user
+    on the app's bill; the guardrail refusal it never falls back from, it never retries. So a busy budget is
+    raised to it as a refusal, and the Router's retries are spent by the SDK inside the attempt instead. A
+    Router call is known by the `model_group` it records in the call's metadata, next to its retries
+    (`max_retries`).
+    """
+    if not isinstance(litellm_params, Mapping):
+        return None
+    metadata: object = cast("Mapping[str, object]", litellm_params).get("metadata")
+    if not isinstance(metadata, Mapping):
+        return None
+    recorded = cast("Mapping[str, object]", metadata)
+    return _count(recorded.get("max_retries")) if recorded.get("model_group") else None
 
 
 def read_call(
@@ -181,5 +207,6 @@ def read_call(
             base_url=api_base or None,
             timeout=timeout,
             max_retries=_max_retries(optional_params),
+            busy_retries=router_retries(litellm_params),
         ),
     )

@@ -3,18 +3,38 @@
 LiteLLM reads one tool-call delta per generic chunk, so a chunk carrying several is split. The
 finish reason is held back and sent with the usage in one last chunk: Wattfare's stream ends
 with a choice-less chunk carrying usage and the charge, which LiteLLM turns into the final
-chunk's `usage` (with `cost`) and the call's `response_cost`.
+chunk's `usage` (with `cost`) and the call's `response_cost`. That last chunk also carries Wattfare's
+block (cost, budget left, request id, `max_tokens`, `clamped`) as `provider_specific_fields["wattfare"]`,
+which LiteLLM puts on the delta of the chunk before the finish reason.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol
 
 from litellm.types.llms.openai import ChatCompletionToolCallChunk, ChatCompletionUsageBlock
 from litellm.types.utils import GenericStreamingChunk
 
-from wattfare import ChatCompletionChunk, DeltaToolCall, Usage
-from wattfare_litellm._response import usage_block
+from wattfare import ChatCompletionChunk, DeltaToolCall, Usage, WattfareInfo
+from wattfare_litellm._response import usage_block, wattfare_fields
+
+
+class StreamOutcome(Protocol):
+    """What a finished core stream (`ChatStream` / `AsyncChatStream`) knows."""
+
+    @property
+    def usage(self) -> Usage | None: ...
+    @property
+    def cost_usd(self) -> Decimal | None: ...
+    @property
+    def remaining_usd(self) -> Decimal | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def clamped(self) -> bool | None: ...
 
 
 def _tool_use(call: DeltaToolCall) -> ChatCompletionToolCallChunk:
@@ -68,9 +88,16 @@ class ChunkTranslator:
                 )
         return out
 
-    def final(self, usage: Usage | None, cost_usd: Decimal | None) -> GenericStreamingChunk:
-        """The closing chunk: the finish reason, and the usage with Wattfare's charge as `cost`."""
-        block = usage_block(usage, cost_usd)
+    def final(self, stream: StreamOutcome) -> GenericStreamingChunk:
+        """The closing chunk: the finish reason, the usage with Wattfare's charge as `cost`, and Wattfare's block."""
+        block = usage_block(stream.usage, stream.cost_usd)
+        info = WattfareInfo(
+            cost_usd=stream.cost_usd,
+            remaining_usd=stream.remaining_usd,
+            request_id=stream.request_id,
+            max_tokens=stream.max_tokens,
+            clamped=stream.clamped,
+        )
         # `cost` is not declared on LiteLLM's TypedDict, but LiteLLM reads it into `Usage.cost`.
         typed: ChatCompletionUsageBlock | None = block  # pyright: ignore[reportAssignmentType]
         return {
@@ -80,4 +107,5 @@ class ChunkTranslator:
             "finish_reason": self._finish_reason or "stop",
             "usage": typed,
             "index": 0,
+            "provider_specific_fields": {"wattfare": wattfare_fields(info)},
         }

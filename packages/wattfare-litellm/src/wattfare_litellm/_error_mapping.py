@@ -5,7 +5,9 @@ cooldowns and fallbacks from them: 401, 402, 404, 408, 429 and 5xx cool a deploy
 do not, and nearly every error falls back. So per-user refusals (the codes in `PER_USER_REFUSALS`)
 become `WattfareUserRefusalError`s (a 400 that never falls back), while deployment-level failures (a
 bad secret key, the provider's rate limit or outage) keep the classes that retry, cool down and fall
-back.
+back. A busy budget (`budget_busy`) is per-user too, though waiting heals it: the Router can only retry
+an error it may also fall back from (measured on litellm 1.110.2), so the SDK retries it inside the
+attempt (see `_call.router_retries`) and what is still busy afterwards is a refusal like the others.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from litellm.exceptions import (
 
 import wattfare
 from wattfare_litellm.errors import (
+    WattfareBudgetBusyError,
     WattfareBudgetExceededError,
     WattfareFundingInvalidError,
     WattfareNotConnectedError,
@@ -41,13 +44,14 @@ PROVIDER = "wattfare"
 
 # Wattfare's error codes for the state of one end user: never retried, never a cooldown, never a fallback
 # to another deployment, whatever their HTTP status. A code added here gets all of that.
-PER_USER_REFUSALS: Final = frozenset({"not_connected", "budget_exceeded", "funding_invalid"})
+PER_USER_REFUSALS: Final = frozenset({"not_connected", "budget_exceeded", "funding_invalid", "budget_busy"})
 
 # The class a refusal is raised as, by code; a refusal whose code is not here is the base class of its status.
 _REFUSAL_CLASSES: Final[Mapping[str, type[WattfareUserRefusalError]]] = {
     "not_connected": WattfareNotConnectedError,
     "budget_exceeded": WattfareBudgetExceededError,
     "funding_invalid": WattfareFundingInvalidError,
+    "budget_busy": WattfareBudgetBusyError,
 }
 
 
@@ -133,6 +137,7 @@ def _refusal(exc: wattfare.APIStatusError, *, model: str, app_user_id: str | Non
         code=exc.code,
         request_id=exc.request_id,
         resets_at=exc.resets_at if isinstance(exc, wattfare.BudgetExceededError) else None,
+        retry_after=exc.retry_after if isinstance(exc, wattfare.RateLimitError) else None,
         body=_error_object(exc),
         wattfare_status_code=exc.status_code,
     )

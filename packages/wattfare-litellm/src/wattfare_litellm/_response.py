@@ -3,7 +3,10 @@
 LiteLLM takes `usage.cost` as the call's `response_cost` (its callbacks, budgets and spend logs),
 so a LiteLLM user's own accounting equals what Wattfare metered. LiteLLM keeps costs as floats:
 the exact `Decimal` is converted only here, at the edge, and kept exact in the `wattfare-*`
-headers that LiteLLM exposes as `_hidden_params["additional_headers"]`.
+headers that LiteLLM exposes as `_hidden_params["additional_headers"]`, next to `wattfare-max-tokens`
+(what Wattfare sent upstream) and `wattfare-clamped` (whether the user's nearly used cap lowered it).
+A stream has no such headers in LiteLLM: its last content chunk carries the same as
+`delta.provider_specific_fields["wattfare"]` (see `wattfare_fields`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def usage_block(usage: Usage | None, cost_usd: Decimal | None) -> dict[str, Any]
 
 
 def wattfare_headers(info: WattfareInfo) -> dict[str, str]:
-    """Wattfare's response headers (exact cost, remaining budget, request id) for what a completion carries."""
+    """Wattfare's response headers (exact cost, budget left, request id, clamping) for what a completion carries."""
     headers: dict[str, str] = {}
     if info.cost_usd is not None:
         headers["wattfare-cost-usd"] = format(info.cost_usd, "f")
@@ -41,7 +44,22 @@ def wattfare_headers(info: WattfareInfo) -> dict[str, str]:
         headers["wattfare-remaining-usd"] = format(info.remaining_usd, "f")
     if info.request_id:
         headers["wattfare-request-id"] = info.request_id
+    if info.max_tokens is not None:
+        headers["wattfare-max-tokens"] = str(info.max_tokens)
+    if info.clamped is not None:
+        headers["wattfare-clamped"] = "true" if info.clamped else "false"
     return headers
+
+
+def wattfare_fields(info: WattfareInfo) -> dict[str, Any]:
+    """What a stream reports as `provider_specific_fields["wattfare"]`: amounts as exact decimal strings."""
+    return {
+        "cost_usd": None if info.cost_usd is None else format(info.cost_usd, "f"),
+        "remaining_usd": None if info.remaining_usd is None else format(info.remaining_usd, "f"),
+        "request_id": info.request_id,
+        "max_tokens": info.max_tokens,
+        "clamped": info.clamped,
+    }
 
 
 def model_response(completion: ChatCompletion, into: ModelResponse) -> ModelResponse:

@@ -1,9 +1,10 @@
 """What a LiteLLM caller catches when Wattfare refuses one end user.
 
-A spent cap, a missing connection or rejected funding is the state of one end user, not of the
-deployment that many users share, and no other deployment may serve that user instead. Wattfare
-answers these with HTTP 402, but LiteLLM's Router would cool a deployment down after a 402 (and
-retry a 429), so one user's empty budget would block every other user for the cooldown; and it
+A spent cap, a missing connection, rejected funding or a budget busy with the user's other requests
+in flight is the state of one end user, not of the deployment that many users share, and no other
+deployment may serve that user instead. Wattfare answers these with HTTP 402 (429 for a busy budget),
+but LiteLLM's Router would cool a deployment down after a 402 or a 429 (and retry a 429), so one
+user's empty or busy budget would block every other user for the cooldown; and it
 falls back on almost any error, so a fallback to a model outside Wattfare would serve the user
 anyway, billed to the app. These exceptions are therefore `litellm.BadRequestError`s with
 `status_code` 400, which the Router neither retries nor cools a deployment down for, and also
@@ -12,11 +13,12 @@ They reach the caller with their class and data intact; the real status stays on
 `wattfare_status_code`.
 
 * litellm.BadRequestError (and litellm.exceptions.GuardrailRaisedException)
-  + WattfareUserRefusalError          - one end user's state: never retried, never falls back
+  + WattfareUserRefusalError          - one end user's state: never retried by a Router, never falls back
     + WattfarePaymentRequiredError    - 402: the end user must act on their budget
       + WattfareNotConnectedError     - `not_connected`: show "Connect AI budget"
       + WattfareBudgetExceededError   - `budget_exceeded`: cap reached until `resets_at`
       + WattfareFundingInvalidError   - `funding_invalid`: the user must reconnect
+    + WattfareBudgetBusyError         - 429 `budget_busy`: still busy after the SDK's retries; retry shortly
 
 Every other Wattfare error becomes LiteLLM's matching class (see the package README).
 """
@@ -30,6 +32,7 @@ from typing import Any
 from litellm.exceptions import BadRequestError, GuardrailRaisedException
 
 __all__ = [
+    "WattfareBudgetBusyError",
     "WattfareBudgetExceededError",
     "WattfareFundingInvalidError",
     "WattfareNotConnectedError",
@@ -47,7 +50,7 @@ def _restore(cls: type[WattfareUserRefusalError], state: dict[str, Any]) -> Watt
 
 
 class WattfareUserRefusalError(BadRequestError, GuardrailRaisedException):
-    """Wattfare refused the request because of the end user's state; never retried, never a fallback.
+    """Wattfare refused the request because of the end user's state; never retried by a Router, never a fallback.
 
     Why a `GuardrailRaisedException` too: LiteLLM's Router falls back from a `BadRequestError` under
     `fallbacks` and `default_fallbacks` (measured on litellm 1.110.2). Its only per-fallback hooks,
@@ -70,6 +73,7 @@ class WattfareUserRefusalError(BadRequestError, GuardrailRaisedException):
         code: Wattfare's error code (`budget_exceeded`, `not_connected`, `funding_invalid`, ...).
         request_id: Wattfare's id for the request, when known.
         resets_at: When the user's spend window resets (UTC), for a spent cap.
+        retry_after: Seconds Wattfare asked to wait before retrying (`Retry-After`), for a busy budget.
         body: Wattfare's error object (`{"code", "message", "type", "param", ...}`).
         wattfare_status_code: The HTTP status Wattfare answered; the class's own when None.
 
@@ -78,6 +82,7 @@ class WattfareUserRefusalError(BadRequestError, GuardrailRaisedException):
         code: Wattfare's error code.
         request_id: Wattfare's id for the request.
         resets_at: When the spend window resets (UTC), if known.
+        retry_after: Seconds to wait before retrying, if Wattfare said (a busy budget).
         wattfare_status_code: The HTTP status Wattfare answered; `status_code` is 400 on purpose.
     """
 
@@ -92,6 +97,7 @@ class WattfareUserRefusalError(BadRequestError, GuardrailRaisedException):
         code: str | None = None,
         request_id: str | None = None,
         resets_at: datetime | None = None,
+        retry_after: float | None = None,
         body: Mapping[str, object] | None = None,
         wattfare_status_code: int | None = None,
     ) -> None:
@@ -105,6 +111,7 @@ class WattfareUserRefusalError(BadRequestError, GuardrailRaisedException):
         self.code = code
         self.request_id = request_id
         self.resets_at = resets_at
+        self.retry_after = retry_after
         if wattfare_status_code is not None:
             self.wattfare_status_code = wattfare_status_code
 
@@ -115,6 +122,8 @@ class WattfareUserRefusalError(BadRequestError, GuardrailRaisedException):
         details = [f"app user {self.app_user_id!r}"] if self.app_user_id else []
         if self.resets_at is not None:
             details.append(f"resets at {self.resets_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        if self.retry_after is not None:
+            details.append(f"retry after {self.retry_after:g}s")
         if self.request_id:
             details.append(f"request id {self.request_id}")
         return f"{self.message} ({'; '.join(details)})" if details else self.message
@@ -136,3 +145,16 @@ class WattfareBudgetExceededError(WattfarePaymentRequiredError):
 
 class WattfareFundingInvalidError(WattfarePaymentRequiredError):
     """`funding_invalid`: the end user's funding was rejected; they must reconnect."""
+
+
+class WattfareBudgetBusyError(WattfareUserRefusalError):
+    """`budget_busy`: the end user's cap affords the request, but their other requests in flight hold it now.
+
+    Not a spent cap: it clears as the user's requests in flight settle. The Wattfare SDK has already
+    retried it (after each `Retry-After`) before this is raised; a Router call's retries are the Router's
+    own `num_retries`, done by the SDK inside the one attempt, since a Router that retried it itself would
+    fall back from it afterwards. Retry later (`retry_after` seconds), or tell the user to wait for their
+    other requests.
+    """
+
+    wattfare_status_code: int = 429

@@ -55,7 +55,7 @@ class _SyncChunks(Iterator[GenericStreamingChunk]):
                     yield from translator.translate(chunk)
             except WattfareError as exc:
                 raise fail(exc) from exc
-            yield translator.final(stream.usage, stream.cost_usd)
+            yield translator.final(stream)
 
 
 class WattfareLLM(CustomLLM):
@@ -71,8 +71,9 @@ class WattfareLLM(CustomLLM):
         secret_key: The secret key used when a call names none (`api_key`).
         base_url: The Wattfare server used when a call names none (`api_base`).
         timeout: Seconds per request when LiteLLM passes no timeout.
-        max_retries: The SDK's retries (connection errors, 408/409/429/5xx; never a 402) when LiteLLM
-            passes no `max_retries`. A Router passes 0: it retries itself.
+        max_retries: The SDK's retries (connection errors, 408/409/429/5xx, a busy budget included; never a
+            402) when LiteLLM passes no `max_retries`. A Router passes 0: it retries itself, except a busy
+            budget, which the SDK retries as many times as the Router would (its `num_retries`).
         http_client: An `httpx.Client` for every sync call (proxies, custom transports); the caller closes it.
         async_http_client: An `httpx.AsyncClient` for every async call, used from one event loop;
             the caller closes it. Without it, the handler keeps one per event loop (`aclose`).
@@ -270,7 +271,7 @@ class WattfareLLM(CustomLLM):
                 async for chunk in s:
                     for generic in translator.translate(chunk):
                         yield generic
-                final = translator.final(s.usage, s.cost_usd)
+                final = translator.final(s)
         except WattfareError as exc:
             raise litellm_error(exc, model=call.model, app_user_id=call.app_user_id) from exc
         yield final
@@ -316,6 +317,7 @@ class WattfareLLM(CustomLLM):
             "secret_key": settings.secret_key or self._secret_key,
             "base_url": settings.base_url or self._base_url,
             "max_retries": settings.max_retries if settings.max_retries is not None else self._max_retries,
+            "busy_retries": settings.busy_retries,
             **({"timeout": timeout} if timeout is not None else {}),
         }
 

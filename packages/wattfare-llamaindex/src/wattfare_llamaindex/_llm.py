@@ -68,7 +68,10 @@ class WattfareLLM(FunctionCallingLLM):
 
     Token usage and cost are on every response: `raw["usage"]`, `raw["wattfare"]`, and
     `additional_kwargs` (`prompt_tokens`, `completion_tokens`, `total_tokens`, `cost_usd`,
-    `remaining_usd`, `request_id`).
+    `remaining_usd`, `request_id`, `max_tokens`, `clamped`). `clamped` is True when Wattfare lowered
+    `max_tokens` because the user's cap is nearly used: say so rather than show a silently cut answer.
+    A busy budget (`BudgetBusyError`, a `RateLimitError`: the user's other requests in flight hold the cap)
+    is retried by the SDK (`max_retries`) and never reported as a spent cap.
 
     Args:
         model: The model id, as in Wattfare's model list (`openai/gpt-4o-mini`, `anthropic/claude-sonnet-4`).
@@ -111,7 +114,9 @@ class WattfareLLM(FunctionCallingLLM):
     )
     timeout: float = Field(default=60.0, gt=0, description="Seconds per request (per read for a stream).")
     max_retries: int = Field(
-        default=2, ge=0, description="The SDK's retries of connection errors, 429 and 5xx; a 402 never is."
+        default=2,
+        ge=0,
+        description="The SDK's retries of connection errors, 429 (a busy budget included) and 5xx; a 402 never is.",
     )
 
     _connection: Connection = PrivateAttr()
@@ -252,7 +257,7 @@ class WattfareLLM(FunctionCallingLLM):
             state = StreamState()
             with stream:
                 for chunk in stream:
-                    yield state.add(chunk)
+                    yield state.add(chunk, stream)
             if state.responses == 0:
                 # LlamaIndex's agents refuse an empty stream; a message, even empty, is the honest answer.
                 yield ChatResponse(message=state.message(), delta="")
@@ -266,7 +271,7 @@ class WattfareLLM(FunctionCallingLLM):
             state = StreamState()
             async with stream:
                 async for chunk in stream:
-                    yield state.add(chunk)
+                    yield state.add(chunk, stream)
             if state.responses == 0:
                 yield ChatResponse(message=state.message(), delta="")
 

@@ -5,9 +5,10 @@ Where things go, so that LlamaIndex's own readers find them:
   in `message.additional_kwargs["tool_calls"]` (LlamaIndex's streaming structured output reads that);
   reasoning text (OpenRouter's `reasoning`) is a `ThinkingBlock`, streamed as `thinking_delta`;
 - `raw` is the completion (or chunk) as JSON-ready data: `raw["usage"]` is what `TokenCountingHandler`
-  reads, `raw["wattfare"]` holds the cost;
+  reads, `raw["wattfare"]` holds the cost, the budget left, the request id, `max_tokens` (what Wattfare
+  sent upstream) and `clamped` (True when the user's nearly used cap lowered it);
 - `additional_kwargs` has `prompt_tokens`, `completion_tokens`, `total_tokens` (as LlamaIndex's OpenAI
-  LLM does) and Wattfare's `cost_usd`, `remaining_usd` (Decimals) and `request_id`.
+  LLM does) and Wattfare's `cost_usd`, `remaining_usd` (Decimals), `request_id`, `max_tokens` and `clamped`.
 
 A stream yields one `ChatResponse` per chunk, each carrying the whole message so far (LlamaIndex's agents
 keep only the last one) and `delta`, the text that chunk added.
@@ -16,7 +17,7 @@ keep only the last one) and `delta`, the text that chunk added.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -59,6 +60,15 @@ class _Call:
     arguments: str
 
 
+class Clamping(Protocol):
+    """What a core stream knows of its `max_tokens` (from its headers, then from its final chunk)."""
+
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def clamped(self) -> bool | None: ...
+
+
 @dataclass(slots=True)
 class StreamState:
     """Folds a stream's chunks into `ChatResponse`s, each with the whole message so far."""
@@ -68,8 +78,15 @@ class StreamState:
     calls: dict[int, _Call] = field(default_factory=dict[int, _Call])
     responses: int = 0
 
-    def add(self, chunk: ChatCompletionChunk) -> ChatResponse:
-        """The `ChatResponse` after this chunk."""
+    def add(self, chunk: ChatCompletionChunk, stream: Clamping | None = None) -> ChatResponse:
+        """The `ChatResponse` after this chunk.
+
+        Args:
+            chunk: The chunk, already read from `stream`.
+            stream: The core stream it came from: the chunk carrying Wattfare's block gets the stream's
+                `max_tokens` and `clamped`, so a final chunk that does not repeat them keeps what the
+                response headers said.
+        """
         delta = ""
         thinking = ""
         for choice in chunk.choices:
@@ -89,6 +106,9 @@ class StreamState:
         self.content += delta
         self.reasoning += thinking
         self.responses += 1
+        if chunk.wattfare is not None and stream is not None:
+            clamping = {"max_tokens": stream.max_tokens, "clamped": stream.clamped}
+            chunk = chunk.model_copy(update={"wattfare": chunk.wattfare.model_copy(update=clamping)})
         accounting = _accounting(chunk.usage, chunk.wattfare)
         if thinking:
             accounting["thinking_delta"] = thinking
@@ -132,4 +152,6 @@ def _accounting(usage: Usage | None, info: WattfareInfo | None) -> dict[str, Any
         accounting["cost_usd"] = info.cost_usd
         accounting["remaining_usd"] = info.remaining_usd
         accounting["request_id"] = info.request_id
+        accounting["max_tokens"] = info.max_tokens
+        accounting["clamped"] = info.clamped
     return accounting

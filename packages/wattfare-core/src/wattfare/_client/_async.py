@@ -43,7 +43,11 @@ class AsyncWattfare:
         base_url: The Wattfare server; defaults to `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`
             (`wattfare dev`).
         timeout: Seconds per request (or an `httpx.Timeout`); for a stream, per read.
-        max_retries: Retries of connection errors, timeouts and 408/409/429/5xx; never of a 402.
+        max_retries: Retries of connection errors, timeouts and 408/409/429/5xx (a `budget_busy` refusal
+            included); never of a 402.
+        busy_retries: Retries of a `budget_busy` refusal (the user's other requests in flight hold the budget),
+            when they must differ from `max_retries`: for a caller that retries everything else itself but
+            cannot retry a busy user, such as LiteLLM's Router. None: `max_retries`.
         http_client: An `httpx.AsyncClient` to send through (proxies, custom transports); the caller closes it.
 
     Raises:
@@ -62,16 +66,22 @@ class AsyncWattfare:
         *,
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 2,
+        busy_retries: int | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._config = _core.resolve_config(
-            secret_key, base_url, timeout=timeout, max_retries=max_retries, environ=os.environ
+            secret_key,
+            base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            busy_retries=busy_retries,
+            environ=os.environ,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise UsageError(f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}")
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
-        self._retry = _core.RetryPolicy(self._config.max_retries)
+        self._retry = _core.RetryPolicy(self._config.max_retries, self._config.busy_retries)
         # Seams for tests (and for callers that want different randomness or waiting).
         self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
         self._random: Callable[[], float] = random.random
@@ -295,6 +305,16 @@ class AsyncChatStream:
     def request_id(self) -> str | None:
         """Wattfare's id for the request."""
         return self._accumulator.request_id
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The `max_tokens` Wattfare sent to the model provider (None: it sent none, or did not say)."""
+        return self._accumulator.max_tokens
+
+    @property
+    def clamped(self) -> bool | None:
+        """Whether Wattfare lowered `max_tokens` because the cap is nearly used (None: the server did not say)."""
+        return self._accumulator.clamped
 
     @property
     def finish_reason(self) -> str | None:

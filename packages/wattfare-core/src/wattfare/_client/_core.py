@@ -19,7 +19,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from wattfare._exceptions import APIConnectionError, APIError, APITimeoutError, UsageError, parse_retry_after
+from wattfare._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    BudgetBusyError,
+    UsageError,
+    error_from_response,
+    parse_retry_after,
+)
 from wattfare._key_shape import key_shape_problem
 from wattfare._types import ChatCompletion, ModelInfo, ModelList, WattfareInfo
 from wattfare._version import __version__
@@ -49,6 +57,7 @@ class ClientConfig:
     api_url: str
     timeout: httpx.Timeout
     max_retries: int
+    busy_retries: int | None = None
 
 
 def resolve_config(
@@ -57,6 +66,7 @@ def resolve_config(
     *,
     timeout: float | httpx.Timeout,
     max_retries: int,
+    busy_retries: int | None = None,
     environ: Mapping[str, str],
 ) -> ClientConfig:
     """Validate the constructor's arguments, falling back to `WATTFARE_SECRET_KEY` / `WATTFARE_BASE_URL`."""
@@ -78,14 +88,19 @@ def resolve_config(
         raise UsageError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {root!r}")
     # Accept the API root too (what an OpenAI client is given), without doubling the prefix.
     api_url = root if root.endswith(API_PREFIX) else root + API_PREFIX
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise UsageError(f"max_retries must be an int >= 0, got {max_retries!r}")
     return ClientConfig(
         secret_key=key,
         api_url=api_url,
         timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-        max_retries=max_retries,
+        max_retries=_retry_count("max_retries", max_retries),
+        busy_retries=None if busy_retries is None else _retry_count("busy_retries", busy_retries),
     )
+
+
+def _retry_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{name} must be an int >= 0, got {value!r}")
+    return value
 
 
 # ---------------------------------------------------------------- requests
@@ -268,17 +283,37 @@ def parse_models(response: httpx.Response) -> list[ModelInfo]:
     return parse(ModelList, response).data
 
 
+def int_header(headers: httpx.Headers, name: str) -> int | None:
+    """A non-negative integer header, or None when absent or unreadable."""
+    value = (headers.get(name) or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def bool_header(headers: httpx.Headers, name: str) -> bool | None:
+    """A `true`/`false` header, or None when absent or anything else."""
+    return {"true": True, "false": False}.get((headers.get(name) or "").strip().lower())
+
+
+def clamping_headers(headers: httpx.Headers) -> tuple[int | None, bool | None]:
+    """`Wattfare-Max-Tokens` and `Wattfare-Clamped`: the `max_tokens` sent upstream, and whether the cap lowered it."""
+    return int_header(headers, "wattfare-max-tokens"), bool_header(headers, "wattfare-clamped")
+
+
 def parse_completion(response: httpx.Response) -> ChatCompletion:
-    """A completion, with `wattfare` filled from the `Wattfare-*` headers."""
+    """A completion, with `wattfare` filled from the `Wattfare-*` headers, else from the body's `wattfare`."""
     completion = parse(ChatCompletion, response)
     body = completion.wattfare
     headers = response.headers
     cost = decimal_header(headers, "wattfare-cost-usd")
     remaining = decimal_header(headers, "wattfare-remaining-usd")
+    max_tokens, clamped = clamping_headers(headers)
     completion.wattfare = WattfareInfo(
         cost_usd=cost if cost is not None else body.cost_usd,
         remaining_usd=remaining if remaining is not None else body.remaining_usd,
         request_id=request_id(response) or body.request_id,
+        # No Wattfare-Max-Tokens beside a Wattfare-Clamped means that none was sent.
+        max_tokens=max_tokens if max_tokens is not None or clamped is not None else body.max_tokens,
+        clamped=clamped if clamped is not None else body.clamped,
     )
     return completion
 
@@ -311,18 +346,28 @@ def should_retry(status_code: int, headers: httpx.Headers) -> bool:
     return status_code in RETRYABLE_STATUSES
 
 
+def is_busy(response: httpx.Response) -> bool:
+    """Whether an error response (read) is a `budget_busy` refusal: the user's requests in flight hold the budget."""
+    return response.status_code == 429 and isinstance(
+        error_from_response(response.status_code, response.headers, response.content), BudgetBusyError
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """When to retry and how long to wait: exponential backoff with jitter, honouring `Retry-After`.
 
     Attributes:
         max_retries: Retries after the first attempt.
+        busy_retries: Retries of a `budget_busy` refusal instead, when set apart from `max_retries` (for a
+            caller, such as LiteLLM's Router, that retries everything else itself but cannot retry a busy user).
         base_delay: The first backoff, in seconds; it doubles each retry.
         max_delay: The backoff's ceiling, in seconds.
         max_retry_after: The longest `Retry-After` waited out; a longer one is raised to the caller instead.
     """
 
     max_retries: int
+    busy_retries: int | None = None
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 60.0
@@ -336,8 +381,11 @@ class RetryPolicy:
         return self.backoff(retries, jitter) if retries < self.max_retries else None
 
     def after_status(self, retries: int, response: httpx.Response, *, now: datetime, jitter: float) -> float | None:
-        """Seconds to wait before retrying an error response, or None to raise it."""
-        if retries >= self.max_retries or not should_retry(response.status_code, response.headers):
+        """Seconds to wait before retrying an error response (read), or None to raise it."""
+        limit = self.max_retries
+        if self.busy_retries is not None and is_busy(response):
+            limit = self.busy_retries
+        if retries >= limit or not should_retry(response.status_code, response.headers):
             return None
         wait = parse_retry_after(response.headers.get("retry-after"), now=now)
         if wait is None:

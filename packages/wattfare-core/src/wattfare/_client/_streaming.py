@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 from pydantic import ValidationError
 
-from wattfare._client._core import decimal_header, request_id
+from wattfare._client._core import clamping_headers, decimal_header, request_id
 from wattfare._exceptions import APIError, StreamError, error_from_stream_event
 from wattfare._sse import SSEDecoder
 from wattfare._types import ChatCompletionChunk
@@ -22,8 +22,8 @@ class ChunkReader:
     """Turns a chat stream's body into `ChatCompletionChunk`s.
 
     Args:
-        response: The stream's response; its `Wattfare-Request-Id` and `Wattfare-Remaining-Usd`
-            headers seed the accumulator.
+        response: The stream's response; its `Wattfare-Request-Id`, `Wattfare-Remaining-Usd`,
+            `Wattfare-Max-Tokens` and `Wattfare-Clamped` headers seed the accumulator.
 
     Attributes:
         accumulator: Everything the chunks delivered so far add up to.
@@ -32,9 +32,12 @@ class ChunkReader:
     """
 
     def __init__(self, response: httpx.Response) -> None:
+        max_tokens, clamped = clamping_headers(response.headers)
         self.accumulator = StreamAccumulator(
             request_id=request_id(response),
             remaining_usd=decimal_header(response.headers, "wattfare-remaining-usd"),
+            max_tokens=max_tokens,
+            clamped=clamped,
         )
         self.done = False
         self.error: APIError | None = None

@@ -9,6 +9,7 @@
  *     button.onclick = () => wattfare.connect().then(showStatus, showError);  // call it from the click itself
  *     wattfare.status().then(showStatus);
  *     wattfare.disconnect();
+ *     function showStatus(status) { label.textContent = Wattfare.budgetText(status); }  // "$4.20 left · $0.30 in use"
  *   </script>
  *
  * connect(): test keys (pk_test_…) connect at once, without a popup. Live keys open the consent popup on
@@ -17,6 +18,8 @@
  * rejects with a WattfareError ("popup_blocked" / "popup_closed"); it never hangs.
  * session: a function returning a session token (or a promise of one), or the URL of your route that mints
  * one (it is POSTed to, and may answer {"token": "…"} or the bare token).
+ * Wattfare.budgetText(status): the connection status in words: what is left this month and, while the user's
+ * requests are running, what they hold ("$4.20 left · $0.30 in use"); "No limit" for an uncapped connection.
  */
 (function (global) {
   "use strict";
@@ -37,6 +40,23 @@
     toJSON() {
       return { error: { code: this.code, message: this.message } };
     }
+  }
+
+  function usd(value) {
+    var amount = Number(value);
+    // A cent is too coarse for what one request costs: small amounts keep their micro-dollars.
+    return "$" + (amount > 0 && amount < 0.01 ? amount.toFixed(6) : amount.toFixed(2));
+  }
+
+  function budgetText(status) {
+    if (!status || !status.connected) {
+      return "Not connected";
+    }
+    var uncapped = status.remainingUsd === null || status.remainingUsd === undefined;
+    var text = uncapped ? "No limit" : usd(status.remainingUsd) + " left";
+    // reservedUsd: what the user's requests in flight hold until they settle (absent from older servers).
+    var held = Number(status.reservedUsd || 0);
+    return held > 0 ? text + " \u00b7 " + usd(held) + " in use" : text;
   }
 
   function expiryOf(token) {
@@ -223,5 +243,5 @@
     };
   }
 
-  global.Wattfare = { createWattfare: createWattfare, WattfareError: WattfareError };
+  global.Wattfare = { createWattfare: createWattfare, WattfareError: WattfareError, budgetText: budgetText };
 })(window);
