@@ -95,12 +95,12 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
     from servers import provision_wattfare
 
     from wattfare.metering import Budget, MeteredUsage, cost_of, decide_reservation, window_containing
-    from wattfare.server.completion_request import anonymous_user, parse_completion, upstream_body
-    from wattfare.server.keys import hash_key, new_request_id
-    from wattfare.server.meter import Meter
-    from wattfare.server.pricebook import PriceBook
+    from wattfare.server.access.keys import hash_key, new_request_id
+    from wattfare.server.billing.meter import Meter
+    from wattfare.server.billing.pricebook import PriceBook
+    from wattfare.server.proxy.completion_request import anonymous_user, parse_completion, upstream_body
+    from wattfare.server.proxy.sse_frames import SSEFrames
     from wattfare.server.services import utc_now
-    from wattfare.server.sse_frames import SSEFrames
     from wattfare.server.store import open_store
     from wattfare.server.store.records import NewReservation, Settlement
 

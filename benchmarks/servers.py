@@ -65,7 +65,7 @@ def start_bare(tmp: Path, upstream: str, client: str = "wattfare") -> tuple[Serv
 def provision_wattfare(db: Path, cap_usd: str) -> str:
     """Create an app in a fresh SQLite file and return its test secret key."""
     from wattfare.metering import usd_to_nanos
-    from wattfare.server.provisioning import create_app
+    from wattfare.server.access.app_registration import create_app
     from wattfare.server.store import open_store
 
     async def run() -> str:

@@ -1,4 +1,4 @@
-"""Build the bundled model price snapshot (`server/data/models_snapshot.json`) from LiteLLM's price list.
+"""Build the bundled model price snapshot (`server/billing/data/models_snapshot.json`) from LiteLLM's price list.
 
 The proxy prices requests from its upstream's live `/models` list; this snapshot is the fallback it ships
 with, in the same OpenRouter `/models` format (string USD prices per token). The prices come from
@@ -34,7 +34,9 @@ from typing import Any
 DEFAULT_VERSION = "1.106.1"
 
 PRICE_MEMBERS = ("model_prices_and_context_window.json", "model_prices_and_context_window_backup.json")
-OUT = Path(__file__).resolve().parents[1] / "packages/wattfare-core/src/wattfare/server/data/models_snapshot.json"
+OUT = (
+    Path(__file__).resolve().parents[1] / "packages/wattfare-core/src/wattfare/server/billing/data/models_snapshot.json"
+)
 
 # Ids the docs and tests rely on, with LiteLLM provider-native keys to fall back on (first found wins).
 REQUIRED: dict[str, tuple[str, ...]] = {

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from wattfare.server.keys import hash_key
-from wattfare.server.provisioning import create_app
+from wattfare.server.access.app_registration import create_app
+from wattfare.server.access.keys import hash_key
 from wattfare.server.settings import Settings
 from wattfare.server.store import open_store
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     env.setdefault("WATTFARE_SIGNUP_CREDITS_USD", "5")
     env.setdefault("WATTFARE_PUBLIC_URL", wattfare_url)
     wattfare = subprocess.Popen(
-        [sys.executable, "-m", "wattfare.server.cli", "dev", "--port", str(args.wattfare_port)], env=env
+        [sys.executable, "-m", "wattfare.server.cli.main", "dev", "--port", str(args.wattfare_port)], env=env
     )
     demo: subprocess.Popen[bytes] | None = None
     try:

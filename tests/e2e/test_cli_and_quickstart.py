@@ -25,7 +25,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def _wattfare(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "wattfare.server.cli", *args],
+        [sys.executable, "-m", "wattfare.server.cli.main", *args],
         cwd=cwd,
         env=env or _clean_env(),
         capture_output=True,
@@ -41,7 +41,7 @@ def _read_env(path: Path) -> dict[str, str]:
 
 def _start_dev(cwd: Path, port: int) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "wattfare.server.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "wattfare.server.cli.main", "dev", "--port", str(port)],
         cwd=cwd,
         env=_clean_env(COLUMNS="200"),
         stdout=subprocess.PIPE,

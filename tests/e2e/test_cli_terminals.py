@@ -28,12 +28,12 @@ import pytest
 
 from tests.support.cli import PUBLISHABLE_KEY, SECRET_KEY
 from tests.support.wattfare_server import free_port
-from wattfare.server.keys import hash_key
+from wattfare.server.access.keys import hash_key
 from wattfare.server.store import open_store
 
 pytestmark = pytest.mark.xdist_group("cli")
 WIDTHS = [40, 80, 120]
-COMMAND = [sys.executable, "-m", "wattfare.server.cli"]
+COMMAND = [sys.executable, "-m", "wattfare.server.cli.main"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

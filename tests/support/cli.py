@@ -13,9 +13,9 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from wattfare.server.access.keys import hash_key
 from wattfare.server.app import create_app
-from wattfare.server.cli import main
-from wattfare.server.keys import hash_key
+from wattfare.server.cli.main import main
 from wattfare.server.settings import Settings
 from wattfare.server.store import Store, open_store
 

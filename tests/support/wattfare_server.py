@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 
 from wattfare.metering import usd_to_nanos
+from wattfare.server.access.app_registration import ProvisionedApp
+from wattfare.server.access.app_registration import create_app as provision_app
 from wattfare.server.app import create_app
-from wattfare.server.provisioning import ProvisionedApp
-from wattfare.server.provisioning import create_app as provision_app
 from wattfare.server.settings import Settings
 from wattfare.server.store import open_store
 
@@ -132,7 +132,7 @@ def wattfare_process(
         "WATTFARE_LOG_LEVEL": "warning",
     }
     environment |= env or {}
-    command = [sys.executable, "-m", "wattfare.server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "wattfare.server.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)

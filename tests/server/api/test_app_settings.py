@@ -9,7 +9,7 @@ import pytest
 
 from tests.server.api.envelope import assert_error
 from tests.support.wattfare_server import InProcess, in_process
-from wattfare.server.pricebook import load_snapshot, price_models
+from wattfare.server.billing.pricebook import load_snapshot, price_models
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("each_store")]
 

@@ -19,7 +19,7 @@ import pytest
 from tests.server.api.envelope import assert_error
 from tests.server.api.tables import row_counts
 from tests.support.wattfare_server import InProcess, in_process, provision
-from wattfare.server.tokens import SessionClaims, mint_session
+from wattfare.server.access.session_tokens import SessionClaims, mint_session
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.standin_upstream import run_standin
 from tests.support.wattfare_server import ServerProcess, wattfare_process
-from wattfare.server.keys import hash_key
+from wattfare.server.access.keys import hash_key
 
 MODEL = "openai/gpt-4o-mini"
 PROMPT = "zebra-secret-prompt-7731"

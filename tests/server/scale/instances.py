@@ -22,8 +22,8 @@ import httpx
 
 from tests.support.wattfare_server import free_port
 from wattfare.metering import usd_to_nanos
-from wattfare.server.provisioning import ProvisionedApp
-from wattfare.server.provisioning import create_app as provision_app
+from wattfare.server.access.app_registration import ProvisionedApp
+from wattfare.server.access.app_registration import create_app as provision_app
 from wattfare.server.store import open_store
 
 STARTUP_SECONDS = 45  # generous: the machine is shared, and several instances start at once
@@ -90,7 +90,7 @@ def launch(name: str, log_dir: Path, env: dict[str, str], port: int | None = Non
     log_path = log_dir / f"{name}.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("WATTFARE_", "OPENROUTER_"))}
     environment |= {"WATTFARE_PUBLIC_URL": f"http://127.0.0.1:{port}", "WATTFARE_LOG_LEVEL": "warning"} | env
-    command = [sys.executable, "-m", "wattfare.server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "wattfare.server.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     # Appending: a restarted instance keeps the log of its previous life.
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)

@@ -25,7 +25,7 @@ from tests.server.scale.instances import CLIENT_LIMITS, Instance, launch, provis
 from tests.server.scale.pg_books import PgBooks
 from tests.support import postgres
 from tests.support.standin_upstream import StandIn
-from wattfare.server.provisioning import ProvisionedApp
+from wattfare.server.access.app_registration import ProvisionedApp
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio, pytest.mark.xdist_group("scale")]
 

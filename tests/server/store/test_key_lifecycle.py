@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from wattfare.server.keys import hash_key, mint_key
+from wattfare.server.access.keys import hash_key, mint_key
 from wattfare.server.store import Store, open_store
 
 pytestmark = pytest.mark.anyio

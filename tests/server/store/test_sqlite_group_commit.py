@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from wattfare.metering import MeteredUsage
-from wattfare.server.hold import HeldRequest
-from wattfare.server.meter import Meter
-from wattfare.server.pricebook import load_snapshot, price_models
+from wattfare.server.billing.hold import HeldRequest
+from wattfare.server.billing.meter import Meter
+from wattfare.server.billing.pricebook import load_snapshot, price_models
 from wattfare.server.store import open_store
 from wattfare.server.store.base import StoreUnavailableError
 from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settlement

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.standin_upstream import StandIn, run_standin
-from wattfare.server.upstream.sandbox import SandboxUpstream
+from wattfare.server.upstream.sandbox.models import SandboxUpstream
 
 FIXED_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 

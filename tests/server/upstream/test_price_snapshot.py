@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from wattfare.server.upstream.sandbox import load_bundled_models
+from wattfare.server.upstream.sandbox.models import load_bundled_models
 
 ROOT = Path(__file__).resolve().parents[3]
 REQUIRED_IDS = [
@@ -68,7 +68,9 @@ def test_every_bundled_price_is_a_plain_decimal_string() -> None:
 
 
 def test_the_bundled_snapshot_records_its_source_and_date() -> None:
-    document = json.loads((ROOT / "packages/wattfare-core/src/wattfare/server/data/models_snapshot.json").read_text())
+    document = json.loads(
+        (ROOT / "packages/wattfare-core/src/wattfare/server/billing/data/models_snapshot.json").read_text()
+    )
 
     assert document["source"].startswith("litellm ")
     assert date.fromisoformat(document["generated"])

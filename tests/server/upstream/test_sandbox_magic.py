@@ -8,7 +8,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.server.upstream.exchange import chat_request, read_all, sse_data
-from wattfare.server.upstream.sandbox import SandboxUpstream
+from wattfare.server.upstream.sandbox.models import SandboxUpstream
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, Field
 
 from tests.server.upstream.exchange import chat_request, read_all, sse_data
-from wattfare.server.upstream.sandbox import SandboxUpstream
-from wattfare.server.upstream.sandbox_schema import value_for_schema
+from wattfare.server.upstream.sandbox.models import SandboxUpstream
+from wattfare.server.upstream.sandbox.schema import value_for_schema
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.server.upstream.exchange import chat_request, read_all, sse_data
-from wattfare.server.upstream.sandbox import SandboxUpstream, load_bundled_models
-from wattfare.server.upstream.sandbox_content import count_prompt_tokens
+from wattfare.server.upstream.sandbox.content import count_prompt_tokens
+from wattfare.server.upstream.sandbox.models import SandboxUpstream, load_bundled_models
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from datetime import datetime
 import httpx
 
 from tests.support.wattfare_server import provision
+from wattfare.server.access.app_registration import ProvisionedApp
 from wattfare.server.app import create_app
-from wattfare.server.provisioning import ProvisionedApp
 from wattfare.server.services import Services, utc_now
 from wattfare.server.settings import Settings
 from wattfare.server.store.records import Mode

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 
 from tests.support.wattfare_server import ServerProcess, free_port, wattfare_process
+from wattfare.server.access.session_tokens import SessionClaims, mint_session
 from wattfare.server.store import open_store
 from wattfare.server.store.records import Mode
-from wattfare.server.tokens import SessionClaims, mint_session
 
 REPO = Path(__file__).resolve().parents[3]
 SIGNING_SECRET = "web-tests-signing-secret-0123456789"
@@ -98,7 +98,7 @@ def demo_port() -> tuple[int, str]:
 
 def wattfare_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     env = clean_env(WATTFARE_DATABASE_URL=f"sqlite:///{server.db_path}")
-    command = [sys.executable, "-m", "wattfare.server.cli", *args]
+    command = [sys.executable, "-m", "wattfare.server.cli.main", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.server.web.pages_client import PUBLIC_URL, Pages, approve, csrf_of, pages, sign_up
-from wattfare.server.tokens import SessionClaims, mint_session
+from wattfare.server.access.session_tokens import SessionClaims, mint_session
 
 pytestmark = pytest.mark.anyio
 

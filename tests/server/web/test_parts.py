@@ -13,10 +13,10 @@ import pytest
 from tests.server.web.servers import clean_env, rows
 from tests.support.wattfare_server import provision
 from wattfare.metering import window_containing
-from wattfare.server.charts import daily_chart
-from wattfare.server.key_vault import KeyVault, VaultError, new_vault_key
-from wattfare.server.origins import OriginError, normalize_origin, parse_origins
+from wattfare.server.access.origins import OriginError, normalize_origin, parse_origins
+from wattfare.server.billing.key_vault import KeyVault, VaultError, new_vault_key
 from wattfare.server.store.account_records import DailySpend
+from wattfare.server.web.charts import daily_chart
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_the_chart_has_a_bar_per_day_scaled_to_the_busiest() -> None:
 
 def _cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = clean_env(WATTFARE_DATABASE_URL=f"sqlite:///{db}", COLUMNS="200")
-    command = [sys.executable, "-m", "wattfare.server.cli", *args]
+    command = [sys.executable, "-m", "wattfare.server.cli.main", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.server.web.pages_client import PASSWORD, Pages, csrf_of, pages, sign_up
-from wattfare.server.web_sessions import KNOWN_BROWSER_COOKIE
+from wattfare.server.web.sessions import KNOWN_BROWSER_COOKIE
 
 pytestmark = pytest.mark.anyio
 

@@ -17,17 +17,20 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wattfare.server import account, api, app_settings, consent, developers, members, openrouter_oauth, proxy
-from wattfare.server.browser_cors import BrowserCors
+from wattfare.server.api import app_settings
+from wattfare.server.api import endpoints as api
+from wattfare.server.api.browser_cors import BrowserCors
 from wattfare.server.errors import ApiError, unavailable
-from wattfare.server.hot_route import ErrorHandler, HotRoute
-from wattfare.server.pages.render import STATIC, PageError, render
+from wattfare.server.proxy import chat_completions as proxy
+from wattfare.server.proxy.direct_route import DirectRoute, ErrorHandler
 from wattfare.server.services import Services, build_upstreams, utc_now
 from wattfare.server.settings import Settings
 from wattfare.server.store import Store, StoreUnavailableError, open_store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
-from wattfare.server.web_sessions import SignInRequired, visitor
+from wattfare.server.web import account, consent, developers, members, openrouter_link
+from wattfare.server.web.render import STATIC, PageError, render
+from wattfare.server.web.sessions import SignInRequired, visitor
 
 # The collector's first generation: 700 allocations by default, i.e. several passes per request.
 _GC_FIRST_GENERATION = 20_000
@@ -119,7 +122,7 @@ def create_app(
 
     v1 = "/api/v1"
     routes = [
-        # POSTs are served by `HotRoute` before they reach the router; the route still answers other methods (405).
+        # POSTs are served by `DirectRoute` before they reach the router; the route still answers other methods (405).
         Route(f"{v1}/chat/completions", proxy.chat_completions, methods=["POST"]),
         Route(f"{v1}/sessions", api.create_session, methods=["POST"]),
         Route(f"{v1}/status", api.status, methods=["GET"]),
@@ -136,7 +139,7 @@ def create_app(
         *members.routes,
         *consent.routes,
         *account.routes,
-        *openrouter_oauth.routes,
+        *openrouter_link.routes,
         *developers.routes,
         Route("/wattfare.js", _button_script, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -154,7 +157,7 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             Middleware(
-                HotRoute,
+                DirectRoute,
                 method="POST",
                 path=f"{v1}/chat/completions",
                 endpoint=proxy.chat_completions,

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from wattfare.server.key_vault import KeyVault, new_vault_key
-from wattfare.server.keys import hash_key, key_mode
-from wattfare.server.meter import Meter, OutputAllowances
-from wattfare.server.pricebook import PriceBook
-from wattfare.server.revocations import Revocations
+from wattfare.server.access.keys import hash_key, key_mode
+from wattfare.server.billing.key_vault import KeyVault, new_vault_key
+from wattfare.server.billing.meter import Meter, OutputAllowances
+from wattfare.server.billing.pricebook import PriceBook
+from wattfare.server.billing.revocations import Revocations
 from wattfare.server.settings import Settings, UpstreamKind
 from wattfare.server.store import Store
 from wattfare.server.store.records import KeyRecord, Mode
@@ -122,7 +122,7 @@ class Services:
 def build_upstreams(settings: Settings) -> dict[Mode, Upstream]:
     """The upstream serving each mode, per the settings (the sandbox unless a real one is configured)."""
     from wattfare.server.upstream.openai_compatible import OpenAICompatibleUpstream
-    from wattfare.server.upstream.sandbox import SandboxUpstream
+    from wattfare.server.upstream.sandbox.models import SandboxUpstream
 
     built: dict[UpstreamKind, Upstream] = {}
 

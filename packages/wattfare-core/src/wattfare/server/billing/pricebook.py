@@ -1,0 +1,121 @@
+"""Model prices, read from the upstream's model list and kept fresh, with a bundled snapshot as fallback.
+
+An unknown or unpriceable model is refused, never served as free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.resources
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from wattfare.metering import ModelPricing, UnpricedModelError, parse_pricing
+from wattfare.server.json_value import as_object
+from wattfare.server.upstream.base import Upstream
+
+log = logging.getLogger("wattfare.prices")
+
+
+@dataclass(frozen=True, slots=True)
+class PricedModel:
+    """A model Wattfare can meter: its prices and its output ceiling."""
+
+    id: str
+    pricing: ModelPricing
+    context_length: int | None
+    max_output_tokens: int | None
+    listing: Mapping[str, Any]
+
+    @property
+    def reasons(self) -> bool:
+        """Whether the model thinks before it answers (OpenRouter lists `reasoning` among its parameters)."""
+        supported = self.listing.get("supported_parameters")
+        return isinstance(supported, list) and ("reasoning" in supported or "include_reasoning" in supported)
+
+
+def load_snapshot() -> list[dict[str, Any]]:
+    """The bundled price snapshot (OpenRouter `/models` entries)."""
+    raw = importlib.resources.files("wattfare.server.billing.data").joinpath("models_snapshot.json").read_bytes()
+    data: Any = orjson.loads(raw)
+    return list(data["data"])
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def price_models(entries: Iterable[Mapping[str, Any]]) -> dict[str, PricedModel]:
+    """Parse `/models` entries, skipping those without usable prices."""
+    models: dict[str, PricedModel] = {}
+    for entry in entries:
+        model_id = entry.get("id")
+        pricing = entry.get("pricing")
+        if not isinstance(model_id, str) or not isinstance(pricing, Mapping):
+            continue
+        try:
+            parsed = parse_pricing(pricing)  # pyright: ignore[reportUnknownArgumentType]
+        except UnpricedModelError:
+            continue
+        top = as_object(entry.get("top_provider")) or {}
+        models[model_id] = PricedModel(
+            id=model_id,
+            pricing=parsed,
+            context_length=_int_or_none(entry.get("context_length")),
+            max_output_tokens=_int_or_none(top.get("max_completion_tokens")),
+            listing=entry,
+        )
+    return models
+
+
+class PriceBook:
+    """The priced models one upstream serves, refreshed in the background."""
+
+    def __init__(self, upstream: Upstream, fallback: list[dict[str, Any]] | None = None) -> None:
+        """Start from the fallback list (the bundled snapshot by default) until the upstream answers."""
+        self._upstream = upstream
+        self._models = price_models(fallback if fallback is not None else load_snapshot())
+        self.source = "snapshot"
+        self._task: asyncio.Task[None] | None = None
+
+    def get(self, model_id: str) -> PricedModel | None:
+        """The priced model, or None when Wattfare cannot meter it."""
+        return self._models.get(model_id)
+
+    def models(self) -> list[PricedModel]:
+        """Every priced model, sorted by id."""
+        return [self._models[k] for k in sorted(self._models)]
+
+    async def refresh(self) -> bool:
+        """Re-read prices from the upstream; keep the current ones when it fails."""
+        try:
+            fresh = price_models(await self._upstream.list_models())
+        except Exception as exc:  # any failure keeps the last good prices
+            log.warning("model price refresh from %s failed: %s", self._upstream.name, exc)
+            return False
+        if fresh:
+            self._models = fresh
+            self.source = self._upstream.name
+        return bool(fresh)
+
+    def start(self, every_seconds: float) -> None:
+        """Refresh now and then every `every_seconds`, in the background."""
+
+        async def loop() -> None:
+            while True:
+                await self.refresh()
+                await asyncio.sleep(every_seconds)
+
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    async def stop(self) -> None:
+        """Stop refreshing."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

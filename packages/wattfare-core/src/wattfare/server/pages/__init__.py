@@ -1,1 +1,0 @@
-"""The server's HTML pages: Jinja templates, static files (plain CSS, vanilla JS) and how pages are rendered."""

@@ -1,0 +1,271 @@
+"""`POST /api/v1/chat/completions`: the metering proxy, Wattfare's hot path.
+
+Two steps. `chat_completions` checks everything that can refuse a request without touching money (auth,
+body, end user, model, the upstream body's encoding). `MeteredExchange` then reserves (one conditional
+write), sends upstream, and either answers the upstream's body as it came with cost headers or relays the
+stream, all inside the `HeldRequest` that owns the hold: it ends exactly once whatever happens (success,
+refusal upstream, timeout, hang-up, cancellation, an outage, a bug).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wattfare.metering import nanos_to_usd
+from wattfare.server.access.keys import new_request_id
+from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
+from wattfare.server.billing.key_vault import VaultError
+from wattfare.server.billing.pricebook import PricedModel
+from wattfare.server.errors import ApiError, unavailable
+from wattfare.server.http_input import bearer, read_body
+from wattfare.server.json_value import as_array, as_object
+from wattfare.server.proxy.completion_request import (
+    CompletionRequest,
+    UpstreamBody,
+    anonymous_user,
+    parse_completion,
+    require_end_user,
+    upstream_body,
+)
+from wattfare.server.proxy.relay import (
+    Message,
+    MeteredStream,
+    Receive,
+    Scope,
+    Send,
+    cost_headers,
+    limit_headers,
+    wattfare_field,
+)
+from wattfare.server.services import Services
+from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store.records import KeyRecord
+from wattfare.server.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailableError
+from wattfare.server.upstream.errors import from_member_key_status, from_status
+from wattfare.server.upstream.usage import metered_usage
+
+log = logging.getLogger("wattfare.proxy")
+
+
+async def authenticate(services: Services, request: Request) -> KeyRecord:
+    """The app behind the request's secret key, or a 401."""
+    credential = bearer(request)
+    record = await services.keys.lookup(credential)
+    if record is None:
+        if credential.startswith("pk_"):
+            raise ApiError("auth", "A publishable key cannot call this endpoint: use a secret key (sk_…).")
+        raise ApiError("auth", "Invalid or revoked secret key.")
+    return record
+
+
+def refusal_error(refusal: Refusal) -> ApiError:
+    """The HTTP error for a metering refusal."""
+    extra: dict[str, object] = {}
+    headers: dict[str, str] = {}
+    if refusal.resets_at is not None:
+        extra["resetsAt"] = refusal.resets_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if refusal.retry_after_seconds is not None:
+        headers["Retry-After"] = str(refusal.retry_after_seconds)
+    return ApiError(refusal.code, refusal.message, extra=extra, headers=headers)
+
+
+async def chat_completions(request: Request) -> MeteredExchange:
+    """Check a chat completion request, then hand it to the exchange that meters it.
+
+    Everything that can refuse a request without a hold (auth, body, end user, model, encoding) is checked
+    here, so a refusal never has to undo anything. Every answer names the request, refusals included
+    (`Wattfare-Request-Id`), so a support question can point at one ledger row or one refusal.
+    """
+    request_id = new_request_id()
+    try:
+        return await _admit(request, request_id)
+    except ApiError as exc:
+        exc.headers.setdefault("Wattfare-Request-Id", request_id)
+        raise
+
+
+async def _admit(request: Request, request_id: str) -> MeteredExchange:
+    services: Services = request.app.state.services
+    key = await authenticate(services, request)
+    body = await read_body(request, services.settings.max_body_bytes)
+    completion = parse_completion(body)
+    app_user_id = require_end_user(request.headers.get("wattfare-user"), completion.body_user)
+    model = services.prices[key.mode].get(completion.model)
+    if model is None:
+        raise ApiError(
+            "model_not_found",
+            f"Unknown model {completion.model!r}: Wattfare meters only models with known prices (GET /api/v1/models).",
+            param="model",
+        )
+    end_user = anonymous_user(key.app_id, app_user_id)
+    outgoing = upstream_body(completion, end_user=end_user)
+    return MeteredExchange(services, key, app_user_id, model, completion, outgoing, end_user, request_id)
+
+
+class MeteredExchange:
+    """The ASGI answer to one admitted completion: reserve, call the upstream, answer, settle.
+
+    One `async with held:` block spans all of it, the streamed relay included, so the hold's owner sees
+    every way the request can end (see `hold`). Errors raised before the answer starts are answered in
+    the error envelope here, after the hold has ended.
+    """
+
+    __slots__ = ("_app_user_id", "_completion", "_end_user", "_key", "_model", "_outgoing", "_request_id", "_services")
+
+    def __init__(
+        self,
+        services: Services,
+        key: KeyRecord,
+        app_user_id: str,
+        model: PricedModel,
+        completion: CompletionRequest,
+        outgoing: UpstreamBody,
+        end_user: str,
+        request_id: str,
+    ) -> None:
+        """Meter `completion` for `app_user_id` of `key`'s app."""
+        self._services = services
+        self._key = key
+        self._app_user_id = app_user_id
+        self._model = model
+        self._completion = completion
+        self._outgoing = outgoing
+        self._end_user = end_user
+        self._request_id = request_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the exchange."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        error: ApiError
+        try:
+            await self._exchange(scope, receive, tracked)
+            return
+        except ApiError as exc:
+            error = exc
+        except StoreUnavailableError as exc:
+            log.error("store unavailable during a completion: %s", exc)
+            error = unavailable()
+        except Exception as exc:
+            # Logged without the request body: prompts never reach the logs.
+            log.error("unhandled %s in a completion", type(exc).__name__, exc_info=exc)
+            error = ApiError("internal", "Internal error in Wattfare; retry shortly.")
+        if not started:
+            await error.response(self._request_id)(scope, receive, send)
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services, completion = self._services, self._completion
+        held = await services.meter.reserve(
+            self._key,
+            self._app_user_id,
+            self._model,
+            prompt_token_bound=completion.prompt_token_bound,
+            requested_max_tokens=completion.requested_max_tokens,
+            choices=completion.choices,
+            images=completion.images,
+            request_id=self._request_id,
+        )
+        if isinstance(held, Refusal):
+            raise refusal_error(held)
+        async with held:
+            hold = held.hold
+            payload, body = self._outgoing.with_max_tokens(hold.max_tokens)
+            upstream_request = UpstreamRequest(
+                body=body,
+                payload=payload,
+                stream=completion.stream,
+                api_key=self._api_key(hold),
+                end_user=self._end_user,
+            )
+            try:
+                answer = await services.upstreams[self._key.mode].send(upstream_request)
+            except UpstreamUnavailableError as exc:
+                log.warning("the upstream did not answer: %s", exc)
+                if exc.timed_out:
+                    raise ApiError("upstream", "The model provider did not answer in time.", status=504) from None
+                raise ApiError("upstream", "The model provider could not be reached.") from None
+            if answer.status != 200:
+                # The provider refused before generating anything: the exit releases the hold.
+                await answer.close()
+                refused = from_member_key_status if upstream_request.api_key is not None else from_status
+                raise refused(answer.status, answer.body, dict(answer.headers))
+            held.answered = True
+            headers = {"Wattfare-Request-Id": hold.id} | limit_headers(hold)
+            if completion.stream and answer.chunks is not None:
+                headers |= {
+                    "content-type": "text/event-stream; charset=utf-8",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                    "Wattfare-Remaining-Usd": f"{nanos_to_usd(hold.remaining_before):f}",
+                }
+                relay = MeteredStream(answer, held, services.revocations, headers, completion.choices)
+                await relay(scope, receive, send)
+            else:
+                response = await _whole_answer(held, answer, headers)
+                await response(scope, receive, send)
+
+    def _api_key(self, hold: Hold) -> str | None:
+        """The member's own provider key when it pays for the request (else the upstream's key is used)."""
+        if hold.member_key is None or hold.funding is None:
+            return None
+        try:
+            return self._services.vault.open(hold.member_key, hold.funding.member_id)
+        except VaultError:
+            raise ApiError(
+                "funding_invalid", "The user's linked provider key cannot be read: they need to relink it."
+            ) from None
+
+
+async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: dict[str, str]) -> Response:
+    body = answer.body or b""
+    await answer.close()
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # Nothing the client can use came back: nothing is charged.
+        await held.release()
+        raise ApiError("upstream", "The model provider sent a malformed response.") from None
+    answer_object = as_object(parsed) or {}
+    held.output_bytes = _answer_bytes(answer_object)
+    usage = metered_usage(answer_object.get("usage"))
+    # No usage reported: charge an upper bound of what the answer used (as a cut-short stream is), never
+    # less than it cost and never more than the hold.
+    try:
+        settled = await (held.settle_output() if usage is None else held.settle(usage))
+    except StoreUnavailableError:
+        # The answer exists and its hold still covers it: the meter writes the charge once the store is back,
+        # so the client gets what it will pay for, without the cost headers no one can confirm yet.
+        settled = None
+    costs = {} if settled is None else cost_headers(settled.charged, settled.remaining)
+    if as_object(answer_object.get("error")) is not None:
+        # The provider failed after it started (OpenRouter answers 200 with an `error` then): what it
+        # processed is charged, as a stream cut by the same failure would be.
+        raise ApiError("upstream", "The model provider failed while answering.", headers=costs)
+    field = orjson.dumps({"wattfare": wattfare_field(held.hold, settled)})
+    # The `wattfare` object goes in as the body's last member, spliced into the upstream's bytes (no re-encoding).
+    closing = body.rstrip()
+    if answer_object and closing.endswith(b"}"):
+        body = closing[:-1] + b"," + field[1:]
+    return Response(body, 200, headers | costs, media_type="application/json")
+
+
+def _answer_bytes(answer: dict[str, Any]) -> int:
+    """UTF-8 bytes of everything the model wrote in a whole answer (no token is shorter than a byte)."""
+    texts: list[object] = []
+    for choice in as_array(answer.get("choices")) or ():
+        message = as_object((as_object(choice) or {}).get("message")) or {}
+        texts += (message.get("content"), message.get("refusal"), message.get("reasoning"))
+        for call in as_array(message.get("tool_calls")) or ():
+            function = as_object((as_object(call) or {}).get("function")) or {}
+            texts += (function.get("name"), function.get("arguments"))
+    return sum(len(text.encode()) for text in texts if isinstance(text, str))

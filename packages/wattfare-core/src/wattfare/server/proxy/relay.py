@@ -1,0 +1,258 @@
+"""Relaying an upstream stream to the client while metering it.
+
+Events go out as they arrive, byte for byte; only the final usage chunk is rewritten once, to carry
+Wattfare's cost. Four things can end a stream early, and the request's `HeldRequest` still settles it
+exactly once: the client hangs up (charged for what was used), the connection is revoked (stopped within
+a second, with a typed SSE error), the upstream fails (typed SSE error), or Wattfare's database becomes
+unavailable (`unavailable` SSE error; the charge is written once it is back). An upstream that ignores
+`max_tokens` is cut off with `budget_exceeded` before it can spend past the hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from wattfare.metering import nanos_to_json_number, nanos_to_usd
+from wattfare.server.billing.hold import HeldRequest, Hold
+from wattfare.server.billing.revocations import Revocations
+from wattfare.server.errors import ApiError, unavailable
+from wattfare.server.json_value import as_array, as_object
+from wattfare.server.proxy.sse_frames import SSEFrames, event_data
+from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store.records import Settled
+from wattfare.server.upstream.base import UpstreamResponse
+from wattfare.server.upstream.errors import from_stream_error
+from wattfare.server.upstream.usage import metered_usage
+
+log = logging.getLogger("wattfare.relay")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_DONE = b"data: [DONE]\n\n"
+
+
+class _Tally:
+    """What has streamed so far, counted into the request's hold: enough to settle it however it ends."""
+
+    __slots__ = ("content_chunks", "held")
+
+    def __init__(self, held: HeldRequest) -> None:
+        self.held = held
+        self.content_chunks = 0
+
+    def count(self, chunk: dict[str, Any]) -> None:
+        produced = 0
+        for choice in as_array(chunk.get("choices")) or ():
+            delta = as_object(as_object(choice) and choice.get("delta"))
+            if delta is None:
+                continue
+            texts: list[object] = [delta.get("content"), delta.get("reasoning"), delta.get("refusal")]
+            for call in as_array(delta.get("tool_calls")) or ():
+                function = as_object(as_object(call) and call.get("function")) or {}
+                texts += (function.get("name"), function.get("arguments"))
+            produced += sum(len(text.encode()) for text in texts if isinstance(text, str))
+        if produced:
+            self.held.output_bytes += produced
+            self.content_chunks += 1
+
+
+class MeteredStream:
+    """An ASGI response that relays an upstream SSE stream, counting what it relays into the request's hold.
+
+    The hold itself belongs to the `HeldRequest` the exchange entered around this response: the relay
+    settles it when the usage chunk or `[DONE]` arrives, and whatever else ends the stream (the client
+    leaving, a revocation, an upstream failure, an exception), the exchange's exit settles what was relayed.
+    """
+
+    def __init__(
+        self,
+        upstream: UpstreamResponse,
+        held: HeldRequest,
+        revocations: Revocations,
+        headers: dict[str, str],
+        choices: int,
+    ) -> None:
+        """Relay `upstream` under `held`."""
+        self._upstream = upstream
+        self._held = held
+        self._hold = held.hold
+        self._revocations = revocations
+        self._headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        # Every non-empty chunk carries at least one token, so more chunks than this means the upstream
+        # is past max_tokens for some choice.
+        self._chunk_ceiling = None if self._hold.max_tokens is None else self._hold.max_tokens * choices
+        self._tally = _Tally(held)
+        # Whether the relay has asked its hold for a settlement (the `HeldRequest` says when one committed).
+        self._settle_requested = False
+        # Events read but not yet written, and where to write them (set when the pump starts).
+        self._batch: list[bytes] = []
+        self._send: Send | None = None
+        self._wrote_body = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the stream."""
+        revoked = self._revocations.watch(self._hold.connection.id)
+        tasks: tuple[asyncio.Future[Any], ...] = ()
+        # Read before the tasks are cancelled below: a cancelled task is `done()` too, and taking that for
+        # the client's hang-up would drop the ending event and the end of the response.
+        client_left = True
+        ending: ApiError | None = None
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            pump = asyncio.ensure_future(self._pump(send))
+            hangup = asyncio.ensure_future(self._wait_for_disconnect(receive))
+            revocation = asyncio.ensure_future(revoked.wait())
+            tasks = (pump, hangup, revocation)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            client_left = hangup.done()
+            if pump.done():
+                ending = pump.result()
+            elif revocation.done():
+                ending = ApiError("not_connected", "The user revoked this app's access to their AI budget.")
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._revocations.unwatch(self._hold.connection.id, revoked)
+            # The tasks end before the response does: a pump cancelled inside a settlement first waits for its
+            # write (see `HeldRequest`), so nothing of this request runs on after it.
+            if tasks:
+                await asyncio.wait(tasks)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._upstream.close())
+            if not self._settle_requested:
+                # Cut short (hang-up, revocation, upstream failure): charged for what was relayed, before the
+                # response ends, so a client reading its balance next sees this request in it.
+                self._settle_requested = True
+                try:
+                    await self._held.settle_output()
+                except StoreUnavailableError:
+                    ending = unavailable()
+        if client_left:
+            return
+        if ending is not None:
+            await send({"type": "http.response.body", "body": ending.sse_event(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _wait_for_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def _pump(self, send: Send) -> ApiError | None:
+        """Forward events until the upstream ends; return the error to end with, if any."""
+        frames = SSEFrames()
+        chunks = self._upstream.chunks
+        assert chunks is not None
+        self._send = send
+        try:
+            while True:
+                try:
+                    raw = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # the upstream broke the connection mid-stream
+                    log.warning("upstream stream broke: %s", type(exc).__name__)
+                    return ApiError("upstream", "The model provider's stream broke off.")
+                # The events of one upstream read go out in one write: one send per read, not per event.
+                ending: ApiError | None = None
+                for event in frames.feed(raw):
+                    outgoing, ending = await self._on_event(event)
+                    if outgoing:
+                        self._batch.append(outgoing)
+                        if not self._wrote_body:
+                            # The first event goes out at once, before the rest of its read is examined:
+                            # time to first token is what a streaming client feels.
+                            await self._flush()
+                    if ending is not None:
+                        break
+                await self._flush()
+                if ending is not None:
+                    return ending
+        except StoreUnavailableError as exc:
+            # What was relayed is charged once the store is back (the meter keeps the settlement).
+            log.error("settling %s is deferred: %s", self._hold.id, exc)
+            await self._flush()
+            return unavailable()
+        if not self._settle_requested:
+            # The upstream ended without [DONE]: no usage and no clean end.
+            return ApiError("upstream", "The model provider's stream ended early.")
+        return None
+
+    async def _flush(self) -> None:
+        """Write the batched events; before a settle too, so its database write never delays what streamed."""
+        if self._batch and self._send is not None:
+            body = b"".join(self._batch)
+            self._batch.clear()
+            self._wrote_body = True
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _on_event(self, event: bytes) -> tuple[bytes | None, ApiError | None]:
+        data = event_data(event)
+        if data is None:
+            return event, None  # keep-alive comments keep the client's connection warm too
+        if data == b"[DONE]":
+            if not self._settle_requested:
+                await self._flush()
+                self._settle_requested = True
+                await self._held.settle_output()
+            return _DONE, None
+        try:
+            chunk: Any = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None, ApiError("upstream", "The model provider sent a malformed stream event.")
+        if not isinstance(chunk, dict):
+            return None, ApiError("upstream", "The model provider sent a malformed stream event.")
+        parsed: dict[str, Any] = chunk  # pyright: ignore[reportUnknownVariableType]
+        if isinstance(parsed.get("error"), dict):
+            return None, from_stream_error(parsed["error"])
+        self._tally.count(parsed)
+        if self._chunk_ceiling is not None and self._tally.content_chunks > self._chunk_ceiling:
+            self._settle_requested = True
+            await self._held.charge_whole()
+            return None, ApiError("budget_exceeded", "Spending cap reached for this period.")
+        usage = metered_usage(parsed.get("usage"))
+        if usage is None:
+            return event, None
+        # A fast upstream's whole stream can come in one read: what came before the usage chunk goes out
+        # before the settle, so the client's first token does not wait on the ledger.
+        await self._flush()
+        self._settle_requested = True
+        settled = await self._held.settle(usage)
+        parsed["wattfare"] = wattfare_field(self._hold, settled)
+        return b"data: " + orjson.dumps(parsed) + b"\n\n", None
+
+
+def wattfare_field(hold: Hold, settled: Settled | None) -> dict[str, Any]:
+    """The `wattfare` object of an answer (the final usage chunk, or a whole body): its cost and its limit.
+
+    `maxTokens` is the `max_tokens` Wattfare sent upstream, and `clamped` says the cap lowered it: an answer
+    that stops at `finish_reason: "length"` then says why.
+    """
+    field: dict[str, Any] = {"requestId": hold.id}
+    if settled is not None:
+        field["costUsd"] = nanos_to_json_number(settled.charged)
+        field["remainingUsd"] = nanos_to_json_number(settled.remaining)
+    field["maxTokens"] = hold.max_tokens
+    field["clamped"] = hold.clamped
+    return field
+
+
+def limit_headers(hold: Hold) -> dict[str, str]:
+    """`Wattfare-Max-Tokens` (what was sent upstream, when Wattfare set it) and `Wattfare-Clamped`."""
+    headers = {"Wattfare-Clamped": "true" if hold.clamped else "false"}
+    if hold.max_tokens is not None:
+        headers["Wattfare-Max-Tokens"] = str(hold.max_tokens)
+    return headers
+
+
+def cost_headers(charged: int, remaining: int) -> dict[str, str]:
+    """The `Wattfare-Cost-Usd` / `Wattfare-Remaining-Usd` headers of a non-streamed answer."""
+    return {"Wattfare-Cost-Usd": f"{nanos_to_usd(charged):f}", "Wattfare-Remaining-Usd": f"{nanos_to_usd(remaining):f}"}

@@ -1,0 +1,97 @@
+"""The member's account, `/account`: connected apps with this month's spend, caps, one-click revoke, funding.
+
+Revoking takes effect at once: the next request is refused with `not_connected` (the store's reserve checks
+the state in the same conditional write) and streams in flight are woken here, or by the revocation poll on
+other instances, and stop within a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from wattfare.metering import window_containing
+from wattfare.server.services import Services
+from wattfare.server.web.charts import daily_chart
+from wattfare.server.web.forms import parse_cap, read_form
+from wattfare.server.web.render import PageError, render
+from wattfare.server.web.sessions import SignInRequired, member_visitor
+
+# Notices are chosen by code, never echoed from the URL.
+NOTICES = {
+    "cap": "Cap updated.",
+    "bad-cap": "Enter a monthly cap in US dollars, more than 0 and at most 1,000,000 (to stop an app, revoke it).",
+    "revoked": "Access revoked: the app can no longer spend from your budget.",
+    "linked": "OpenRouter linked: your requests are now paid with your own OpenRouter key.",
+    "unlinked": "OpenRouter unlinked: the key was deleted from Wattfare.",
+    "link-failed": "Linking OpenRouter did not complete. Nothing was changed; try again.",
+}
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def openrouter_origin(services: Services) -> str:
+    """Where the "Link OpenRouter" form leads (allowed in the page's form-action)."""
+    return services.settings.openrouter_url
+
+
+async def account_page(request: Request) -> Response:
+    """`GET /account`."""
+    services = _services(request)
+    found, member = await member_visitor(services, request)
+    window = window_containing(services.clock())
+    connections = await services.store.member_connections(member.id, window.key)
+    spend = await services.store.member_daily_spend(member.id, window.start, window.end)
+    context: dict[str, Any] = {
+        "connections": connections,
+        "chart": daily_chart(spend, window),
+        "resets_at": window.end,
+        "credits": await services.store.credit_balance(member.id),
+        "provider_key": await services.store.provider_key(member.id),
+        "notice": NOTICES.get(request.query_params.get("notice", "")),
+    }
+    return render(services, found, "account.html", context, form_targets=[openrouter_origin(services)])
+
+
+async def change_cap(request: Request) -> Response:
+    """`POST /account/connections/{id}/cap`: change one connection's monthly cap."""
+    services = _services(request)
+    found, fields = await read_form(services, request)
+    if found.member is None:
+        raise SignInRequired("/account")
+    cap = parse_cap(fields.get("monthlyUsd"))
+    if cap is None:
+        return RedirectResponse("/account?notice=bad-cap", 303)
+    changed = await services.store.set_member_cap(
+        found.member.id, request.path_params["connection_id"], cap, services.clock()
+    )
+    if changed is None:
+        raise PageError(404, "Not found", "You have no such connection.")
+    return RedirectResponse("/account?notice=cap", 303)
+
+
+async def revoke(request: Request) -> Response:
+    """`POST /account/connections/{id}/revoke`: stop the app spending, at once (streams in flight included)."""
+    services = _services(request)
+    found, _ = await read_form(services, request)
+    if found.member is None:
+        raise SignInRequired("/account")
+    revoked = await services.store.revoke_member_connection(
+        found.member.id, request.path_params["connection_id"], services.clock()
+    )
+    if revoked is None:
+        raise PageError(404, "Not found", "You have no such connection.")
+    services.revocations.revoked(revoked.id)
+    return RedirectResponse("/account?notice=revoked", 303)
+
+
+routes = [
+    Route("/account", account_page, methods=["GET"]),
+    Route("/account/connections/{connection_id}/cap", change_cap, methods=["POST"]),
+    Route("/account/connections/{connection_id}/revoke", revoke, methods=["POST"]),
+]

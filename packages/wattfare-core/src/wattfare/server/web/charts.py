@@ -1,0 +1,75 @@
+"""The member's spend per day this month, drawn on the server as SVG geometry (no chart library, no script)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from wattfare.metering import Window
+from wattfare.server.store.account_records import DailySpend
+from wattfare.server.web.render import usd_text
+
+WIDTH = 620
+HEIGHT = 180
+_TOP = 12
+_BOTTOM = 24  # room for the day labels
+_LEFT = 40  # room for the "$0" of the scale
+_GAP = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One day's bar: its box in SVG units, its label and its tooltip."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    day: int
+    label: str | None
+    title: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailyChart:
+    """A month of daily bars and the scale they are drawn against."""
+
+    width: int
+    height: int
+    left: int
+    baseline: float
+    top: int
+    bars: list[Bar]
+    scale_label: str
+    total: int
+
+
+def daily_chart(spend: list[DailySpend], window: Window) -> DailyChart:
+    """Bars for every day of the window (empty days included), scaled to the busiest day."""
+    by_day = {item.day: item.amount for item in spend}
+    first: date = window.start.date()
+    days = (window.end.date() - first).days
+    peak = max([amount for amount in by_day.values() if amount > 0], default=0)
+    baseline = HEIGHT - _BOTTOM
+    usable = baseline - _TOP
+    slot = (WIDTH - _LEFT) / days
+    bars: list[Bar] = []
+    for index in range(days):
+        day = first + timedelta(days=index)
+        amount = by_day.get(day.isoformat(), 0)
+        # A day with any spend shows at least a sliver, so a cheap day is not mistaken for an idle one.
+        height = 0.0 if amount <= 0 else max(1.5, usable * amount / peak)
+        bars.append(
+            Bar(
+                x=round(_LEFT + index * slot + _GAP / 2, 2),
+                y=round(baseline - height, 2),
+                width=round(slot - _GAP, 2),
+                height=round(height, 2),
+                day=day.day,
+                label=str(day.day) if day.day == 1 or day.day % 5 == 0 else None,
+                title=f"{day.day} {day:%b}: {usd_text(amount)}",
+                amount=amount,
+            )
+        )
+    return DailyChart(WIDTH, HEIGHT, _LEFT, baseline, _TOP, bars, usd_text(peak), sum(by_day.values()))

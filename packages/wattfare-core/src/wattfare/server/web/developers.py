@@ -1,0 +1,188 @@
+"""The developer console, `/developers`: register apps and their origins, keys (test and live), usage per user.
+
+Secret keys are shown once, on the page that creates them, and stored only as hashes. Publishable keys are
+browser-safe and shown whenever asked. Every app page checks that the signed-in member owns the app: no
+member can see or change another's app (the answer is the same 404 as for an unknown app).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from wattfare.metering import window_containing
+from wattfare.server.access.keys import mint_key, new_id
+from wattfare.server.access.origins import OriginError, parse_origins
+from wattfare.server.billing.output_allowance import AllowanceError, parse_allowance
+from wattfare.server.services import Services
+from wattfare.server.store.account_records import AppProfile, Member
+from wattfare.server.store.records import Mode
+from wattfare.server.web.forms import read_form
+from wattfare.server.web.render import PageError, render
+from wattfare.server.web.sessions import SignInRequired, Visitor, member_visitor
+
+MODES: tuple[Mode, ...] = ("test", "live")
+_MAX_NAME_LENGTH = 100
+NOTICES = {
+    "origins": "Allowed origins saved.",
+    "revoked": "Key revoked.",
+    "allowance": "Output allowance saved.",
+}
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+async def _own_app(services: Services, member: Member, app_id: str) -> AppProfile:
+    app = await services.store.app_profile(app_id)
+    if app is None or app.owner_member_id != member.id:
+        raise PageError(404, "Not found", "You have no such app.")
+    return app
+
+
+async def _posted(services: Services, request: Request) -> tuple[Visitor, Member, dict[str, str]]:
+    found, fields = await read_form(services, request)
+    if found.member is None:
+        raise SignInRequired("/developers")
+    return found, found.member, fields
+
+
+async def console(request: Request) -> Response:
+    """`GET /developers`: the member's apps and the form to register one."""
+    services = _services(request)
+    found, member = await member_visitor(services, request)
+    apps = await services.store.member_apps(member.id)
+    return render(services, found, "developers.html", {"apps": apps, "error": None, "name": "", "origins": ""})
+
+
+async def _mint_secret(services: Services, app_id: str, mode: Mode) -> str:
+    key = mint_key(app_id, mode, "secret")
+    await services.store.add_key(key.key_id, app_id, mode, "secret", key.key_hash, key.hint, services.clock())
+    return key.plaintext
+
+
+async def register(request: Request) -> Response:
+    """`POST /developers/apps`: register an app; its secret keys are shown on the answer, once."""
+    services = _services(request)
+    found, member, fields = await _posted(services, request)
+    name = fields.get("name", "").strip()
+    origins_text = fields.get("origins", "")
+    error = None
+    origins: list[str] = []
+    if not name or len(name) > _MAX_NAME_LENGTH or not name.isprintable():
+        error = f"Name the app (at most {_MAX_NAME_LENGTH} characters)."
+    else:
+        try:
+            origins = parse_origins(origins_text)
+        except OriginError as exc:
+            error = f"Allowed origins: {exc}."
+    if error is not None:
+        apps = await services.store.member_apps(member.id)
+        context = {"apps": apps, "error": error, "name": name, "origins": origins_text}
+        return render(services, found, "developers.html", context, status=422)
+    now = services.clock()
+    app = await services.store.register_app(new_id("app"), name, member.id, services.settings.default_test_cap, now)
+    await services.store.set_app_origins(app.id, origins)
+    for mode in MODES:
+        key = mint_key(app.id, mode, "publishable")
+        await services.store.add_publishable_key(key.key_id, app.id, mode, key.key_hash, key.hint, key.plaintext, now)
+    secrets = {mode: await _mint_secret(services, app.id, mode) for mode in MODES}
+    context = {"app": await _own_app(services, member, app.id), "secrets": secrets, "created": True}
+    return render(services, found, "secret_keys.html", context)
+
+
+async def app_page(request: Request) -> Response:
+    """`GET /developers/apps/{app_id}?mode=`: keys, origins and this month's usage per user."""
+    services = _services(request)
+    found, member = await member_visitor(services, request)
+    app = await _own_app(services, member, request.path_params["app_id"])
+    mode: Mode = "live" if request.query_params.get("mode") == "live" else "test"
+    window = window_containing(services.clock())
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in await services.store.usage(app.id, mode, None, window.start, window.end):
+        user = totals[row.app_user_id]
+        user["requests"] += row.requests
+        user["prompt_tokens"] += row.prompt_tokens
+        user["completion_tokens"] += row.completion_tokens
+        user["cost"] += row.cost
+    context: dict[str, Any] = {
+        "app": app,
+        "keys": await services.store.app_keys(app.id),
+        "mode": mode,
+        "usage": sorted(totals.items(), key=lambda item: (-item[1]["cost"], item[0])),
+        "window_start": window.start,
+        "notice": NOTICES.get(request.query_params.get("notice", "")),
+        "origins_text": "\n".join(app.allowed_origins),
+        "allowance": await services.store.output_allowance(app.id),
+        "default_allowance": services.settings.output_allowance_tokens,
+        "default_reasoning_allowance": services.settings.reasoning_output_allowance_tokens,
+        "error": None,
+    }
+    return render(services, found, "app.html", context)
+
+
+async def save_origins(request: Request) -> Response:
+    """`POST /developers/apps/{app_id}/origins`: replace the allowed origins."""
+    services = _services(request)
+    _, member, fields = await _posted(services, request)
+    app = await _own_app(services, member, request.path_params["app_id"])
+    try:
+        origins = parse_origins(fields.get("origins", ""))
+    except OriginError as exc:
+        raise PageError(422, "Invalid origin", f"{exc}. Nothing was changed.") from None
+    await services.store.set_app_origins(app.id, origins)
+    return RedirectResponse(f"/developers/apps/{app.id}?notice=origins", 303)
+
+
+async def save_allowance(request: Request) -> Response:
+    """`POST /developers/apps/{app_id}/allowance`: the app's output allowance (empty: the server's defaults)."""
+    services = _services(request)
+    _, member, fields = await _posted(services, request)
+    app = await _own_app(services, member, request.path_params["app_id"])
+    try:
+        tokens = parse_allowance(fields.get("allowance", ""))
+    except AllowanceError as exc:
+        raise PageError(422, "Invalid output allowance", f"Enter {exc}. Nothing was changed.") from None
+    await services.store.set_output_allowance(app.id, tokens)
+    services.keys.forget()
+    return RedirectResponse(f"/developers/apps/{app.id}?notice=allowance", 303)
+
+
+async def create_secret(request: Request) -> Response:
+    """`POST /developers/apps/{app_id}/keys`: a new secret key, shown once."""
+    services = _services(request)
+    found, member, fields = await _posted(services, request)
+    app = await _own_app(services, member, request.path_params["app_id"])
+    mode: Mode = "live" if fields.get("mode") == "live" else "test"
+    plaintext = await _mint_secret(services, app.id, mode)
+    return render(services, found, "secret_keys.html", {"app": app, "secrets": {mode: plaintext}, "created": False})
+
+
+async def revoke_secret(request: Request) -> Response:
+    """`POST /developers/apps/{app_id}/keys/{key_id}/revoke`: revoke a secret key."""
+    services = _services(request)
+    _, member, _ = await _posted(services, request)
+    app = await _own_app(services, member, request.path_params["app_id"])
+    key_id = request.path_params["key_id"]
+    if not any(key.id == key_id and key.kind == "secret" for key in await services.store.app_keys(app.id)):
+        raise PageError(404, "Not found", "This app has no such secret key.")
+    await services.store.revoke_key(app.id, key_id, services.clock())
+    # This instance forgets at once; others within the key cache's few seconds.
+    services.keys.forget()
+    return RedirectResponse(f"/developers/apps/{app.id}?notice=revoked", 303)
+
+
+routes = [
+    Route("/developers", console, methods=["GET"]),
+    Route("/developers/apps", register, methods=["POST"]),
+    Route("/developers/apps/{app_id}", app_page, methods=["GET"]),
+    Route("/developers/apps/{app_id}/origins", save_origins, methods=["POST"]),
+    Route("/developers/apps/{app_id}/allowance", save_allowance, methods=["POST"]),
+    Route("/developers/apps/{app_id}/keys", create_secret, methods=["POST"]),
+    Route("/developers/apps/{app_id}/keys/{key_id}/revoke", revoke_secret, methods=["POST"]),
+]

@@ -1,0 +1,94 @@
+"""Rendering pages: autoescaped Jinja templates, served with headers that refuse framing and foreign scripts.
+
+Every page works offline: no CDN, no build step; scripts and styles come from `/static` on this server, and
+inline scripts are forbidden by the Content-Security-Policy (data reaches scripts as inert JSON elements).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.responses import HTMLResponse, Response
+
+from wattfare.metering import nanos_to_usd
+from wattfare.server.services import Services
+from wattfare.server.web.sessions import Visitor, remember_browser
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+
+class PageError(Exception):
+    """A refusal shown as a page (the HTML counterpart of `ApiError`)."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+def usd_text(nanos: int) -> str:
+    """Nano-USD for people: cents when it is at least a cent, else enough decimals to show it."""
+    amount = nanos_to_usd(nanos)
+    if amount == 0 or abs(amount) >= 1 / 100:
+        return f"${amount:,.2f}"
+    return f"${amount:.9f}".rstrip("0")
+
+
+def amount_text(nanos: int) -> str:
+    """Nano-USD as a plain decimal for a form field (`10`, `2.5`), exact."""
+    return f"{nanos_to_usd(nanos).normalize():f}"
+
+
+def date_text(moment: datetime) -> str:
+    """A UTC date such as `1 Dec 2026`."""
+    return f"{moment.day} {moment:%b %Y}"
+
+
+@functools.cache
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    env.filters["usd"] = usd_text
+    env.filters["date"] = date_text
+    env.filters["amount"] = amount_text
+    return env
+
+
+def security_headers(form_targets: Sequence[str] = ()) -> dict[str, str]:
+    """Headers of every page: no framing (clickjacking on Approve), no foreign code, no token leaks via Referer."""
+    form_action = " ".join(("'self'", *form_targets))
+    return {
+        "Content-Security-Policy": (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        # Consent URLs carry session tokens: never send them on to another site. (Not "no-referrer": that
+        # would make browsers send `Origin: null` on our own forms, defeating the same-origin check.)
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def render(
+    services: Services,
+    found: Visitor,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+    form_targets: Sequence[str] = (),
+) -> Response:
+    """A page for this visitor; `form_targets` are other origins its forms may lead to (OAuth)."""
+    values = {"member": found.member, "csrf_token": found.csrf_token, **(context or {})}
+    html = _environment().get_template(template).render(values)
+    response = HTMLResponse(html, status, headers=security_headers(form_targets))
+    remember_browser(services, found, response)
+    return response

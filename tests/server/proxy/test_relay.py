@@ -1,0 +1,117 @@
+"""The relay in-process: what reaches the client, and when, relative to the ledger write.
+
+A fast upstream can deliver a whole stream (tokens, usage chunk, `[DONE]`) in one read. The tokens
+must still reach the client before the settle's database write, or time-to-first-token pays for the
+ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, MutableMapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from wattfare.server.billing.hold import HeldRequest
+from wattfare.server.billing.meter import Meter
+from wattfare.server.billing.pricebook import load_snapshot, price_models
+from wattfare.server.billing.revocations import Revocations
+from wattfare.server.proxy.relay import MeteredStream
+from wattfare.server.store import Store, open_store
+from wattfare.server.store.records import KeyRecord, Settled, Settlement
+from wattfare.server.upstream.base import UpstreamResponse
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+MODEL = "openai/gpt-4o-mini"
+
+
+class SlowLedger:
+    """A store whose settle waits until the test lets it through, recording what was sent by then."""
+
+    def __init__(self, store: Store, sent: list[bytes]) -> None:
+        self._store = store
+        self._sent = sent
+        self.sent_when_settling: list[bytes] | None = None
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
+        self.sent_when_settling = list(self._sent)
+        await self.release.wait()
+        return await self._store.settle(settlement, now)
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def one_read_stream() -> bytes:
+    """Three token chunks, the usage chunk and `[DONE]`, as one upstream read."""
+    tokens = [sse({"id": "c", "choices": [{"index": 0, "delta": {"content": word}}]}) for word in ("Hi", " there", "!")]
+    usage = sse({"id": "c", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+    return b"".join(tokens) + usage + b"data: [DONE]\n\n"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    await store.upgrade()
+    await store.create_app("app_a", "A", 10**12, NOW)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def hold_for(meter: Meter) -> HeldRequest:
+    key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
+    model = price_models(load_snapshot())[MODEL]
+    held = await meter.reserve(key, "u1", model, prompt_token_bound=50, requested_max_tokens=20)
+    assert isinstance(held, HeldRequest)
+    return held
+
+
+async def test_a_one_read_stream_writes_its_first_token_at_once_and_all_before_the_settle(store: Store) -> None:
+    sent: list[bytes] = []
+    ledger = SlowLedger(store, sent)
+    meter = Meter(ledger, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
+    held = await hold_for(meter)
+    hold = held.hold
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield one_read_stream()
+
+    response = MeteredStream(
+        UpstreamResponse(200, chunks=chunks()), held, Revocations(store), {"Wattfare-Request-Id": hold.id}, 1
+    )
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+
+    async def receive() -> MutableMapping[str, Any]:
+        await asyncio.Event().wait()  # the client never hangs up
+        raise AssertionError
+
+    serving = asyncio.ensure_future(response({"type": "http"}, receive, send))
+    while ledger.sent_when_settling is None:
+        await asyncio.sleep(0)
+    ledger.release.set()
+    await asyncio.wait_for(serving, 5)
+
+    assert ledger.sent_when_settling is not None
+    before_settle = b"".join(ledger.sent_when_settling)
+    assert before_settle.count(b'"delta"') == 3  # every token was written before the settle began
+    assert ledger.sent_when_settling[0].count(b'"delta"') == 1  # the first token went out on its own, at once
+    assert b"usage" not in before_settle
+    whole = b"".join(sent)
+    assert whole.endswith(b"data: [DONE]\n\n")
+    assert b'"wattfare":{"requestId"' in whole  # the usage chunk carries the settled cost, after the write
+    assert await store.ledger_total(hold.connection.id, hold.window.key) > 0
