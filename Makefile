@@ -7,16 +7,23 @@ STAMP := $(VENV)/.installed
 PACKAGES := -e 'packages/wattfare-core[server]' -e packages/wattfare-langchain -e packages/wattfare-llamaindex \
 	-e packages/wattfare-litellm
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+# One dependency story. pip is the installer and constraints.txt the lock: an exact `name==version` for every
+# distribution installed, committed (no uv.lock: it would name a package index host). The names come from the
+# packages' pyproject.toml and from the root's `[dependency-groups] dev`, the only list of development tools
+# (`pip install --group dev` needs pip >= 25.1, hence the pinned pip first); tests/core/test_dependency_pins.py
+# fails when a declared name has no pin or its pin falls outside the declared range. The root's [tool.uv.*]
+# tables stay for uv users (`uv pip install` with the same -c constraints.txt), but pip is the supported path.
+# Changing a version in a _version.py reinstalls too: the editable installs' metadata is read from it.
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt packages/*/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt packages/*/pyproject.toml packages/*/src/*/_version.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) $(PACKAGES) -r requirements-dev.txt
+	$(PIP) $(PACKAGES) --group dev
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the workspace and the dev tools (pinned)
@@ -36,8 +43,10 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install lint typecheck ## install, lint, typecheck and run the whole test suite
-	$(BIN)/pytest -n 2 --dist loadgroup
+# Coverage (config: [tool.coverage.*] in pyproject.toml) is measured here, not in pytest's addopts, so a single
+# test run stays fast: `.venv/bin/pytest tests/core/...`. Add `--cov-report=html` for htmlcov/.
+test: install lint typecheck ## install, lint, typecheck and run the whole test suite, measuring coverage
+	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term
 
 record-langchain: install ## re-record the LangChain adapter's cassettes against a fresh server
 	WATTFARE_RECORD=1 $(BIN)/pytest -p no:cacheprovider tests/adapters/langchain/test_chat_model_replayed.py "tests/adapters/langchain/test_standard_integration.py::TestChatWattfareIntegration::test_stream_time"

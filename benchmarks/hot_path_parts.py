@@ -98,11 +98,12 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
     from wattfare.server.access.keys import hash_key, new_request_id
     from wattfare.server.billing.meter import Meter
     from wattfare.server.billing.pricebook import PriceBook
+    from wattfare.server.instants import utc_now
     from wattfare.server.proxy.completion_request import anonymous_user, parse_completion, upstream_body
     from wattfare.server.proxy.sse_frames import SSEFrames
-    from wattfare.server.services import utc_now
     from wattfare.server.store import open_store
     from wattfare.server.store.records import NewReservation, Settlement
+    from wattfare.server.store.sqlite import SQLiteStore
 
     db = tmp / "micro.db"
     secret = provision_wattfare(db, "1000000")
@@ -209,6 +210,7 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
                     await asyncio.gather(*(request_pair() for _ in range(size)))
                 best = min(best, (time.process_time() - t0) / (max(1, n // size) * size))
             results[f"  reserve + settle per request, {size} at once (group commit)"] = 1e6 * best
+        assert isinstance(store, SQLiteStore)  # a sqlite:/// URL opens the embedded store
         raw = store._db  # the benchmark measures the connection the store uses
         best_empty = best_tiny = float("inf")
         for _ in range(3):

@@ -201,7 +201,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         print("matplotlib is not installed: no chart (pip install matplotlib)")
         return
     targets = results["summary"]["targets"]
-    names = list(targets)
+    names: list[str] = list(targets)
     labels = [LABELS.get(n, n).replace(" ", "\n", 1) for n in names]
     colours = {"direct": "#8c8c8c", "bare": "#5b8def", "wattfare": "#e8871e", "litellm": "#c23b22"}
     colour = [colours.get(n, "#999999") for n in names]

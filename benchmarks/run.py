@@ -83,7 +83,7 @@ class Bench:
         self.scripts: dict[tuple[str, bool, int], Path] = {}
         self.runs: list[dict[str, Any]] = []
         self.ttfb: list[dict[str, Any]] = []
-        self.noise: list[dict[str, float]] = []
+        self.noise: list[dict[str, float | str]] = []  # "loadavg" is /proc/loadavg's text
 
     def script(self, target: Target, *, stream: bool, users: int) -> Path:
         key = (target.name, stream, users)

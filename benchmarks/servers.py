@@ -2,13 +2,14 @@
 
 nginx (the stand-in upstream), the bare pass-through, `wattfare serve` over a freshly provisioned SQLite
 file, and the LiteLLM proxy (installed into its own virtualenv on first use).
+
+Wattfare is provisioned and its command line written as the tests do it (`tests/support/wattfare_server.py`,
+which imports no pytest); the process itself is a `processes.Server`, whose CPU and memory are measured.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from processes import Server, free_port
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LITELLM_VENV = HERE / ".venv-litellm"
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # for `tests.support`, imported where it is used
 LITELLM_MASTER_KEY = "sk-bench-master"
 RETRY = (OSError, httpx.TransportError)  # a server still starting refuses or drops connections
 
@@ -63,24 +66,15 @@ def start_bare(tmp: Path, upstream: str, client: str = "wattfare") -> tuple[Serv
 
 
 def provision_wattfare(db: Path, cap_usd: str) -> str:
-    """Create an app in a fresh SQLite file and return its test secret key."""
-    from wattfare.metering import usd_to_nanos
-    from wattfare.server.access.app_registration import create_app
-    from wattfare.server.store import open_store
+    """Create an app (test keys only) in a fresh SQLite file and return its test secret key."""
+    from tests.support.wattfare_server import provision
 
-    async def run() -> str:
-        store = open_store(f"sqlite:///{db}")
-        try:
-            await store.upgrade()
-            made = await create_app(store, "Benchmark app", usd_to_nanos(cap_usd), modes=("test",))
-            return made.secret_keys["test"]
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return provision(db, "Benchmark app", cap_usd, modes=("test",)).secret_keys["test"]
 
 
 def start_wattfare(tmp: Path, name: str, upstream: str, workers: int, log_level: str | None) -> tuple[Server, int, str]:
+    from tests.support.wattfare_server import serve_command
+
     port = free_port()
     db = tmp / f"{name}.db"
     cap = "1000000"  # test-mode users auto-connect with this cap: the benchmark never hits it
@@ -96,9 +90,7 @@ def start_wattfare(tmp: Path, name: str, upstream: str, workers: int, log_level:
     )
     if log_level:
         env["WATTFARE_LOG_LEVEL"] = log_level
-    wattfare = shutil.which("wattfare", path=str(Path(sys.executable).parent)) or "wattfare"
-    command = [wattfare, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    server = Server(name, command, tmp / f"{name}.log", env=env, cwd=tmp)
+    server = Server(name, serve_command(port, workers), tmp / f"{name}.log", env=env, cwd=tmp)
     server.start()
     headers = {"Authorization": f"Bearer {secret}", "Wattfare-User": "bench-user"}
     server.wait_ready(lambda: probe_json(port, "/api/v1/chat/completions", headers), 60, RETRY)

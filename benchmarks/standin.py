@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 MODEL = "openai/gpt-4o-mini"  # priced like OpenRouter's entry, and known to LiteLLM's cost map
 PROMPT_TOKENS = 24
@@ -54,7 +55,7 @@ def completion_body() -> str:
 def stream_body() -> str:
     """The streamed answer: a role chunk, 20 content chunks, the finish chunk, the usage chunk, [DONE]."""
     base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": MODEL}
-    chunks = [base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    chunks: list[dict[str, Any]] = [base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
     chunks += [
         base | {"choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": None}]}
         for i in range(STREAM_CHUNKS)

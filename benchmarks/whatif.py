@@ -206,12 +206,14 @@ def serve(args: argparse.Namespace) -> None:
     from wattfare.server.app import create_app, tuned_for_serving
     from wattfare.server.services import build_upstreams
     from wattfare.server.settings import Settings
+    from wattfare.server.store.records import Mode
+    from wattfare.server.upstream.base import Upstream
 
     settings = Settings.from_env()
-    upstreams = build_upstreams(settings)
+    upstreams: dict[Mode, Upstream] = build_upstreams(settings)
     if args.client == "httptools":
         raw = RawUpstream(settings.upstream_url, settings.upstream_key)
-        upstreams = {mode: raw if u.name == "openai-compatible" else u for mode, u in upstreams.items()}  # type: ignore[misc]
+        upstreams = {mode: raw if u.name == "openai-compatible" else u for mode, u in upstreams.items()}
     store = None
     if args.memory_store:
         # The same store and SQL, in memory: no WAL page writes, no file locks, no checkpoints. What the

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
@@ -49,8 +50,9 @@ def ask(llm: ChatWattfare, user_id: str, question: str, out: TextIO) -> Decimal:
     """
     agent = create_agent(llm.for_user(user_id), TOOLS, system_prompt=SYSTEM_PROMPT)
     cost = Decimal(0)
-    turn = {"messages": [HumanMessage(question)]}
-    for mode, data in agent.stream(turn, stream_mode=["messages", "updates"]):
+    parts = agent.stream({"messages": [HumanMessage(question)]}, stream_mode=["messages", "updates"])
+    # langgraph types every v1 stream item as `dict[str, Any] | Any`; a list of modes yields (mode, data) pairs.
+    for mode, data in cast("Iterator[tuple[str, Any]]", parts):
         if mode == "messages":
             chunk, _ = data
             if isinstance(chunk, AIMessageChunk) and chunk.text:

@@ -6,6 +6,9 @@ With `make dev` running, in another terminal:
     python examples/litellm_router.py
 """
 
+# litellm re-exports `Router` without `__all__`, so pyright calls its documented spelling a private import.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 import os

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from wattfare.server.access.app_registration import create_app
+from wattfare.server.access.app_registration import register_app
 from wattfare.server.access.keys import hash_key
 from wattfare.server.settings import Settings
 from wattfare.server.store import open_store
@@ -44,7 +44,7 @@ async def demo_keys(database_url: str, origin: str) -> dict[str, str]:
         known = _read_env(DEMO_ENV)
         if known.get("DEMO_ORIGIN") == origin and await store.find_secret_key(hash_key(known.get("LIVE_SECRET", ""))):
             return known
-        made = await create_app(store, "Demo chat", Settings().default_test_cap)
+        made = await register_app(store, "Demo chat", Settings().default_test_cap)
         await store.set_app_origins(made.app.id, [origin])
         return {
             "DEMO_ORIGIN": origin,

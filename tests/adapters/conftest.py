@@ -1,6 +1,6 @@
 """Fixtures every adapter's tests may use: a Wattfare process whose model provider is the recording stand-in.
 
-The stand-in (tests/support/standin_upstream.py) records what the provider received, so a test can assert
+The stand-in (tests/support/standin_upstream) records what the provider received, so a test can assert
 what an adapter let through Wattfare to it. One stand-in and one server per test session (per xdist worker).
 """
 
@@ -24,12 +24,7 @@ def standin() -> Iterator[StandIn]:
 @pytest.fixture(scope="session")
 def standin_server(standin: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`wattfare serve` whose test keys are served by the stand-in (models `standin/…`)."""
-    env = {
-        "WATTFARE_UPSTREAM": "openai-compatible",
-        "WATTFARE_UPSTREAM_URL": standin.base_url,
-        "WATTFARE_UPSTREAM_KEY": "provider-key",
-        "WATTFARE_TEST_UPSTREAM": "live",
-    }
+    env = standin.upstream_env("provider-key")
     with wattfare_process(tmp_path_factory.mktemp("wattfare-standin"), env=env) as server:
         yield server
 

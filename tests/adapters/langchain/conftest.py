@@ -4,37 +4,42 @@ Tests marked `needs_server` talk to a `wattfare serve` process in test mode (san
 `WATTFARE_LIVE=1` and a provider key in `OPENROUTER_API_KEY` / `WATTFARE_UPSTREAM_KEY`, the real
 upstream). Replay tests read `cassettes/`: they never reach a server, and a request the cassette does
 not hold fails. `WATTFARE_RECORD=1` re-records every cassette against a fresh server.
+
+The servers and the cassettes' rules are every adapter's (tests/support/adapter_fixtures.py); what is
+LangChain's alone is here: `replay`, and the standard suite's needs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import vcr  # pyright: ignore[reportMissingTypeStubs]
-from vcr.record_mode import RecordMode  # pyright: ignore[reportMissingTypeStubs]
-from vcr.request import Request  # pyright: ignore[reportMissingTypeStubs]
+from pydantic import SecretStr
 
-from tests.support.wattfare_server import ServerProcess, wattfare_process
+from tests.support.adapter_fixtures import (
+    LIVE,
+    MODEL,
+    REPLAY_BASE_URL,
+    REPLAY_SECRET,
+    cassette_vcr,
+    missing_cassette,
+    recording_options,
+    recording_server,
+)
+from tests.support.adapter_fixtures import adapter_server as wattfare_server
+from tests.support.wattfare_server import ServerProcess
 from wattfare import Wattfare
 from wattfare_langchain import ChatWattfare
 
+__all__ = ["recording_server", "wattfare_server"]  # fixtures, registered here for this folder
+
 HERE = Path(__file__).resolve().parent
 CASSETTES = HERE / "cassettes"
-RECORDING = bool(os.environ.get("WATTFARE_RECORD"))
-LIVE = bool(os.environ.get("WATTFARE_LIVE"))
-# Replayed requests go here; matching ignores the host, so recordings made on any port replay.
-REPLAY_NETLOC = "127.0.0.1:8787"
-REPLAY_BASE_URL = f"http://{REPLAY_NETLOC}"
-REPLAY_SECRET = "sk_test_replayed"
-MODEL = "openai/gpt-4o-mini"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,75 +60,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 _UNUSED_BENCHMARK = "ignore:Benchmark fixture was not used at all:pytest_benchmark.logger.PytestBenchmarkWarning"
 
 
-# ---------------------------------------------------------------- a real server
-
-
-def _live_env() -> dict[str, str]:
-    if not LIVE:
-        return {}
-    key = os.environ.get("WATTFARE_UPSTREAM_KEY") or os.environ.get("OPENROUTER_API_KEY")
-    if not key:
-        pytest.fail("WATTFARE_LIVE=1 needs a provider key in WATTFARE_UPSTREAM_KEY or OPENROUTER_API_KEY")
-    env = {"WATTFARE_TEST_UPSTREAM": "live", "WATTFARE_UPSTREAM_KEY": key}
-    if url := os.environ.get("WATTFARE_UPSTREAM_URL"):
-        env["WATTFARE_UPSTREAM_URL"] = url
-    return env
-
-
-@pytest.fixture(scope="session")
-def wattfare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One `wattfare serve` process for the session (per xdist worker)."""
-    with wattfare_process(tmp_path_factory.mktemp("wattfare-langchain"), env=_live_env()) as server:
-        yield server
-
-
-# ---------------------------------------------------------------- cassettes
-
-
-def _scrub_request(request: Request) -> Request:
-    # Nothing that identifies the server or the app is kept: no key, no port.
-    request.uri = urlunsplit(urlsplit(request.uri)._replace(netloc=REPLAY_NETLOC))
-    request.headers = {k: v for k, v in request.headers.items() if k.lower() in ("wattfare-user", "content-type")}
-    return request
-
-
-def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    keep = ("content-type", "wattfare-cost-usd", "wattfare-remaining-usd", "wattfare-request-id", "x-should-retry")
-    response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() in keep}
-    return response
-
-
-def _same_end_user(r1: Request, r2: Request) -> None:
-    # Who pays is part of the request: a cassette recorded for one user must not answer for another.
-    assert r1.headers.get("wattfare-user") == r2.headers.get("wattfare-user")
-
-
-def cassette_vcr() -> vcr.VCR:
-    """A VCR that matches on method, path, body and end user (never the host or port), recording only on demand."""
-    recorder = vcr.VCR(
-        cassette_library_dir=str(CASSETTES),
-        path_transformer=vcr.VCR.ensure_suffix(".yaml"),
-        record_mode=RecordMode.ALL if RECORDING else RecordMode.NONE,
-        match_on=["method", "path", "query", "body", "wattfare_user"],
-        filter_headers=["authorization"],
-        before_record_request=_scrub_request,
-        before_record_response=_scrub_response,
-        decode_compressed_response=True,
-    )
-    recorder.register_matcher("wattfare_user", _same_end_user)
-    return recorder
-
-
-@pytest.fixture(scope="session")
-def recording_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | None]:
-    """The server cassettes are recorded against, or None when replaying."""
-    if not RECORDING:
-        yield None
-        return
-    with wattfare_process(tmp_path_factory.mktemp("wattfare-langchain-recording")) as server:
-        yield server
-
-
 @dataclass
 class Recorded:
     """One cassette in use: where to point ChatWattfare, and what it sent."""
@@ -133,7 +69,9 @@ class Recorded:
     cassette: Any
 
     def llm(self, user_id: str, **params: Any) -> ChatWattfare:
-        return ChatWattfare(model=MODEL, user_id=user_id, api_key=self.secret_key, base_url=self.base_url, **params)
+        return ChatWattfare(
+            model=MODEL, user_id=user_id, secret_key=SecretStr(self.secret_key), base_url=self.base_url, **params
+        )
 
     def wattfare(self) -> Wattfare:
         return Wattfare(self.secret_key, self.base_url, max_retries=0)
@@ -156,9 +94,8 @@ def replay(recording_server: ServerProcess | None) -> Replay:
     @contextmanager
     def use(name: str) -> Iterator[Recorded]:
         path = CASSETTES / f"{name}.yaml"
-        if not RECORDING and not path.exists():
-            pytest.fail(f"missing cassette {path.name}: record it with WATTFARE_RECORD=1 (make record-langchain)")
-        with cassette_vcr().use_cassette(name) as cassette:
+        missing_cassette(path, "record-langchain")
+        with cassette_vcr().use_cassette(str(path)) as cassette:
             if recording_server is None:
                 yield Recorded(REPLAY_BASE_URL, REPLAY_SECRET, cassette)
                 assert cassette.all_played, f"{path.name}: the test no longer sends every recorded request"
@@ -171,16 +108,8 @@ def replay(recording_server: ServerProcess | None) -> Replay:
 # pytest-recording's fixtures, for the standard suite's `test_stream_time`.
 @pytest.fixture(scope="module")
 def vcr_config() -> dict[str, Any]:
-    return {
-        "record_mode": "all" if RECORDING else "none",
-        # The benchmark replays the one recorded stream many times.
-        "allow_playback_repeats": True,
-        "match_on": ["method", "path", "query", "body"],
-        "filter_headers": ["authorization"],
-        "before_record_request": _scrub_request,
-        "before_record_response": _scrub_response,
-        "decode_compressed_response": True,
-    }
+    # The benchmark replays the one recorded stream many times.
+    return recording_options() | {"allow_playback_repeats": True, "match_on": ["method", "path", "query", "body"]}
 
 
 @pytest.fixture(scope="module")

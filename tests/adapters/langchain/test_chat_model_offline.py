@@ -23,6 +23,9 @@ from wattfare_langchain._convert import to_openai_messages, tool_choice_param
 
 pytestmark = pytest.mark.anyio
 
+# ChatWattfare takes what ChatOpenAI takes: a plain-string key (pydantic wraps it in SecretStr) and ChatOpenAI's names
+# (validation aliases, or request fields it routes into the body). Pyright sees only the declared fields: the
+# `pyright: ignore`s below mark exactly those calls.
 KEY = "sk_test_offline"
 MODEL = "openai/gpt-4o-mini"
 
@@ -91,7 +94,7 @@ def test_a_missing_secret_key_is_a_usage_error_at_construction(monkeypatch: pyte
 
 
 def test_the_key_is_a_secret_in_reprs_and_dumps() -> None:
-    llm = ChatWattfare(model=MODEL, user_id="u1", secret_key=KEY)
+    llm = ChatWattfare(model=MODEL, user_id="u1", secret_key=KEY)  # pyright: ignore[reportArgumentType]
     assert KEY not in repr(llm)
     assert KEY not in json.dumps(llm.model_dump(mode="json"))
 
@@ -118,7 +121,7 @@ def test_for_user_copies_charge_their_own_user_through_the_same_client() -> None
 
 def test_for_user_refuses_an_empty_user() -> None:
     with pytest.raises(wattfare.UsageError):
-        ChatWattfare(model=MODEL, secret_key=KEY).for_user("")
+        ChatWattfare(model=MODEL, secret_key=KEY).for_user("")  # pyright: ignore[reportArgumentType]
 
 
 def test_an_llm_cache_never_serves_one_users_answer_to_another() -> None:
@@ -150,12 +153,12 @@ def test_chat_openai_constructor_arguments_keep_working() -> None:
         model=MODEL,
         user_id="u1",
         client=fake.client(),
-        max_completion_tokens=64,
+        max_completion_tokens=64,  # pyright: ignore[reportCallIssue]
         reasoning_effort="low",
         stream_usage=True,
         extra_body={"provider": {"sort": "price"}},
-        service_tier="flex",
-        stop_sequences=["END"],
+        service_tier="flex",  # pyright: ignore[reportCallIssue]
+        stop_sequences=["END"],  # pyright: ignore[reportCallIssue]
     )
     llm.invoke("Hello")
     body = json.loads(fake.requests[0].content)
@@ -170,9 +173,9 @@ def test_chat_openai_constructor_arguments_keep_working() -> None:
 def test_chat_openai_client_names_set_the_client_and_are_never_sent() -> None:
     llm = ChatWattfare(
         model=MODEL,
-        openai_api_key=KEY,
-        openai_api_base="http://wattfare.test",
-        request_timeout=7.5,
+        openai_api_key=KEY,  # pyright: ignore[reportCallIssue]
+        openai_api_base="http://wattfare.test",  # pyright: ignore[reportCallIssue]
+        request_timeout=7.5,  # pyright: ignore[reportCallIssue]
         max_retries=0,
     )
     assert llm.secret_key is not None
@@ -197,14 +200,15 @@ def test_chat_openai_client_names_set_the_client_and_are_never_sent() -> None:
     ],
 )
 def test_chat_openai_arguments_without_a_meaning_here_are_refused_with_what_to_do(argument: str, advice: str) -> None:
+    options: dict[str, Any] = {argument: "x"}  # any value: the name alone is refused
     with pytest.raises(wattfare.UsageError, match=argument) as refused:
-        ChatWattfare(model=MODEL, secret_key=KEY, **{argument: "x"})
+        ChatWattfare(model=MODEL, secret_key=KEY, **options)  # pyright: ignore[reportArgumentType]
     assert advice in str(refused.value)
 
 
 def test_an_unknown_argument_is_refused_and_the_message_names_the_explicit_routes() -> None:
     with pytest.raises(wattfare.UsageError, match="temprature") as refused:
-        ChatWattfare(model=MODEL, secret_key=KEY, temprature=0.2)
+        ChatWattfare(model=MODEL, secret_key=KEY, temprature=0.2)  # pyright: ignore[reportArgumentType, reportCallIssue]
     message = str(refused.value)
     assert "did you mean temperature" in message
     assert "model_kwargs" in message
@@ -214,8 +218,9 @@ def test_an_unknown_argument_is_refused_and_the_message_names_the_explicit_route
 @pytest.mark.parametrize("where", ["model_kwargs", "extra_body"])
 @pytest.mark.parametrize("name", ["api_key", "openai_api_key", "secret_key", "timeout", "openai_organization"])
 def test_client_settings_are_refused_in_the_explicit_request_fields(where: str, name: str) -> None:
+    options: dict[str, Any] = {where: {name: "sk_test_elsewhere"}}
     with pytest.raises(wattfare.UsageError, match=f"{name} in {where}"):
-        ChatWattfare(model=MODEL, secret_key=KEY, **{where: {name: "sk_test_elsewhere"}})
+        ChatWattfare(model=MODEL, secret_key=KEY, **options)  # pyright: ignore[reportArgumentType]
 
 
 def test_client_settings_are_refused_as_call_arguments() -> None:
@@ -230,7 +235,7 @@ def test_client_settings_are_refused_as_call_arguments() -> None:
 
 def test_a_chat_openai_request_field_given_twice_is_refused() -> None:
     with pytest.raises(wattfare.UsageError, match="service_tier is given twice"):
-        ChatWattfare(model=MODEL, secret_key=KEY, service_tier="flex", model_kwargs={"service_tier": "auto"})
+        ChatWattfare(model=MODEL, secret_key=KEY, service_tier="flex", model_kwargs={"service_tier": "auto"})  # pyright: ignore[reportArgumentType, reportCallIssue]
 
 
 # ---------------------------------------------------------------- retries
@@ -289,7 +294,10 @@ def test_unparseable_tool_arguments_become_invalid_tool_calls() -> None:
 
 
 def test_cached_and_reasoning_tokens_reach_the_usage_details() -> None:
-    usage = {"prompt_tokens_details": {"cached_tokens": 2}, "completion_tokens_details": {"reasoning_tokens": 1}}
+    usage: dict[str, Any] = {
+        "prompt_tokens_details": {"cached_tokens": 2},
+        "completion_tokens_details": {"reasoning_tokens": 1},
+    }
     fake = FakeWattfare(ok(completion(**usage)))
     reply = ChatWattfare(model=MODEL, user_id="u1", client=fake.client()).invoke("Hello")
     assert reply.usage_metadata == {
@@ -355,7 +363,7 @@ def test_tool_choice_true_forces_the_only_tool() -> None:
 
 
 def test_with_structured_output_refuses_unknown_methods_and_arguments() -> None:
-    llm = ChatWattfare(model=MODEL, user_id="u1", secret_key=KEY)
+    llm = ChatWattfare(model=MODEL, user_id="u1", secret_key=KEY)  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="unknown method"):
         llm.with_structured_output({"title": "X", "type": "object"}, method="xml")  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="unsupported"):

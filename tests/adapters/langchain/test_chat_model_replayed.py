@@ -8,6 +8,7 @@ or end user fails the test, so the request bodies asserted here are exactly what
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -54,9 +55,12 @@ def _cost(message: BaseMessage) -> Decimal:
     return Decimal(message.response_metadata["wattfare"]["cost_usd"])
 
 
-def _add(chunks: list[AIMessageChunk]) -> AIMessageChunk:
+def _add(chunks: Sequence[AIMessage]) -> AIMessageChunk:
+    # A chat model streams AIMessageChunks, though `bind_tools` types the stream it returns as AIMessages.
     full = chunks[0]
+    assert isinstance(full, AIMessageChunk)
     for chunk in chunks[1:]:
+        assert isinstance(chunk, AIMessageChunk)
         full = full + chunk
     return full
 
@@ -123,7 +127,8 @@ def test_callbacks_receive_each_token_as_it_streams(replay: Replay) -> None:
         def __init__(self) -> None:
             self.tokens: list[str] = []
 
-        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        def on_llm_new_token(self, token: str | list[str | dict[str, Any]], **kwargs: Any) -> None:
+            assert isinstance(token, str)  # content blocks arrive only with output_version="v1"
             self.tokens.append(token)
 
     handler = Tokens()

@@ -25,13 +25,17 @@ USER = "u_langchain_credentials"
 
 Build = Callable[[ServerProcess], ChatWattfare]
 
+# Each build is written as an app would write it: a plain-string key (pydantic wraps it in SecretStr) and ChatOpenAI's
+# names (validation aliases, or request fields routed into the body). Pyright sees only the declared fields: the
+# `pyright: ignore`s below mark exactly those arguments.
+
 
 def with_secret_key(server: ServerProcess) -> ChatWattfare:
-    return ChatWattfare(model=MODEL, user_id=USER, secret_key=server.secret, base_url=server.base_url)
+    return ChatWattfare(model=MODEL, user_id=USER, secret_key=server.secret, base_url=server.base_url)  # pyright: ignore[reportArgumentType]
 
 
 def with_api_key(server: ServerProcess) -> ChatWattfare:
-    return ChatWattfare(model=MODEL, user_id=USER, api_key=server.secret, base_url=server.base_url)
+    return ChatWattfare(model=MODEL, user_id=USER, api_key=server.secret, base_url=server.base_url)  # pyright: ignore[reportCallIssue]
 
 
 def with_chat_openai_arguments(server: ServerProcess) -> ChatWattfare:
@@ -39,15 +43,15 @@ def with_chat_openai_arguments(server: ServerProcess) -> ChatWattfare:
     return ChatWattfare(
         model=MODEL,
         user_id=USER,
-        openai_api_key=server.secret,
-        openai_api_base=server.base_url,
-        request_timeout=30,
+        openai_api_key=server.secret,  # pyright: ignore[reportCallIssue]
+        openai_api_base=server.base_url,  # pyright: ignore[reportCallIssue]
+        request_timeout=30,  # pyright: ignore[reportCallIssue]
         max_retries=1,
-        max_completion_tokens=16,
-        stop_sequences=["never"],
-        service_tier="auto",
-        logit_bias={},
-        store=False,
+        max_completion_tokens=16,  # pyright: ignore[reportCallIssue]
+        stop_sequences=["never"],  # pyright: ignore[reportCallIssue]
+        service_tier="auto",  # pyright: ignore[reportCallIssue]
+        logit_bias={},  # pyright: ignore[reportCallIssue]
+        store=False,  # pyright: ignore[reportCallIssue]
         stream_usage=True,
         model_kwargs={"top_k": 3},
         extra_body={"provider": {"sort": "price"}},
@@ -69,7 +73,7 @@ def with_clients(server: ServerProcess) -> ChatWattfare:
 
 
 def for_a_user(server: ServerProcess) -> ChatWattfare:
-    return ChatWattfare(model=MODEL, api_key=server.secret, base_url=server.base_url).for_user(USER)
+    return ChatWattfare(model=MODEL, api_key=server.secret, base_url=server.base_url).for_user(USER)  # pyright: ignore[reportCallIssue]
 
 
 BUILDS: list[Build] = [
@@ -144,7 +148,11 @@ def test_arguments_that_could_reach_the_provider_are_refused_before_anything_is_
     given = json.loads(json.dumps(arguments).replace("KEY", standin_server.secret))
     with upstream.receives_nothing(), pytest.raises(wattfare.UsageError):
         ChatWattfare(
-            model=MODEL, user_id=USER, secret_key=standin_server.secret, base_url=standin_server.base_url, **given
+            model=MODEL,
+            user_id=USER,
+            secret_key=standin_server.secret,  # pyright: ignore[reportArgumentType]
+            base_url=standin_server.base_url,
+            **given,
         )
 
 
@@ -152,9 +160,10 @@ def test_arguments_that_could_reach_the_provider_are_refused_before_anything_is_
 async def test_client_settings_given_to_a_call_are_refused_before_anything_is_sent(
     name: str, standin_server: ServerProcess, upstream: Upstream
 ) -> None:
-    llm = ChatWattfare(model=MODEL, user_id=USER, secret_key=standin_server.secret, base_url=standin_server.base_url)
+    llm = ChatWattfare(model=MODEL, user_id=USER, secret_key=standin_server.secret, base_url=standin_server.base_url)  # pyright: ignore[reportArgumentType]
+    setting: dict[str, Any] = {name: standin_server.secret}
     with upstream.receives_nothing():
         with pytest.raises(wattfare.UsageError, match=name):
-            llm.invoke("Hi", **{name: standin_server.secret})
+            llm.invoke("Hi", **setting)
         with pytest.raises(wattfare.UsageError, match=name):
-            await llm.bind(**{name: standin_server.secret}).ainvoke("Hi")
+            await llm.bind(**setting).ainvoke("Hi")

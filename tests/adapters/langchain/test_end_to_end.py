@@ -33,12 +33,14 @@ def wf(wattfare_server: ServerProcess) -> Iterator[wattfare.Wattfare]:
 def app_llm(wattfare_server: ServerProcess) -> ChatWattfare:
     """The app's one model, built at startup; requests use `for_user`."""
     server = wattfare_server
-    return ChatWattfare(model="openai/gpt-4o-mini", secret_key=server.secret, base_url=server.base_url)
+    # A plain-string key, as apps write it: pydantic wraps it in SecretStr, pyright sees only `SecretStr | None`.
+    return ChatWattfare(model="openai/gpt-4o-mini", secret_key=server.secret, base_url=server.base_url)  # pyright: ignore[reportArgumentType]
 
 
-def _streamed(chunks: Iterator[AIMessageChunk]) -> AIMessageChunk:
+def _streamed(chunks: Iterator[AIMessage]) -> AIMessageChunk:
     full: AIMessageChunk | None = None
     for chunk in chunks:
+        assert isinstance(chunk, AIMessageChunk)  # what a chat model streams; `bind_tools` types it as AIMessage
         full = chunk if full is None else full + chunk
     assert full is not None
     return full

@@ -2,8 +2,9 @@
 
 Every test here talks to a `wattfare serve` process in test mode (the sandbox upstream), through a
 handler whose httpx transport logs each request, so a test can count what reached Wattfare. LiteLLM
-must never need the network: its model cost map is read from the package, and any lookup of a
-non-loopback host fails the test.
+must never need the network: its model cost map is read from the package, and any lookup of or connection
+to a non-loopback host fails the test. The server and the network guard are every adapter's
+(tests/support/adapter_fixtures.py); the handlers are LiteLLM's alone.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import os
 # Before LiteLLM is imported anywhere: its import would otherwise try to download the price map.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import litellm
@@ -25,12 +24,16 @@ import pytest
 
 import wattfare_litellm
 from tests.adapters.litellm.request_log import AsyncLoggingTransport, LoggingTransport, RequestLog
-from tests.support.wattfare_server import ServerProcess, wattfare_process
+from tests.support.adapter_fixtures import mark_folder
+from tests.support.adapter_fixtures import no_network_but_loopback as no_network
+from tests.support.adapter_fixtures import sandbox_server as wattfare_server
+from tests.support.wattfare_server import ServerProcess
 from wattfare import Wattfare
 from wattfare_litellm import WattfareLLM
 
+__all__ = ["no_network", "wattfare_server"]  # fixtures (tests/support/adapter_fixtures.py), registered for this folder
+
 MODEL = "anthropic/claude-sonnet-4"
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 HERE = Path(__file__).parent
 
 # Warnings LiteLLM 1.110.2 raises on first use that we cannot fix; named exactly, for these tests only.
@@ -41,16 +44,7 @@ LITELLM_WARNINGS = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.is_relative_to(HERE):
-            for spec in LITELLM_WARNINGS:
-                item.add_marker(pytest.mark.filterwarnings(spec))
-
-
-@pytest.fixture(scope="session")
-def wattfare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with wattfare_process(tmp_path_factory.mktemp("wattfare-litellm")) as server:
-        yield server
+    mark_folder(items, HERE, *(pytest.mark.filterwarnings(spec) for spec in LITELLM_WARNINGS))
 
 
 @pytest.fixture
@@ -90,21 +84,3 @@ async def async_provider(request_log: RequestLog, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(litellm, "custom_provider_map", list(litellm.custom_provider_map))
     async with httpx.AsyncClient(transport=AsyncLoggingTransport(request_log)) as http:
         yield wattfare_litellm.register(WattfareLLM(async_http_client=http))
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Fail the test if anything (LiteLLM's price map, a tokenizer download) looks up a non-loopback host."""
-    attempts: list[str] = []
-    real = socket.getaddrinfo
-
-    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else host
-        if name is not None and name not in LOOPBACK:
-            attempts.append(str(name))
-            raise OSError(f"network access to {name!r} is not allowed in these tests")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", guarded)
-    yield attempts
-    assert not attempts, f"tried to reach the network: {attempts}"

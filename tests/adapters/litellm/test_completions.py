@@ -1,5 +1,8 @@
 """`litellm.completion` / `acompletion` with `wattfare/<model>`, against a real Wattfare server in test mode."""
 
+# litellm re-exports `Router` and its exceptions without `__all__`, so pyright calls the documented `litellm.X` private.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 import json
@@ -34,6 +37,8 @@ WEATHER_TOOL = {
     },
 }
 HI = [{"role": "user", "content": "Say hi"}]
+# What litellm's calls return is read as Any (as in test_router): its `@client` wrapper types every call as maybe a
+# coroutine, `ModelResponse` does not declare `usage`, and a built response's choices may be text completion ones.
 
 
 def charged(wattfare: Wattfare, user_id: str) -> tuple[int, Decimal]:
@@ -52,7 +57,7 @@ def exact_cost(response: Any) -> Decimal:
 def test_completion_is_charged_to_the_user_named_by_litellms_user_param(
     provider: WattfareLLM, credentials: dict[str, str], wattfare: Wattfare, user_id: str, request_log: RequestLog
 ) -> None:
-    reply = litellm.completion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, max_tokens=12, **credentials)
+    reply: Any = litellm.completion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, max_tokens=12, **credentials)
 
     assert reply.choices[0].message.content.startswith("Sandbox reply to: Say hi")
     assert reply.model == MODEL
@@ -70,7 +75,7 @@ def test_completion_is_charged_to_the_user_named_by_litellms_user_param(
 async def test_async_completion_is_charged_to_the_user(
     async_provider: WattfareLLM, credentials: dict[str, str], wattfare: Wattfare, user_id: str, request_log: RequestLog
 ) -> None:
-    reply = await litellm.acompletion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, **credentials)
+    reply: Any = await litellm.acompletion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, **credentials)
 
     assert reply.choices[0].message.content.startswith("Sandbox reply to: Say hi")
     assert [r.app_user_id for r in request_log.completions()] == [user_id]
@@ -80,7 +85,7 @@ async def test_async_completion_is_charged_to_the_user(
 def test_streaming_yields_the_text_then_usage_with_wattfares_charge(
     provider: WattfareLLM, credentials: dict[str, str], wattfare: Wattfare, user_id: str
 ) -> None:
-    stream = litellm.completion(
+    stream: Any = litellm.completion(
         model=f"wattfare/{MODEL}",
         messages=HI,
         user=user_id,
@@ -93,7 +98,7 @@ def test_streaming_yields_the_text_then_usage_with_wattfares_charge(
 
     texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(texts) > 1, "the answer arrives in pieces"
-    whole = litellm.stream_chunk_builder(chunks)
+    whole: Any = litellm.stream_chunk_builder(chunks)
     assert whole is not None
     assert whole.choices[0].message.content == "".join(texts)
     assert whole.choices[0].finish_reason == "length"
@@ -105,7 +110,7 @@ def test_streaming_yields_the_text_then_usage_with_wattfares_charge(
 async def test_async_streaming_yields_the_text_then_usage_with_wattfares_charge(
     async_provider: WattfareLLM, credentials: dict[str, str], wattfare: Wattfare, user_id: str
 ) -> None:
-    stream = await litellm.acompletion(
+    stream: Any = await litellm.acompletion(
         model=f"wattfare/{MODEL}",
         messages=HI,
         user=user_id,
@@ -115,7 +120,7 @@ async def test_async_streaming_yields_the_text_then_usage_with_wattfares_charge(
     )
     chunks = [chunk async for chunk in stream]
 
-    whole = litellm.stream_chunk_builder(chunks)
+    whole: Any = litellm.stream_chunk_builder(chunks)
     assert whole is not None
     assert whole.choices[0].message.content.startswith("Sandbox reply to: Say hi")
     assert Decimal(str(whole.usage.cost)) == charged(wattfare, user_id)[1] > 0
@@ -197,7 +202,8 @@ def test_a_stream_the_cap_shortened_says_so_in_its_provider_specific_fields(
 ) -> None:
     wattfare.create_session(user_id, monthly_usd=NEARLY_SPENT)
 
-    chunks = list(litellm.completion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, stream=True, **credentials))
+    stream: Any = litellm.completion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, stream=True, **credentials)
+    chunks = list(stream)
 
     block = streamed_wattfare(chunks)
     assert block["clamped"] is True
@@ -209,7 +215,7 @@ def test_a_stream_the_cap_shortened_says_so_in_its_provider_specific_fields(
 async def test_an_async_stream_says_what_it_was_allowed_when_not_shortened(
     async_provider: WattfareLLM, credentials: dict[str, str], user_id: str
 ) -> None:
-    stream = await litellm.acompletion(
+    stream: Any = await litellm.acompletion(
         model=f"wattfare/{MODEL}", messages=HI, user=user_id, stream=True, max_tokens=12, **credentials
     )
 
@@ -224,7 +230,7 @@ def test_tool_calls_come_back_in_openai_shape_and_the_tool_loop_closes(
     provider: WattfareLLM, credentials: dict[str, str], user_id: str
 ) -> None:
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris? Use get_weather."}]
-    first = litellm.completion(
+    first: Any = litellm.completion(
         model=f"wattfare/{MODEL}", messages=messages, tools=[WEATHER_TOOL], user=user_id, **credentials
     )
 
@@ -234,7 +240,7 @@ def test_tool_calls_come_back_in_openai_shape_and_the_tool_loop_closes(
     assert isinstance(json.loads(call.function.arguments)["city"], str)
 
     messages += [first.choices[0].message, {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"}]
-    second = litellm.completion(
+    second: Any = litellm.completion(
         model=f"wattfare/{MODEL}", messages=messages, tools=[WEATHER_TOOL], user=user_id, **credentials
     )
     assert "Sunny, 21 C" in second.choices[0].message.content
@@ -244,7 +250,7 @@ def test_tool_calls_come_back_in_openai_shape_and_the_tool_loop_closes(
 async def test_streamed_tool_calls_rebuild_into_one_call_with_its_arguments(
     async_provider: WattfareLLM, credentials: dict[str, str], user_id: str
 ) -> None:
-    stream = await litellm.acompletion(
+    stream: Any = await litellm.acompletion(
         model=f"wattfare/{MODEL}",
         messages=[{"role": "user", "content": "Weather in Oslo, with get_weather"}],
         tools=[WEATHER_TOOL],
@@ -255,7 +261,7 @@ async def test_streamed_tool_calls_rebuild_into_one_call_with_its_arguments(
     )
     chunks = [chunk async for chunk in stream]
 
-    whole = litellm.stream_chunk_builder(chunks)
+    whole: Any = litellm.stream_chunk_builder(chunks)
     assert whole is not None
     (call,) = whole.choices[0].message.tool_calls
     assert call.function.name == "get_weather"
@@ -266,7 +272,7 @@ async def test_streamed_tool_calls_rebuild_into_one_call_with_its_arguments(
 def test_openai_params_pass_through_to_wattfare(
     provider: WattfareLLM, credentials: dict[str, str], user_id: str
 ) -> None:
-    reply = litellm.completion(
+    reply: Any = litellm.completion(
         model=f"wattfare/{MODEL}",
         messages=[{"role": "user", "content": "Give me a JSON object"}],
         response_format={"type": "json_object"},
@@ -315,7 +321,7 @@ async def test_a_spent_cap_stops_an_async_stream_before_any_chunk(
     received: list[Any] = []
 
     async def read_stream() -> None:
-        stream = await litellm.acompletion(
+        stream: Any = await litellm.acompletion(
             model=f"wattfare/{MODEL}", messages=HI, user=user_id, stream=True, **credentials
         )
         received.extend([chunk async for chunk in stream])
@@ -384,7 +390,7 @@ def test_an_upstream_outage_raises_bad_gateway_and_max_retries_reaches_the_sdk(
 def test_a_stream_that_fails_midway_raises_a_litellm_error(
     provider: WattfareLLM, credentials: dict[str, str], user_id: str
 ) -> None:
-    stream = litellm.completion(
+    stream: Any = litellm.completion(
         model=f"wattfare/{MODEL}",
         messages=[{"role": "user", "content": "Hi [sandbox:midstream_error]"}],
         user=user_id,
@@ -433,7 +439,7 @@ async def test_the_default_handler_keeps_an_async_pool_per_event_loop_until_aclo
     handler = wattfare_litellm.register(WattfareLLM())
     try:
         await litellm.acompletion(model=f"wattfare/{MODEL}", messages=HI, user=user_id, **credentials)
-        stream = await litellm.acompletion(
+        stream: Any = await litellm.acompletion(
             model=f"wattfare/{MODEL}", messages=HI, user=user_id, stream=True, **credentials
         )
         assert [chunk async for chunk in stream]

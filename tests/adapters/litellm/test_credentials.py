@@ -6,6 +6,9 @@ requests through a `wattfare serve` process to the recording stand-in upstream, 
 received: exactly the one request, with no field named like a credential and no Wattfare key anywhere.
 """
 
+# litellm re-exports `Router` and its exceptions without `__all__`, so pyright calls the documented `litellm.X` private.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -149,7 +152,7 @@ async def test_a_call_that_could_leak_a_credential_is_refused_before_anything_is
 ) -> None:
     monkeypatch.setattr(litellm, "custom_provider_map", list(litellm.custom_provider_map))
     handler = registered(WattfareLLM())
-    given = {
+    given: dict[str, Any] = {
         name: standin_server.secret if value == "KEY" else value
         for name, value in {"api_key": standin_server.secret, "api_base": standin_server.base_url, **arguments}.items()
     }

@@ -12,6 +12,9 @@ Those tests run on a server of their own that refuses a busy request at once ins
 the holds in flight to settle, with one of the user's requests held open beside the Router's.
 """
 
+# litellm re-exports `Router` and its exceptions without `__all__`, so pyright calls the documented `litellm.X` private.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from tests.adapters.litellm.proxy_environment import REPO, Proxy, run_proxy
 from tests.support.wattfare_server import ServerProcess
@@ -19,7 +20,7 @@ pytestmark = [
 ]
 
 CONFIG = REPO / "examples" / "litellm_proxy_config.yaml"
-HI = [{"role": "user", "content": "Say hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi"}]
 
 
 # Session-scoped: under xdist, a group's tests may interleave modules, which would restart a module fixture.
@@ -43,7 +44,7 @@ def test_the_proxy_serves_a_wattfare_model_charged_to_the_openai_user_field(
     )
     reply = raw.parse()
 
-    assert reply.choices[0].message.content.startswith("Sandbox reply to: Say hi")
+    assert (reply.choices[0].message.content or "").startswith("Sandbox reply to: Say hi")
     requests, spent = ledger(wattfare, user_id)
     assert requests == 1
     assert spent > 0
@@ -67,7 +68,7 @@ def test_the_proxy_streams_and_meters_the_stream(litellm_proxy: Proxy, wattfare:
 
 
 def test_tool_calls_pass_through_the_proxy(litellm_proxy: Proxy, user_id: str) -> None:
-    tool = {
+    tool: ChatCompletionToolParam = {
         "type": "function",
         "function": {
             "name": "get_weather",

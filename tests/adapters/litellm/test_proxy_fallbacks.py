@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.adapters.held_request import holding
 from tests.adapters.litellm.proxy_environment import Proxy, run_proxy
@@ -29,7 +30,7 @@ pytestmark = [
 ]
 
 OUTSIDE = "standin/outside-wattfare"
-HI = [{"role": "user", "content": "Say hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi"}]
 
 
 def config() -> dict[str, Any]:

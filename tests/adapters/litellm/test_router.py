@@ -1,5 +1,8 @@
 """A LiteLLM Router sharing Wattfare deployments between end users: refusals stay per user, outages fall back."""
 
+# litellm re-exports `Router` and its exceptions without `__all__`, so pyright calls the documented `litellm.X` private.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 from collections import Counter
@@ -20,10 +23,11 @@ from wattfare_litellm import WattfareBudgetExceededError, WattfareLLM
 
 pytestmark = pytest.mark.xdist_group("litellm")
 
-HI = [{"role": "user", "content": "Say hi"}]
+# litellm types `Router.completion`'s messages as dicts, `Router.acompletion`'s as TypedDicts: one list serves both.
+HI: list[Any] = [{"role": "user", "content": "Say hi"}]
 FAST = "openai/gpt-4o-mini"
 # Trigger-happy cooldowns: a deployment counted as failing would be benched at the first failure.
-STRICT = {"num_retries": 2, "retry_after": 0, "allowed_fails": 0, "cooldown_time": 60}
+STRICT: dict[str, Any] = {"num_retries": 2, "retry_after": 0, "allowed_fails": 0, "cooldown_time": 60}
 
 
 def shared_group(server: ServerProcess) -> list[dict[str, Any]]:

@@ -9,37 +9,42 @@ with `WATTFARE_LIVE=1` and a provider key in `WATTFARE_UPSTREAM_KEY` / `OPENROUT
 
 Every test here runs with the network closed except loopback: LlamaIndex must not fetch tokenizer data
 (it ships tiktoken's encodings in `llama_index/core/_static`), and neither must we.
+
+The servers, the cassettes' rules and the network guard are every adapter's (tests/support/adapter_fixtures.py);
+what is LlamaIndex's alone is here: `wattfare_target`, and the warnings its dependencies raise.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import vcr  # pyright: ignore[reportMissingTypeStubs]
 from vcr.cassette import Cassette  # pyright: ignore[reportMissingTypeStubs]
-from vcr.record_mode import RecordMode  # pyright: ignore[reportMissingTypeStubs]
 from vcr.request import Request  # pyright: ignore[reportMissingTypeStubs]
 
-from tests.support.wattfare_server import ServerProcess, wattfare_process
+from tests.support.adapter_fixtures import (
+    MODEL,
+    RECORDING,
+    REPLAY_BASE_URL,
+    REPLAY_SECRET,
+    cassette_vcr,
+    mark_folder,
+    missing_cassette,
+    no_network_but_loopback,
+    recording_server,
+)
+from tests.support.adapter_fixtures import adapter_server as llamaindex_server
+from tests.support.wattfare_server import ServerProcess
 from wattfare import Wattfare
 from wattfare_llamaindex import WattfareLLM
 
+__all__ = ["llamaindex_server", "no_network_but_loopback", "recording_server"]  # fixtures, registered for this folder
+
 HERE = Path(__file__).parent
 CASSETTES = HERE / "cassettes"
-RECORDING = bool(os.environ.get("WATTFARE_RECORD"))
-LIVE = bool(os.environ.get("WATTFARE_LIVE"))
-# Cassettes are stored, and replayed, against this URL whatever port they were recorded on.
-REPLAY_BASE_URL = "http://127.0.0.1:8787"
-REPLAY_SECRET = "sk_test_replayed"
-MODEL = "openai/gpt-4o-mini"
 
 # Third-party deprecations we cannot fix, each named exactly. llama-index-workflows builds an agent's steps
 # with `inspect.getmembers(agent)`, which touches pydantic's deprecated attributes; LlamaIndex's own
@@ -55,120 +60,7 @@ THIRD_PARTY_WARNINGS = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # This hook sees the whole session: only this directory's tests get the filters.
-    for item in items:
-        if item.path.is_relative_to(HERE):
-            for spec in THIRD_PARTY_WARNINGS:
-                item.add_marker(pytest.mark.filterwarnings(spec))
-
-
-# ---------------------------------------------------------------- no network but loopback
-
-
-def _is_local(host: object) -> bool:
-    if not isinstance(host, str):
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-@pytest.fixture(autouse=True)
-def no_network_but_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any connection or name lookup beyond this machine fails the test that made it."""
-    real_connect, real_connect_ex, real_getaddrinfo = (
-        socket.socket.connect,
-        socket.socket.connect_ex,
-        socket.getaddrinfo,
-    )
-
-    def check(sock: socket.socket, address: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
-            raise AssertionError(f"a test tried to reach {address!r}: only loopback is allowed")
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        check(sock, address)
-        real_connect(sock, address)
-
-    def connect_ex(sock: socket.socket, address: Any) -> int:
-        check(sock, address)
-        return real_connect_ex(sock, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not _is_local(host.decode() if isinstance(host, bytes) else host):
-            raise AssertionError(f"a test tried to look up {host!r}: only loopback is allowed")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
-# ---------------------------------------------------------------- a real server
-
-
-def live_env() -> dict[str, str]:
-    """The server environment for `WATTFARE_LIVE=1` (a real upstream), else nothing (the sandbox)."""
-    if not LIVE:
-        return {}
-    key = os.environ.get("WATTFARE_UPSTREAM_KEY") or os.environ.get("OPENROUTER_API_KEY")
-    if not key:
-        pytest.fail("WATTFARE_LIVE=1 needs a provider key in WATTFARE_UPSTREAM_KEY or OPENROUTER_API_KEY")
-    env = {"WATTFARE_TEST_UPSTREAM": "live", "WATTFARE_UPSTREAM_KEY": key}
-    if url := os.environ.get("WATTFARE_UPSTREAM_URL"):
-        env["WATTFARE_UPSTREAM_URL"] = url
-    return env
-
-
-@pytest.fixture(scope="session")
-def llamaindex_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One `wattfare serve` process for the session (per xdist worker: keep its tests in one xdist group)."""
-    with wattfare_process(tmp_path_factory.mktemp("wattfare-llamaindex"), env=live_env()) as server:
-        yield server
-
-
-# ---------------------------------------------------------------- cassettes
-
-
-def _scrub_request(request: Request) -> Request:
-    # Nothing that identifies the server or the app is kept: no key, no host or port, no client version.
-    request.uri = REPLAY_BASE_URL + request.uri[request.uri.index("/api/v1") :]
-    request.headers = {k: v for k, v in request.headers.items() if k.lower() in ("wattfare-user", "content-type")}
-    return request
-
-
-def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    keep = ("content-type", "wattfare-cost-usd", "wattfare-remaining-usd", "wattfare-request-id", "x-should-retry")
-    response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() in keep}
-    response["body"]["string"] = _trim_model_list(response["body"]["string"])
-    return response
-
-
-def _trim_model_list(body: bytes | str) -> bytes | str:
-    # GET /models lists ~500 models (150 kB); the tests use one, so a recording keeps only that one.
-    if not (body.encode() if isinstance(body, str) else body).startswith(b'{"object":"list"'):
-        return body
-    listing = json.loads(body)
-    listing["data"] = [model for model in listing["data"] if model.get("id") == MODEL]
-    return json.dumps(listing).encode()
-
-
-def _same_end_user(r1: Request, r2: Request) -> None:
-    # Who pays is part of the request: a recording for one user must not answer for another.
-    assert r1.headers.get("wattfare-user") == r2.headers.get("wattfare-user")
-
-
-@pytest.fixture(scope="session")
-def recording_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess | None]:
-    """The server cassettes are recorded against, or None when replaying."""
-    if not RECORDING:
-        yield None
-        return
-    with wattfare_process(tmp_path_factory.mktemp("wattfare-llamaindex-recording")) as server:
-        yield server
+    mark_folder(items, HERE, *(pytest.mark.filterwarnings(spec) for spec in THIRD_PARTY_WARNINGS))
 
 
 @dataclass
@@ -229,18 +121,8 @@ def wattfare_target(request: pytest.FixtureRequest, recording_server: ServerProc
     path = CASSETTES / f"{name}.yaml"
     if RECORDING:
         path.unlink(missing_ok=True)
-    elif not path.exists():
-        pytest.fail(f"missing cassette {path.name}: record it with WATTFARE_RECORD=1 (make record-llamaindex)")
-    recorder = vcr.VCR(
-        record_mode=RecordMode.ALL if RECORDING else RecordMode.NONE,
-        match_on=["method", "path", "query", "body", "wattfare_user"],
-        filter_headers=["authorization"],
-        before_record_request=_scrub_request,
-        before_record_response=_scrub_response,
-        decode_compressed_response=True,
-    )
-    recorder.register_matcher("wattfare_user", _same_end_user)
-    with recorder.use_cassette(str(path)) as cassette:
+    missing_cassette(path, "record-llamaindex")
+    with cassette_vcr().use_cassette(str(path)) as cassette:
         if recording_server is None:
             target = Target(REPLAY_BASE_URL, REPLAY_SECRET, cassette)
         else:

@@ -27,8 +27,9 @@ from llama_index.core.agent.workflow import (
 )
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from tests.adapters.llamaindex.conftest import LIVE, MODEL, live_env
+from tests.adapters.llamaindex.conftest import MODEL
 from tests.adapters.llamaindex.request_log import RequestLog
+from tests.support.adapter_fixtures import LIVE, live_env
 from tests.support.wattfare_server import ServerProcess, wattfare_process
 from wattfare import BudgetExceededError, NotConnectedError, Wattfare
 from wattfare_llamaindex import WattfareLLM
@@ -238,8 +239,10 @@ async def test_every_agent_call_is_metered(
         handler = agent.run("Weather in Nairobi? Use get_weather.")
         outputs = [event async for event in handler.stream_events() if isinstance(event, AgentOutput)]
         await handler
-    costs = [Decimal(output.raw["wattfare"]["cost_usd"]) for output in outputs]
-    tokens = [output.raw["usage"]["prompt_tokens"] + output.raw["usage"]["completion_tokens"] for output in outputs]
+    raws = [output.raw for output in outputs if output.raw is not None]
+    assert len(raws) == len(outputs)  # every agent step carries the provider's answer
+    costs = [Decimal(raw["wattfare"]["cost_usd"]) for raw in raws]
+    tokens = [raw["usage"]["prompt_tokens"] + raw["usage"]["completion_tokens"] for raw in raws]
     assert len(costs) == len(log.chats()) == 2
     [row] = wattfare.usage(llm.user_id).data
     assert row.model == MODEL

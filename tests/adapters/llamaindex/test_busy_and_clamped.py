@@ -125,6 +125,7 @@ def test_a_budget_still_busy_after_the_retries_is_a_rate_limit_never_a_spent_cap
 def test_a_clamped_answer_says_so_in_raw_and_additional_kwargs() -> None:
     response = FakeWattfare(answer(headers=CLAMPED)).llm().chat(HELLO)
 
+    assert response.raw is not None
     assert (response.raw["wattfare"]["max_tokens"], response.raw["wattfare"]["clamped"]) == (812, True)
     assert (response.additional_kwargs["max_tokens"], response.additional_kwargs["clamped"]) == (812, True)
     assert response.raw["choices"][0]["finish_reason"] == "length"
@@ -156,6 +157,7 @@ def test_a_clamped_stream_says_so_on_its_last_response() -> None:
     last = responses[-1]
     assert last.message.content == "Hi"
     assert (last.additional_kwargs["max_tokens"], last.additional_kwargs["clamped"]) == (812, True)
+    assert last.raw is not None
     assert last.raw["wattfare"]["clamped"] is True
 
 
@@ -167,6 +169,7 @@ async def test_a_final_chunk_that_does_not_repeat_the_clamping_keeps_what_the_he
 
     last = responses[-1]
     assert (last.additional_kwargs["max_tokens"], last.additional_kwargs["clamped"]) == (812, True)
+    assert last.raw is not None
     assert (last.raw["wattfare"]["max_tokens"], last.raw["wattfare"]["clamped"]) == (812, True)
 
 
@@ -190,4 +193,5 @@ async def test_a_real_answer_the_cap_shortened_says_so_whole_and_streamed(llamai
     for response in (whole, streamed):
         assert response.additional_kwargs["clamped"] is True
         assert 0 < response.additional_kwargs["max_tokens"] < 4096
+        assert response.raw is not None
         assert response.raw["wattfare"]["clamped"] is True

@@ -53,7 +53,9 @@ class Person(BaseModel):
 
 def body(target: Target, index: int = -1) -> dict[str, Any]:
     """The JSON body of a recorded request."""
-    return json.loads(target.sent(index).body)
+    sent = target.sent(index).body
+    assert isinstance(sent, bytes)  # vcrpy's untyped `body` also covers file and iterator bodies; httpx sends bytes
+    return json.loads(sent)
 
 
 def user(text: str) -> list[ChatMessage]:
@@ -62,6 +64,7 @@ def user(text: str) -> list[ChatMessage]:
 
 def assert_accounted(response: ChatResponse) -> None:
     """Usage where LlamaIndex reads it, and Wattfare's cost next to it."""
+    assert response.raw is not None
     usage = response.raw["usage"]
     extra = response.additional_kwargs
     assert usage["prompt_tokens"] == extra["prompt_tokens"] > 0
@@ -136,6 +139,7 @@ def test_complete_is_a_chat_completion_never_the_legacy_endpoint(wattfare_target
     assert response.text.startswith("Sandbox reply to: Say hi")
     assert wattfare_target.sent().path == "/api/v1/chat/completions"
     assert body(wattfare_target)["messages"] == [{"role": "user", "content": "Say hi"}]
+    assert response.raw is not None
     assert response.raw["usage"]["completion_tokens"] > 0
     assert response.additional_kwargs["cost_usd"] > 0
 
@@ -218,6 +222,7 @@ def test_token_counting_handler_counts_wattfares_usage(wattfare_target: Target) 
     counter = TokenCountingHandler()
     llm = wattfare_target.llm("li-counting", callback_manager=CallbackManager([counter]))
     response = llm.chat(user("Count my tokens"))
+    assert response.raw is not None
     assert counter.prompt_llm_token_count == response.raw["usage"]["prompt_tokens"]
     assert counter.completion_llm_token_count == response.raw["usage"]["completion_tokens"]
 

@@ -81,4 +81,4 @@ def test_the_namespace_packages_are_shared_not_shadowed() -> None:
     namespace = importlib.import_module("llama_index")
     assert getattr(namespace, "__file__", None) is None
     assert {str(PACKAGE / "llama_index"), str(Path(llama_index.core.__file__).parents[1])} <= set(namespace.__path__)
-    assert wattfare_llamaindex.__all__ == ["WattfareLLM"]
+    assert wattfare_llamaindex.__all__ == ["WattfareLLM", "__version__"]

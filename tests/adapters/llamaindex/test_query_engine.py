@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from llama_index.core import Document, SummaryIndex
+from llama_index.core.base.response.schema import StreamingResponse
 
 from tests.adapters.llamaindex.conftest import MODEL
 from tests.adapters.llamaindex.request_log import RequestLog
@@ -30,7 +31,11 @@ def test_a_query_engine_sends_the_context_and_the_question(llamaindex_server: Se
         )
         engine = SummaryIndex.from_documents([Document(text=TEXT)]).as_query_engine(llm=llm, streaming=streaming)
         response = engine.query("Who pays for the AI calls?")
-        answer = "".join(response.response_gen) if streaming else str(response)  # pyright: ignore[reportAttributeAccessIssue]
+        if streaming:
+            assert isinstance(response, StreamingResponse)
+            answer = "".join(response.response_gen)
+        else:
+            answer = str(response)
     assert answer.startswith("Sandbox reply to: Context information is below.")
     [chat] = log.chats()
     prompt = chat["messages"][-1]["content"]

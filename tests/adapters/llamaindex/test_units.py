@@ -358,8 +358,9 @@ def test_openai_names_for_request_fields_are_sent_from_additional_kwargs() -> No
     ],
 )
 def test_openai_arguments_without_a_meaning_here_are_refused_with_what_to_do(argument: str, advice: str) -> None:
+    options: dict[str, Any] = {argument: "x"}  # any value: the name alone is refused
     with pytest.raises(UsageError, match=argument) as refused:
-        WattfareLLM(model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc", **{argument: "x"})
+        WattfareLLM(model="openai/gpt-4o-mini", user_id="u_1", secret_key="sk_test_abc", **options)
     assert advice in str(refused.value)
 
 

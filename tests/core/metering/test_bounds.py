@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -23,7 +24,7 @@ def utf8(text: str) -> int:
 any_text = st.text(st.characters(codec=None, categories=None), max_size=60)
 
 text_parts = any_text.map(lambda text: {"type": "text", "text": text})
-tool_calls = st.builds(
+tool_calls: st.SearchStrategy[dict[str, Any]] = st.builds(
     lambda name, arguments: {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}},
     any_text,
     any_text,

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from wattfare.metering import Allowed, Budget, Denied, PriceSet, decide_reservation
+from wattfare.metering import Allowed, Budget, PriceSet, Refused, decide_reservation
 
 # 1 000 nanos per prompt token, 2 000 per completion token.
 PRICES = PriceSet(prompt=Decimal("0.000001"), completion=Decimal("0.000002"))
@@ -23,7 +23,7 @@ def decide(
     min_tokens: int = 1,
     images: int = 0,
     allowance: int | None = None,
-) -> Allowed | Denied:
+) -> Allowed | Refused:
     return decide_reservation(
         budget,
         prices,
@@ -67,7 +67,7 @@ def test_this_months_spend_shrinks_what_is_affordable() -> None:
 def test_holds_in_flight_make_a_request_busy_never_cut_to_their_crumbs() -> None:
     budget = Budget(cap=MILLI_USD, spent=300_000, reserved=200_000)
     # The spend leaves 700 000: a 300-token answer (700 000 with the prompt); the holds leave 500 000.
-    assert decide(budget, requested=None, model_max=4096) == Denied("budget_busy", needed=700_000, remaining=500_000)
+    assert decide(budget, requested=None, model_max=4096) == Refused("budget_busy", needed=700_000, remaining=500_000)
     assert decide(budget, requested=200) == Allowed(reserve=500_000, max_tokens=200, clamped=False)
     settled = Budget(cap=MILLI_USD, spent=300_000, reserved=0)
     assert decide(settled, requested=None, model_max=4096) == Allowed(reserve=700_000, max_tokens=300, clamped=True)
@@ -87,24 +87,24 @@ def test_an_allowance_the_spend_cannot_afford_is_clamped_and_says_so() -> None:
 
 def test_a_spent_cap_is_exceeded_even_with_holds_in_flight() -> None:
     budget = Budget(cap=MILLI_USD, spent=950_000, reserved=40_000)
-    assert decide(budget, allowance=100) == Denied("budget_exceeded", needed=102_000, remaining=10_000)
+    assert decide(budget, allowance=100) == Refused("budget_exceeded", needed=102_000, remaining=10_000)
 
 
 def test_affordable_tokens_round_down() -> None:
     budget = Budget(cap=101_999, spent=0, reserved=0)
-    assert decide(budget) == Denied("budget_exceeded", needed=102_000, remaining=101_999)
+    assert decide(budget) == Refused("budget_exceeded", needed=102_000, remaining=101_999)
     exact = Budget(cap=102_000, spent=0, reserved=0)
     assert decide(exact) == Allowed(reserve=102_000, max_tokens=1, clamped=True)
 
 
 def test_a_budget_that_cannot_pay_for_the_prompt_is_denied() -> None:
     budget = Budget(cap=MILLI_USD, spent=950_000, reserved=0)
-    assert decide(budget, requested=10) == Denied("budget_exceeded", needed=102_000, remaining=50_000)
+    assert decide(budget, requested=10) == Refused("budget_exceeded", needed=102_000, remaining=50_000)
 
 
 def test_the_minimal_answer_size_is_honoured() -> None:
     budget = Budget(cap=120_000, spent=0, reserved=0)  # affords 10 tokens
-    assert decide(budget, min_tokens=16) == Denied("budget_exceeded", needed=132_000, remaining=120_000)
+    assert decide(budget, min_tokens=16) == Refused("budget_exceeded", needed=132_000, remaining=120_000)
     assert decide(budget, min_tokens=10) == Allowed(reserve=120_000, max_tokens=10, clamped=True)
 
 
@@ -115,7 +115,7 @@ def test_a_client_asking_for_fewer_tokens_than_the_minimum_is_judged_on_its_own_
 
 def test_an_exhausted_budget_is_denied() -> None:
     budget = Budget(cap=MILLI_USD, spent=MILLI_USD, reserved=0)
-    assert decide(budget, requested=1) == Denied("budget_exceeded", needed=102_000, remaining=0)
+    assert decide(budget, requested=1) == Refused("budget_exceeded", needed=102_000, remaining=0)
 
 
 def test_free_completions_without_max_tokens_leave_max_tokens_unset() -> None:
@@ -136,13 +136,13 @@ def test_a_free_model_runs_on_an_exhausted_budget_but_not_on_one_over_its_cap() 
     spent = Budget(cap=MILLI_USD, spent=MILLI_USD, reserved=0)
     assert decide(spent, free) == Allowed(reserve=0, max_tokens=None, clamped=False)
     lowered_cap = Budget(cap=MILLI_USD, spent=MILLI_USD + 1, reserved=0)
-    assert decide(lowered_cap, free) == Denied("budget_exceeded", needed=0, remaining=0)
+    assert decide(lowered_cap, free) == Refused("budget_exceeded", needed=0, remaining=0)
 
 
 def test_free_completions_still_need_the_prompt_to_fit() -> None:
     prices = PriceSet(prompt=Decimal("0.000001"), completion=Decimal(0))
     budget = Budget(cap=99_999, spent=0, reserved=0)
-    assert decide(budget, prices) == Denied("budget_exceeded", needed=100_000, remaining=99_999)
+    assert decide(budget, prices) == Refused("budget_exceeded", needed=100_000, remaining=99_999)
 
 
 def test_request_and_image_fees_are_reserved() -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 import wattfare
+import wattfare._exceptions
 from wattfare import (
     APIConnectionError,
     APIError,

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 OPENAI_TYPE = {
@@ -20,7 +22,7 @@ OPENAI_TYPE = {
 _ANY = object()
 
 
-def assert_error(response: httpx.Response, status: int, code: str, param: object = _ANY) -> dict[str, object]:
+def assert_error(response: httpx.Response, status: int, code: str, param: object = _ANY) -> dict[str, Any]:
     """Check that `response` is the documented envelope for `code`; return its `error` object.
 
     `param` is checked when given (None included); omitted, it only has to be present.

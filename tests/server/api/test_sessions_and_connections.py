@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -46,7 +47,7 @@ async def session_token(wf: InProcess, app_user_id: str, monthly_usd: object = N
     return response.json()["token"]
 
 
-async def status_of(wf: InProcess, app_user_id: str, key: str | None = None) -> dict[str, object]:
+async def status_of(wf: InProcess, app_user_id: str, key: str | None = None) -> dict[str, Any]:
     response = await wf.client.get("/status", params={"appUserId": app_user_id}, headers=wf.auth(key))
     assert response.status_code == 200, response.text
     return response.json()

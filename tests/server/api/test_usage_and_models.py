@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,7 @@ async def usage_rows(wf: InProcess, key: str | None = None, **params: str) -> li
     return response.json()["data"]
 
 
-def totals(rows: list[dict[str, object]]) -> dict[tuple[object, object], tuple[int, int, int, Decimal]]:
+def totals(rows: list[dict[str, Any]]) -> dict[tuple[object, object], tuple[int, int, int, Decimal]]:
     return {
         (row["appUserId"], row["model"]): (
             row["requests"],

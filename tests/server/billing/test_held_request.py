@@ -76,7 +76,7 @@ async def ledger_rows(ledger: Ledger, request_id: str) -> list[tuple[str, int]]:
 
 
 async def open_holds(ledger: Ledger) -> int:
-    return await asyncio.to_thread(ledger.open_holds)
+    return await asyncio.to_thread(ledger.open_reservations)
 
 
 async def test_a_cancellation_inside_the_settles_write_waits_for_it_and_settles_once(

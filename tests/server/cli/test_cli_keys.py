@@ -13,7 +13,7 @@ from wattfare.server.access.keys import hash_key
 from wattfare.server.store import Store
 from wattfare.server.store.key_records import ManagedKey
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

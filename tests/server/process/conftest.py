@@ -25,9 +25,4 @@ def standin() -> Iterator[StandIn]:
 @pytest.fixture(scope="session")
 def standin_env(standin: StandIn) -> dict[str, str]:
     """The environment that points a Wattfare process's test keys at the stand-in."""
-    return {
-        "WATTFARE_UPSTREAM": "openai-compatible",
-        "WATTFARE_UPSTREAM_URL": standin.base_url,
-        "WATTFARE_UPSTREAM_KEY": "test-key",
-        "WATTFARE_TEST_UPSTREAM": "live",
-    }
+    return standin.upstream_env()

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.process.books import Books
 from tests.server.process.sse_wire import data_fields
+from tests.support.ledger import Ledger
 from tests.support.wattfare_server import wattfare_process
 
 pytestmark = pytest.mark.xdist_group("long_streams")
@@ -35,6 +35,6 @@ def test_a_stream_longer_than_the_reservation_ttl_is_charged_its_usage_not_expir
         events = data_fields(body)
         assert events[-1] == "[DONE]"
         assert b'"error"' not in body
-        entry = Books(server.db_path).wait_for_entry(request_id, within=5.0)
+        entry = Ledger(server.db_path).wait_for_entry(request_id, within=5.0)
         assert entry.kind == "charge"
-        Books(server.db_path).assert_balanced()
+        Ledger(server.db_path).assert_balanced()

@@ -20,8 +20,8 @@ import anyio
 import httpx
 import pytest
 
-from tests.server.process.books import Books
 from tests.server.process.sse_wire import chunks, data_fields
+from tests.support.ledger import Ledger
 from tests.support.standin_upstream import COMPLETION_PRICE, PROMPT_PRICE
 from tests.support.wattfare_server import ServerProcess, wattfare_process
 from wattfare.metering import prompt_token_bound, usd_to_nanos
@@ -58,8 +58,8 @@ class Deployment:
         return self.servers[0].secret
 
     @property
-    def books(self) -> Books:
-        return Books(self.servers[0].db_path)
+    def books(self) -> Ledger:
+        return Ledger(self.servers[0].db_path)
 
     def client(self, index: int, limits: httpx.Limits) -> httpx.AsyncClient:
         server = self.servers[index % len(self.servers)]

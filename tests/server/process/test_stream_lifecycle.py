@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.process.books import Books
 from tests.server.process.sse_wire import data_fields, decoded
+from tests.support.ledger import Ledger
 from tests.support.wattfare_server import ServerProcess, wattfare_process
 
 pytestmark = pytest.mark.xdist_group("stream_lifecycle")
@@ -52,7 +52,7 @@ def read_events(lines: Iterator[str], count: int) -> list[str]:
 
 
 def test_client_that_leaves_mid_stream_is_charged_for_what_was_used(server: ServerProcess) -> None:
-    books, user = Books(server.db_path), new_user()
+    books, user = Ledger(server.db_path), new_user()
     with api_client(server) as client:
         with client.stream("POST", "/chat/completions", json=SLOW, headers={"Wattfare-User": user}) as response:
             assert response.status_code == 200
@@ -109,7 +109,7 @@ def test_revoking_a_connection_ends_its_stream_in_flight(server: ServerProcess) 
     events, took, request_id = revoke_during_slow_stream(server, server)
 
     assert_stopped_for_revocation(events, took, within=REVOCATION_BOUND)
-    books = Books(server.db_path)
+    books = Ledger(server.db_path)
     assert books.wait_for_entry(request_id, within=2.0).kind == "estimated"
     books.assert_balanced()
 
@@ -123,7 +123,7 @@ def test_revocation_made_by_another_server_process_ends_the_stream(tmp_path: Pat
         events, took, request_id = revoke_during_slow_stream(streaming, other)
 
         assert_stopped_for_revocation(events, took, within=REVOCATION_BOUND)
-        books = Books(streaming.db_path)
+        books = Ledger(streaming.db_path)
         assert books.wait_for_entry(request_id, within=2.0).kind == "estimated"
         books.assert_balanced()
 
@@ -132,7 +132,7 @@ def test_reservation_of_a_killed_server_expires_at_its_reserved_amount(
     tmp_path: Path, standin_env: dict[str, str]
 ) -> None:
     env = standin_env | {"WATTFARE_RESERVATION_TTL_SECONDS": "1"}
-    books, user = Books(tmp_path / "wattfare.db"), new_user()
+    books, user = Ledger(tmp_path / "wattfare.db"), new_user()
     with wattfare_process(tmp_path, env=env) as doomed, api_client(doomed) as client:
         secret = doomed.secret
         with client.stream("POST", "/chat/completions", json=SLOW, headers={"Wattfare-User": user}) as response:
@@ -153,7 +153,7 @@ def test_reservation_of_a_killed_server_expires_at_its_reserved_amount(
         assert books.entry(request_id) is None
 
     with wattfare_process(tmp_path, env=env) as restarted:
-        assert restarted.db_path == books.path  # the very file the dead server wrote
+        assert restarted.db_path == books.database  # the very file the dead server wrote
         entry = books.wait_for_entry(request_id, within=5.0)
 
         assert entry.kind == "expired"

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.process.books import Books
 from tests.server.process.sse_wire import chunks, content_chunks, data_fields, decoded
+from tests.support.ledger import Ledger
 from tests.support.standin_upstream import COMPLETION_PRICE, PROMPT_PRICE, StandIn
 from tests.support.wattfare_server import ServerProcess, wattfare_process
 from wattfare.metering import usd_to_nanos
@@ -43,8 +43,8 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def books(server: ServerProcess) -> Books:
-    return Books(server.db_path)
+def books(server: ServerProcess) -> Ledger:
+    return Ledger(server.db_path)
 
 
 def new_user() -> str:
@@ -61,7 +61,7 @@ def suggest_cap(client: httpx.Client, user: str, usd: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def assert_nothing_charged(books: Books, user: str) -> None:
+def assert_nothing_charged(books: Ledger, user: str) -> None:
     account = books.account(user)
     assert (account.spent, account.reserved) == (0, 0)
     entries = books.entries(user)
@@ -82,7 +82,7 @@ def true_cost_nanos(prompt_tokens: int, completion_tokens: int) -> int:
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("status", [500, 502])
 def test_provider_failure_is_a_502_upstream_error_and_costs_nothing(
-    client: httpx.Client, books: Books, standin: StandIn, status: int, stream: bool
+    client: httpx.Client, books: Ledger, standin: StandIn, status: int, stream: bool
 ) -> None:
     user, model = new_user(), f"standin/http-{status}"
     asked_before = requests_for(standin, model)
@@ -96,7 +96,7 @@ def test_provider_failure_is_a_502_upstream_error_and_costs_nothing(
     assert_nothing_charged(books, user)
 
 
-def test_provider_rate_limit_is_a_429_that_passes_on_retry_after(client: httpx.Client, books: Books) -> None:
+def test_provider_rate_limit_is_a_429_that_passes_on_retry_after(client: httpx.Client, books: Ledger) -> None:
     user = new_user()
 
     response = complete(client, user, "standin/http-429")
@@ -109,7 +109,7 @@ def test_provider_rate_limit_is_a_429_that_passes_on_retry_after(client: httpx.C
 
 @pytest.mark.parametrize("status", [401, 402])
 def test_provider_refusing_the_operators_key_is_a_502_not_the_users_problem(
-    client: httpx.Client, books: Books, status: int
+    client: httpx.Client, books: Ledger, status: int
 ) -> None:
     user = new_user()
 
@@ -123,7 +123,7 @@ def test_provider_refusing_the_operators_key_is_a_502_not_the_users_problem(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_provider_timeout_is_a_504_within_a_bounded_time(client: httpx.Client, books: Books, stream: bool) -> None:
+def test_provider_timeout_is_a_504_within_a_bounded_time(client: httpx.Client, books: Ledger, stream: bool) -> None:
     user = new_user()
     started = time.monotonic()
 
@@ -137,7 +137,7 @@ def test_provider_timeout_is_a_504_within_a_bounded_time(client: httpx.Client, b
     assert_nothing_charged(books, user)
 
 
-def test_malformed_provider_answer_is_a_502(client: httpx.Client, books: Books) -> None:
+def test_malformed_provider_answer_is_a_502(client: httpx.Client, books: Ledger) -> None:
     user = new_user()
 
     response = complete(client, user, "standin/malformed")
@@ -147,7 +147,7 @@ def test_malformed_provider_answer_is_a_502(client: httpx.Client, books: Books) 
     assert_nothing_charged(books, user)
 
 
-def test_malformed_provider_stream_ends_with_an_upstream_sse_error(client: httpx.Client, books: Books) -> None:
+def test_malformed_provider_stream_ends_with_an_upstream_sse_error(client: httpx.Client, books: Ledger) -> None:
     user = new_user()
 
     response = complete(client, user, "standin/malformed", stream=True)
@@ -160,7 +160,7 @@ def test_malformed_provider_stream_ends_with_an_upstream_sse_error(client: httpx
 
 
 def test_midstream_error_ends_the_stream_with_an_upstream_error_and_charges_an_estimate(
-    client: httpx.Client, books: Books
+    client: httpx.Client, books: Ledger
 ) -> None:
     user, max_tokens = new_user(), 1000
 
@@ -185,7 +185,7 @@ def test_midstream_error_ends_the_stream_with_an_upstream_error_and_charges_an_e
 
 
 def test_error_in_a_whole_answer_is_a_502_that_charges_what_the_provider_processed(
-    client: httpx.Client, books: Books
+    client: httpx.Client, books: Ledger
 ) -> None:
     """OpenRouter answers 200 with an `error` once processing started: that work is billed, so it is charged."""
     user = new_user()
@@ -202,7 +202,7 @@ def test_error_in_a_whole_answer_is_a_502_that_charges_what_the_provider_process
     books.assert_balanced()
 
 
-def test_negative_usage_from_the_provider_is_never_a_discount(client: httpx.Client, books: Books) -> None:
+def test_negative_usage_from_the_provider_is_never_a_discount(client: httpx.Client, books: Ledger) -> None:
     user = new_user()
 
     for stream in (False, True):
@@ -216,7 +216,7 @@ def test_negative_usage_from_the_provider_is_never_a_discount(client: httpx.Clie
     books.assert_balanced()
 
 
-def test_hangup_midstream_ends_the_stream_with_an_upstream_error(client: httpx.Client, books: Books) -> None:
+def test_hangup_midstream_ends_the_stream_with_an_upstream_error(client: httpx.Client, books: Ledger) -> None:
     user = new_user()
 
     response = complete(client, user, "standin/hangup", stream=True, max_tokens=1000)
@@ -232,7 +232,7 @@ def test_hangup_midstream_ends_the_stream_with_an_upstream_error(client: httpx.C
     books.assert_balanced()
 
 
-def test_hangup_of_a_whole_answer_is_a_502(client: httpx.Client, books: Books) -> None:
+def test_hangup_of_a_whole_answer_is_a_502(client: httpx.Client, books: Ledger) -> None:
     user = new_user()
 
     response = complete(client, user, "standin/hangup")
@@ -243,7 +243,7 @@ def test_hangup_of_a_whole_answer_is_a_502(client: httpx.Client, books: Books) -
 
 
 def test_runaway_stream_is_cut_with_budget_exceeded_before_it_passes_the_cap(
-    client: httpx.Client, books: Books, standin: StandIn
+    client: httpx.Client, books: Ledger, standin: StandIn
 ) -> None:
     user = new_user()
     suggest_cap(client, user, "0.0003")
@@ -268,7 +268,7 @@ def test_runaway_stream_is_cut_with_budget_exceeded_before_it_passes_the_cap(
     assert refused.json()["error"]["code"] == "budget_exceeded"
 
 
-def test_runaway_whole_answer_is_charged_no_more_than_its_hold(client: httpx.Client, books: Books) -> None:
+def test_runaway_whole_answer_is_charged_no_more_than_its_hold(client: httpx.Client, books: Ledger) -> None:
     user = new_user()
     suggest_cap(client, user, "0.0003")
 
@@ -285,7 +285,7 @@ def test_runaway_whole_answer_is_charged_no_more_than_its_hold(client: httpx.Cli
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_upstream_without_usage_is_charged_conservatively_within_the_cap(
-    client: httpx.Client, books: Books, stream: bool
+    client: httpx.Client, books: Ledger, stream: bool
 ) -> None:
     user = new_user()
     suggest_cap(client, user, "0.01")
@@ -306,7 +306,7 @@ def test_upstream_without_usage_is_charged_conservatively_within_the_cap(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_upstream_reported_cost_is_what_gets_charged(client: httpx.Client, books: Books, stream: bool) -> None:
+def test_upstream_reported_cost_is_what_gets_charged(client: httpx.Client, books: Ledger, stream: bool) -> None:
     user = new_user()
 
     response = complete(client, user, "standin/cost-0.000123", stream=stream)

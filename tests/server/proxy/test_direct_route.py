@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from wattfare.server.proxy.direct_route import DirectRoute
+from wattfare.server.proxy.direct_route import DirectRoute, ErrorHandler
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +43,7 @@ async def refused(request: Request, exc: Exception) -> Response:
 
 
 def make_app() -> Starlette:
-    handlers = {Refused: refused}
+    handlers: dict[type[Exception], ErrorHandler] = {Refused: refused}
     app = Starlette(
         routes=[Route("/hot", routed, methods=["GET", "POST"]), Route("/cold", routed, methods=["POST"])],
         middleware=[Middleware(DirectRoute, method="POST", path="/hot", endpoint=hot, error_handlers=handlers)],

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.server.scale.instances import Deployment, deployment_on
-from tests.server.scale.standin_keepalive import run_standin_keepalive
 from tests.support import postgres
-from tests.support.standin_upstream import StandIn
+from tests.support.standin_upstream import StandIn, run_standin
+from tests.support.wattfare_server import Deployment, deployment_on
 
 
 @pytest.fixture
@@ -19,19 +18,16 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def standin() -> Iterator[StandIn]:
-    with run_standin_keepalive() as running:
+    # A storm opens thousands of connections at once: a deeper accept queue than uvicorn's default. Its
+    # `standin/timeout` answers after 5 s, so a fault test does not leave it holding requests for long.
+    with run_standin(timeout_delay=5.0, backlog=4096, startup_timeout=30.0) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
 def standin_env(standin: StandIn) -> dict[str, str]:
     """The environment that points a Wattfare process's test keys at the stand-in."""
-    return {
-        "WATTFARE_UPSTREAM": "openai-compatible",
-        "WATTFARE_UPSTREAM_URL": standin.base_url,
-        "WATTFARE_UPSTREAM_KEY": "test-key",
-        "WATTFARE_TEST_UPSTREAM": "live",
-    }
+    return standin.upstream_env()
 
 
 @pytest.fixture(scope="session")

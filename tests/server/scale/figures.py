@@ -25,7 +25,7 @@ _HEADER = (
     "# Scale-out figures (PostgreSQL)\n\n"
     "Written by `pytest tests/server/scale` (each test rewrites its own section). Every figure comes from a\n"
     "real run of several `wattfare serve` processes on loopback sharing one PostgreSQL database, with the\n"
-    "stand-in upstream (`tests/support/standin_upstream.py`, served by `standin_keepalive.py`) as the model provider.\n"
+    "stand-in upstream (`tests/support/standin_upstream`, with a deep accept queue) as the model provider.\n"
 )
 _SECTION = re.compile(r"<!-- (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /(?P=name) -->", re.DOTALL)
 

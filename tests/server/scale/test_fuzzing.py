@@ -7,7 +7,6 @@ adds exactly one ledger row (completions) or none (sessions).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.server.scale.figures import record
-from tests.server.scale.instances import CLIENT_LIMITS, Deployment, provision
-from tests.server.scale.pg_books import PgBooks, Totals
+from tests.support.ledger import Ledger, Totals
+from tests.support.wattfare_server import CLIENT_LIMITS, Deployment, provision
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("scale")]
 
@@ -128,7 +127,7 @@ def fuzz_client(deployment: Deployment) -> Iterator[httpx.Client]:
 
 
 def totals(deployment: Deployment) -> Totals:
-    return asyncio.run(PgBooks(deployment.database_url).totals())
+    return Ledger(deployment.database_url).totals()
 
 
 def post(client: httpx.Client, path: str, content: bytes, user: str | None) -> httpx.Response:
@@ -152,7 +151,7 @@ def fuzz_log(deployment: Deployment) -> Iterator[FuzzLog]:
     """Collects outcomes; afterwards checks the whole database balances and records the figures."""
     log = FuzzLog()
     yield log
-    asyncio.run(PgBooks(deployment.database_url).assert_balanced())
+    Ledger(deployment.database_url).assert_balanced()
     if not all(log.outcomes.values()):
         return  # a partial run (-k): nothing worth publishing
     rows: list[tuple[str, object]] = []

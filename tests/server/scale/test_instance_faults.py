@@ -21,10 +21,10 @@ import pytest
 from tests.server.process.sse_wire import data_fields
 from tests.server.scale.figures import record
 from tests.server.scale.forwarder import Forwarder
-from tests.server.scale.instances import CLIENT_LIMITS, Instance, launch, provision_async, wait_healthy
-from tests.server.scale.pg_books import PgBooks
 from tests.support import postgres
+from tests.support.ledger import AsyncLedger
 from tests.support.standin_upstream import StandIn
+from tests.support.wattfare_server import CLIENT_LIMITS, Instance, launch, provision_async, wait_healthy
 from wattfare.server.access.app_registration import ProvisionedApp
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio, pytest.mark.xdist_group("scale")]
@@ -70,7 +70,7 @@ async def test_holds_of_an_instance_killed_mid_stream_expire_after_its_restart(
 ) -> None:
     app = await provision_async(database_url)
     env = standin_env | {"WATTFARE_DATABASE_URL": database_url, "WATTFARE_RESERVATION_TTL_SECONDS": str(TTL_SECONDS)}
-    books, user, streams = PgBooks(database_url), f"doomed-{uuid.uuid4().hex[:8]}", 3
+    books, user, streams = AsyncLedger(database_url), f"doomed-{uuid.uuid4().hex[:8]}", 3
     # A second instance on the same database keeps serving while the first is dead (its own holds last 15 min).
     survivor = await start("survivor", tmp_path, env | {"WATTFARE_RESERVATION_TTL_SECONDS": "900"})
     doomed = await start("doomed", tmp_path, env)
@@ -78,6 +78,10 @@ async def test_holds_of_an_instance_killed_mid_stream_expire_after_its_restart(
         request_ids: list[str] = []
         cut_off: list[bool] = []
         ready = anyio.Event()
+        # Both are set inside the task group below; anyio types its exit `-> bool` (a task group swallows its own
+        # cancellation), so without a binding here pyright calls them possibly unbound after it.
+        holds: dict[str, int | None] = {}
+        killed_at = 0.0
 
         async def stream(client: httpx.AsyncClient) -> None:
             headers = {"Wattfare-User": user}
@@ -126,13 +130,13 @@ async def test_holds_of_an_instance_killed_mid_stream_expire_after_its_restart(
     try:
         settled_within = 0.0
         for request_id, hold in holds.items():
-            entry, _ = await books.wait_for_entry(request_id, within=45.0)
+            entry = await books.wait_for_entry(request_id, within=45.0)
             settled_within = time.monotonic() - killed_at
             # Settled by whichever instance swept first: at the reserved amount, the conservative charge.
             assert (entry.kind, entry.amount) == ("expired", hold)
         assert settled_within < 45.0
         charged_before = sum(
-            e.amount for e in await books.entries(user) if e.app_user_id == user and e.kind == "charge"
+            e.amount for e in await books.entries(app_user_prefix=user) if e.app_user_id == user and e.kind == "charge"
         )
         await books.assert_balanced(user)
         account = await books.account(user)
@@ -195,7 +199,7 @@ async def test_database_down_fails_closed_with_503_and_recovers(
         "WATTFARE_DATABASE_URL": through(database_url, forwarder.port),
         "WATTFARE_RESERVATION_TTL_SECONDS": str(TTL_SECONDS),
     }
-    books, user = PgBooks(database_url), f"outage-{uuid.uuid4().hex[:8]}"
+    books, user = AsyncLedger(database_url), f"outage-{uuid.uuid4().hex[:8]}"
     headers = {"Wattfare-User": user}
     upstream_before = standin.stats()["total"]
     instance = await start("outage", tmp_path, env)
@@ -245,7 +249,7 @@ async def test_database_down_fails_closed_with_503_and_recovers(
 
             # The stream cut by the outage is charged for what it relayed once the database is back: its
             # settlement waited in the meter (its hold renewed meanwhile), never expiring at its worst case.
-            entry, _ = await books.wait_for_entry(cut_id, within=30.0)
+            entry = await books.wait_for_entry(cut_id, within=30.0)
             assert entry.kind == "estimated"
     finally:
         await anyio.to_thread.run_sync(instance.stop)
@@ -253,7 +257,7 @@ async def test_database_down_fails_closed_with_503_and_recovers(
 
     # Nothing unmetered: every request that reached the model has exactly one ledger row, and the books balance.
     upstream_requests = standin.stats()["total"] - upstream_before
-    entries = await books.entries(user)
+    entries = await books.entries(app_user_prefix=user)
     assert len(entries) == upstream_requests == 4
     assert sorted(entry.kind for entry in entries) == ["charge", "charge", "charge", "estimated"]
     await books.assert_balanced(user)

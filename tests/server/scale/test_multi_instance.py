@@ -21,8 +21,8 @@ import pytest
 
 from tests.server.process.sse_wire import chunks, data_fields, decoded
 from tests.server.scale.figures import record
-from tests.server.scale.instances import Deployment
-from tests.server.scale.pg_books import PgBooks
+from tests.support.ledger import AsyncLedger
+from tests.support.wattfare_server import Deployment
 from wattfare.metering import usd_to_nanos
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio, pytest.mark.xdist_group("scale")]
@@ -127,14 +127,14 @@ async def test_storm_across_three_instances_never_breaks_a_cap(deployment: Deplo
     assert {outcome.code for outcome in refused} == {"budget_exceeded"}
     assert [outcome for outcome in outcomes if outcome.stream_error] == []
 
-    books = PgBooks(deployment.database_url)
+    books = AsyncLedger(deployment.database_url)
     accounts = {account.app_user_id: account for account in await books.assert_balanced(prefix)}
     assert sorted(accounts) == users
     told: dict[str, Decimal] = defaultdict(Decimal)
     for outcome in outcomes:
         if outcome.charged is not None:
             told[outcome.user] += outcome.charged
-    entries = await books.entries(prefix)
+    entries = await books.entries(app_user_prefix=prefix)
     overspend = sum(max(0, account.spent - account.cap) for account in accounts.values())
     for user, cap in caps.items():
         account = accounts[user]
@@ -233,12 +233,12 @@ async def test_revocation_through_one_instance_stops_streams_on_the_others(deplo
         assert len(rest) < 20  # stopped early: most of the 50 slow tokens never came
     assert max(latencies) < REVOCATION_WITHIN, latencies
 
-    books = PgBooks(deployment.database_url)
+    books = AsyncLedger(deployment.database_url)
     with anyio.fail_after(10):
         while await books.open_reservations(user):
             await anyio.sleep(0.1)
     account = (await books.assert_balanced(user))[0]
-    entries = await books.entries(user)
+    entries = await books.entries(app_user_prefix=user)
     assert [entry.kind for entry in entries] == ["estimated"] * total
     assert 0 < account.spent == sum(entry.amount for entry in entries) <= account.cap
     record(

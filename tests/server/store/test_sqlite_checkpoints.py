@@ -12,7 +12,7 @@ import pytest
 from wattfare.server.store import open_store
 from wattfare.server.store.records import NewReservation, Settlement
 from wattfare.server.store.sqlite import SQLiteStore
-from wattfare.server.store.sqlite_checkpoints import Checkpointer
+from wattfare.server.store.sqlite.checkpoints import Checkpointer
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

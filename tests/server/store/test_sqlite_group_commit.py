@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,11 +21,10 @@ from wattfare.metering import MeteredUsage
 from wattfare.server.billing.hold import HeldRequest
 from wattfare.server.billing.meter import Meter
 from wattfare.server.billing.pricebook import load_snapshot, price_models
-from wattfare.server.store import open_store
-from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store import StoreUnavailableError, open_store
 from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settlement
 from wattfare.server.store.sqlite import SQLiteStore
-from wattfare.server.store.sqlite_group_commit import GroupCommit
+from wattfare.server.store.sqlite.group_commit import GroupCommit
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -100,15 +99,17 @@ async def test_a_failing_write_undoes_only_itself(store: SQLiteStore) -> None:
 
 async def test_a_failed_commit_fails_every_write_of_the_group_and_keeps_none(store: SQLiteStore) -> None:
     conn = await connection(store, "u1")
-    writes = [asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100))) for _ in range(3)]
+    writes: list[Awaitable[object]] = [
+        asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100))) for _ in range(3)
+    ]
 
     def sabotage(db: sqlite3.Connection) -> None:
         # A deferred foreign key fails only at COMMIT: the whole group must go with it.
         db.execute("PRAGMA defer_foreign_keys = ON")
         db.execute("INSERT INTO counters (connection_id, window_key) VALUES ('no-such-connection', ?)", (WINDOW,))
 
-    saboteur = asyncio.ensure_future(transactions(store).grouped(sabotage))
-    results = await asyncio.gather(*writes, saboteur, return_exceptions=True)
+    writes.append(asyncio.ensure_future(transactions(store).grouped(sabotage)))
+    results = await asyncio.gather(*writes, return_exceptions=True)
 
     assert all(isinstance(result, StoreUnavailableError) for result in results), results
     assert not raw(store).in_transaction

@@ -80,7 +80,7 @@ async def test_the_first_tool_is_called_with_arguments_valid_for_its_schema(sand
     assert answer.choices[0].finish_reason == "tool_calls"
     assert answer.choices[0].message.content is None
     assert trip.city in {"Plan", "holiday", "Lisbon"}
-    assert (trip.nights, trip.refundable, trip.cabin, trip.kind) == (2, True, Cabin.ECONOMY, "trip")
+    assert (trip.nights, trip.refundable, trip.cabin, trip.kind) == (2, False, Cabin.ECONOMY, "trip")
     assert len(trip.tags) == 2
     assert trip.note is None
 
@@ -206,13 +206,13 @@ async def test_json_object_response_format_gives_a_json_object(sandbox: SandboxU
         ({"type": "integer", "exclusiveMinimum": 5}, 6),
         ({"type": "number", "maximum": 0.25}, 0.25),
         ({"type": "integer", "minimum": 3, "multipleOf": 5}, 5),
-        ({"type": ["null", "boolean"]}, True),
+        ({"type": ["null", "boolean"]}, False),
         ({"anyOf": [{"type": "null"}, {"type": "integer"}]}, 1),
         ({"const": {"fixed": [1]}}, {"fixed": [1]}),
         ({"type": "string", "format": "date-time"}, "2025-01-01T00:00:00Z"),
         ({"type": "string", "maxLength": 3}, "san"),
         ({"type": "string", "minLength": 10}, "sandboxsan"),
-        ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}]}, [1, True]),
+        ({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}]}, [1, False]),
         ({"type": "array", "items": {"type": "null"}, "minItems": 3}, [None, None, None]),
         ({"type": "array", "maxItems": 0}, []),
         ({"type": "object", "properties": {"a": {"type": "integer"}}}, {}),

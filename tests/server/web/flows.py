@@ -16,7 +16,8 @@ def open_demo(context: BrowserContext, demo_url: str) -> Page:
 
 def demo_user(context: BrowserContext, demo_url: str) -> str:
     """The demo app's id for this browser's user (its `appUserId` on Wattfare)."""
-    return next(c["value"] for c in context.cookies(demo_url) if c["name"] == "demo_user")
+    # playwright's `Cookie` (typed for `add_cookies` too) makes every key optional; `cookies()` always sets these two.
+    return next(c["value"] for c in context.cookies(demo_url) if c["name"] == "demo_user")  # pyright: ignore[reportTypedDictNotRequiredAccess]
 
 
 def sign_up(page: Page, email: str, password: str = PASSWORD) -> None:

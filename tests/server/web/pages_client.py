@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
@@ -11,11 +10,10 @@ from datetime import datetime
 
 import httpx
 
-from tests.support.wattfare_server import provision
+from tests.support.wattfare_server import served
 from wattfare.server.access.app_registration import ProvisionedApp
-from wattfare.server.app import create_app
-from wattfare.server.services import Services, utc_now
-from wattfare.server.settings import Settings
+from wattfare.server.instants import utc_now
+from wattfare.server.services import Services
 from wattfare.server.store.records import Mode
 
 PUBLIC_URL = "http://127.0.0.1:8787"
@@ -72,15 +70,9 @@ class Pages:
 async def pages(
     database_url: str, clock: Callable[[], datetime] = utc_now, **settings: object
 ) -> AsyncGenerator[Pages]:
-    provisioned = await asyncio.to_thread(provision, database_url)
-    config = Settings.from_env({}, database_url=database_url, public_url=PUBLIC_URL, **settings)
-    app = create_app(config, clock=clock)
-    services: Services = app.state.services
-    await services.start()
-    try:
-        yield Pages(provisioned, services, httpx.ASGITransport(app=app))
-    finally:
-        await services.stop()
+    """The server in-process (`served`) at PUBLIC_URL, over `database_url`, its time told by `clock`."""
+    async with served(database_url, clock, public_url=PUBLIC_URL, **settings) as server:
+        yield Pages(server.app, server.services, httpx.ASGITransport(app=server.asgi))
 
 
 def csrf_of(page: httpx.Response) -> str:

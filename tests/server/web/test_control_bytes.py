@@ -7,13 +7,8 @@ does reach it, and must be answered in the envelope, never with a 5xx. In-proces
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Generator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +17,7 @@ import orjson
 import pytest
 
 from tests.server.web.pages_client import pages
-from tests.support.wattfare_server import free_port, provision, wattfare_process
-from wattfare.server.malformed_http import HTTP_PROTOCOL
+from tests.support.wattfare_server import wattfare_process
 
 BODY = b'{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 # What llhttp refuses in a header value: the control bytes, except HTAB.
@@ -121,46 +115,10 @@ def test_under_wattfare_serve_a_content_length_is_digits_or_the_parser_refuses_i
                     assert answer.refused_by_the_parser, (value, answer)
 
 
-@contextmanager
-def uvicorn_process(tmp_path: Path, http: str) -> Generator[int]:
-    """The served app under uvicorn with the `http` protocol (as `wattfare serve` would run it); its port."""
-    db = tmp_path / "wattfare.db"
-    provision(db)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WATTFARE_", "OPENROUTER_"))}
-    env |= {"WATTFARE_DATABASE_URL": f"sqlite:///{db}", "WATTFARE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-    code = (
-        "import uvicorn; uvicorn.run('wattfare.server.app:create_served_app', factory=True, host='127.0.0.1', "
-        f"port={port}, http={http!r}, loop='uvloop', log_level='warning')"
-    )
-    log_path = tmp_path / "uvicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def test_with_the_envelope_protocol_what_the_parser_refuses_is_answered_in_the_envelope(tmp_path: Path) -> None:
-    with uvicorn_process(tmp_path, HTTP_PROTOCOL) as port:
+    # `wattfare serve` runs uvicorn with the envelope protocol (`HTTP_PROTOCOL`).
+    with wattfare_process(tmp_path) as server:
+        port = server.port
         for byte in sorted(CONTROL_BYTES):
             answer = exchange(port, completion_request("sk_test_x", "Wattfare-User", b"u" + bytes([byte]) + b"v"))
             assert answer.status == 400

@@ -1,7 +1,7 @@
 """Linking a member's own OpenRouter account (OAuth PKCE), in a real Chromium, against real processes.
 
-OpenRouter's two auth endpoints are a stand-in on 127.0.0.1 (openrouter_standin.py, built from the
-documented wire); the model provider is the stand-in upstream, which records the key each request carried.
+OpenRouter's two auth endpoints are served by the stand-in on 127.0.0.1 (tests/support/standin_upstream, built
+from the documented wire); the model provider is the stand-in upstream, which records the key each request carried.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from playwright.sync_api import expect
 
 from tests.server.web.conftest import Chromium
 from tests.server.web.flows import sign_up
-from tests.server.web.openrouter_standin import run_openrouter
 from tests.server.web.servers import complete, rows, session_token, wattfare_server
 from tests.support.standin_upstream import run_standin
 
@@ -21,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 
 def test_a_linked_openrouter_key_pays_the_members_requests_until_unlinked(tmp_path: Path, chromium: Chromium) -> None:
-    with run_openrouter() as openrouter, run_standin() as upstream:
+    with run_standin() as openrouter, run_standin() as upstream:
         env = {"WATTFARE_OPENROUTER_URL": openrouter.url, "WATTFARE_UPSTREAM_URL": upstream.base_url}
         with wattfare_server(tmp_path, [], env=env) as wattfare:
             token = session_token(wattfare, "or-user")
@@ -72,7 +71,7 @@ def test_a_linked_openrouter_key_pays_the_members_requests_until_unlinked(tmp_pa
 
 def test_an_openrouter_callback_is_single_use_and_bound_to_its_member(tmp_path: Path, chromium: Chromium) -> None:
     with (
-        run_openrouter() as openrouter,
+        run_standin() as openrouter,
         wattfare_server(tmp_path, [], env={"WATTFARE_OPENROUTER_URL": openrouter.url}) as wattfare,
     ):
         browser = chromium.launch()

@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
+from wattfare._error_codes import STATUS_BY_CODE
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -260,21 +262,6 @@ _CLASS_BY_STATUS: Final[dict[int, type[APIStatusError]]] = {
     504: UpstreamError,
 }
 
-# An error event inside a stream has no status of its own (the response was a 200): it takes its code's.
-_STATUS_BY_CODE: Final[dict[str, int]] = {
-    "auth": 401,
-    "not_connected": 402,
-    "budget_exceeded": 402,
-    "budget_busy": 429,
-    "funding_invalid": 402,
-    "invalid_request": 400,
-    "model_not_found": 404,
-    "rate_limited": 429,
-    "upstream": 502,
-    "unavailable": 503,
-    "internal": 500,
-}
-
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` header (delay-seconds or an HTTP date), or None if absent or invalid.
@@ -393,7 +380,7 @@ def error_from_stream_event(payload: Mapping[str, Any], *, request_id: str | Non
         # Some upstreams put an HTTP status in `code`; keep it as the status, not as a code.
         status_code, error = code, {**error, "code": None}
     else:
-        status_code = _STATUS_BY_CODE.get(code, 500) if isinstance(code, str) else 500
+        status_code = STATUS_BY_CODE.get(code, 500) if isinstance(code, str) else 500
     rid = error.get("requestId")
     return _build(
         status_code,

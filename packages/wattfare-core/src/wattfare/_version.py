@@ -1,4 +1,7 @@
-"""The SDK's version, sent in the `User-Agent` header."""
+"""The SDK's version, sent in the `User-Agent` header.
+
+The only place it is written: hatch reads it into the distribution's metadata (`[tool.hatch.version]`).
+"""
 
 from __future__ import annotations
 

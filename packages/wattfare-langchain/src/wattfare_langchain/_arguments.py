@@ -40,7 +40,8 @@ REFUSED: Final[Mapping[str, str]] = {
     "root_client": "pass client=wattfare.Wattfare(...) instead of an OpenAI client",
     "root_async_client": "pass async_client=wattfare.AsyncWattfare(...) instead of an OpenAI client",
     "include_response_headers": "Wattfare's response headers are always in response_metadata['wattfare']",
-    "tiktoken_model_name": "ChatWattfare counts no tokens locally; pass custom_get_token_ids=... to count them",
+    "tiktoken_model_name": "ChatWattfare picks the tiktoken encoding from the model id (o200k_base where tiktoken"
+    " does not know the model); pass custom_get_token_ids=... to count otherwise",
     "disabled_params": "leave out the parameters a model does not take",
     "reasoning": f"{_RESPONSES_ONLY}; use reasoning_effort=...",
     "truncation": _RESPONSES_ONLY,

@@ -23,6 +23,7 @@ from wattfare_langchain._connections import POOL, ClientSettings
 from wattfare_langchain._convert import ChunkConverter, chat_result, to_openai_messages, tool_choice_param
 from wattfare_langchain._retry import RetryOn, retry_predicate
 from wattfare_langchain._structured import structured_output
+from wattfare_langchain._tokens import count_messages, token_ids
 
 __all__ = ["ChatWattfare"]
 
@@ -309,6 +310,31 @@ class ChatWattfare(BaseChatModel):
                 if converted is not None:
                     yield converted
             yield converter.last(stream)
+
+    # ------------------------------------------------------------ token counting
+
+    @override
+    def get_token_ids(self, text: str) -> list[int]:
+        """The tiktoken ids of `text` in the model's encoding, or `custom_get_token_ids(text)` when set.
+
+        OpenAI models (`"openai/gpt-4o"`, `"openai/o3"`, `"openai/gpt-4"`) use their own encoding, so counts
+        are exact; other families (`"anthropic/…"`, `"google/…"`, ...) are approximated with `o200k_base`.
+        No `transformers` needed. tiktoken downloads an encoding on first use and caches it: offline, set
+        `TIKTOKEN_CACHE_DIR` to a directory that holds it.
+        """
+        if self.custom_get_token_ids is not None:
+            return self.custom_get_token_ids(text)
+        return token_ids(self.model_name, text)
+
+    @override
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """The prompt tokens of `messages`, counted as `ChatOpenAI` counts them (see `get_token_ids`).
+
+        Messages are framed as on OpenAI's chat wire (3 tokens each, 3 more priming the reply). Estimates:
+        an image counts as a low-detail one (85 tokens; its size is not fetched), audio and file parts as
+        nothing, and `tools` as their JSON schemas' text.
+        """
+        return count_messages(messages, tools, self.get_num_tokens)
 
     # ------------------------------------------------------------ tools, structured output, retries
 

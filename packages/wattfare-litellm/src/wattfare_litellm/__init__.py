@@ -8,6 +8,10 @@
     ...     user="u_123",  # the end user who pays
     ... )
 
+`wattfare_litellm.register_models()` (once, after `register()`) tells LiteLLM about every model Wattfare
+serves, from one `GET /models`: `litellm.get_model_info("wattfare/<model>")`, `supports_function_calling`,
+`supports_vision`, ... then answer from Wattfare's listing.
+
 For the LiteLLM proxy, name the default handler in `config.yaml`:
 `litellm_settings: {custom_provider_map: [{provider: wattfare, custom_handler: wattfare_litellm.wattfare_llm}]}`.
 A spent cap, a missing connection or a budget still busy after the SDK's retries raises a
@@ -17,6 +21,7 @@ down, nor falls back from (see `wattfare_litellm.errors`).
 
 from __future__ import annotations
 
+from wattfare_litellm._model_info import aregister_models, register_models
 from wattfare_litellm._registration import register
 from wattfare_litellm._version import __version__
 from wattfare_litellm.errors import (
@@ -38,6 +43,8 @@ __all__ = [
     "WattfarePaymentRequiredError",
     "WattfareUserRefusalError",
     "__version__",
+    "aregister_models",
     "register",
+    "register_models",
     "wattfare_llm",
 ]

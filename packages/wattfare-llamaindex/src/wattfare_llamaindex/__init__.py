@@ -10,5 +10,6 @@ raises Wattfare's typed errors (`NotConnectedError`, `BudgetExceededError`, ...)
 from __future__ import annotations
 
 from wattfare_llamaindex._llm import WattfareLLM
+from wattfare_llamaindex._version import __version__
 
-__all__ = ["WattfareLLM"]
+__all__ = ["WattfareLLM", "__version__"]

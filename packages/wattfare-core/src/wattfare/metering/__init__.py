@@ -1,7 +1,7 @@
 """The pure metering domain: money, prices, budget windows, and the reserve/settle decisions.
 
 Nothing here performs I/O or reads a clock: callers pass instants and budgets in, and get values back
-(`Allowed` or `Denied`, a `Charge`). The cap guarantee rests on two facts proved by the tests: an
+(`Allowed` or `Refused`, a `Charge`). The cap guarantee rests on two facts proved by the tests: an
 admitted reservation fits under the cap, and a settled charge never exceeds its reservation.
 
 Typical flow in the proxy::
@@ -31,6 +31,7 @@ from wattfare.metering.bounds import (
     image_part_count,
     prompt_token_bound,
 )
+from wattfare.metering.caps import MAX_CAP, MAX_CAP_USD, cap_from_usd_text
 from wattfare.metering.money import (
     NANOS_PER_USD,
     Rounding,
@@ -40,26 +41,29 @@ from wattfare.metering.money import (
     usd_to_nanos,
 )
 from wattfare.metering.prices import ModelPricing, PriceOverride, PriceSet, UnpricedModelError, parse_pricing
-from wattfare.metering.reservation import Allowed, Budget, Denied, decide_reservation
+from wattfare.metering.reservation import Allowed, Budget, Refused, decide_reservation
 from wattfare.metering.settlement import Charge, MeteredUsage, charge_for, cost_of, trusted_usage
 from wattfare.metering.window import Window, window_containing
 
 __all__ = [
     "BASE_TOKEN_ALLOWANCE",
     "IMAGE_TOKEN_ALLOWANCE",
+    "MAX_CAP",
+    "MAX_CAP_USD",
     "NANOS_PER_USD",
     "PER_MESSAGE_TOKEN_ALLOWANCE",
     "Allowed",
     "Budget",
     "Charge",
-    "Denied",
     "MeteredUsage",
     "ModelPricing",
     "PriceOverride",
     "PriceSet",
+    "Refused",
     "Rounding",
     "UnpricedModelError",
     "Window",
+    "cap_from_usd_text",
     "charge_for",
     "cost_of",
     "decide_reservation",

@@ -24,7 +24,7 @@ from typing import Literal
 from wattfare.metering.prices import PriceSet
 from wattfare.metering.rates import scaled_rates
 
-__all__ = ["Allowed", "Budget", "Denied", "decide_reservation"]
+__all__ = ["Allowed", "Budget", "Refused", "decide_reservation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class Allowed:
 
 
 @dataclass(frozen=True, slots=True)
-class Denied:
+class Refused:
     """The request cannot start now.
 
     Attributes:
@@ -95,13 +95,13 @@ def decide_reservation(
     output_allowance: int | None = None,
     min_completion_tokens: int = 1,
     images: int = 0,
-) -> Allowed | Denied:
+) -> Allowed | Refused:
     """Decide whether a request fits the budget, what to reserve and which ``max_tokens`` to send.
 
     For an `Allowed`, ``budget.spent + budget.reserved + reserve <= budget.cap``, and any usage with at most
     ``prompt_token_bound`` prompt tokens, at most ``max_tokens`` completion tokens and at most ``images``
     images costs no more than ``reserve`` under `cost_of` with the same prices. A budget already over its
-    cap (the cap was lowered) admits nothing, not even a free request. A `Denied` ``budget_busy`` only
+    cap (the cap was lowered) admits nothing, not even a free request. A `Refused` ``budget_busy`` only
     happens with ``budget.reserved > 0``: without holds in flight the same request is admitted or exceeded.
 
     Args:
@@ -115,7 +115,7 @@ def decide_reservation(
         images: How many input images the per-image price applies to.
 
     Returns:
-        `Allowed` with the reservation and ``max_tokens``, or `Denied` (see the module docstring).
+        `Allowed` with the reservation and ``max_tokens``, or `Refused` (see the module docstring).
 
     Raises:
         ValueError: A count is negative.
@@ -148,9 +148,9 @@ def decide_reservation(
         max_tokens = None if requested_max_tokens is None else limit
         reserve = _nanos_up(fixed, unit)
         if over_cap or reserve > headroom:
-            return Denied("budget_exceeded", needed=reserve, remaining=remaining)
+            return Refused("budget_exceeded", needed=reserve, remaining=remaining)
         if reserve > remaining:
-            return Denied("budget_busy", needed=reserve, remaining=remaining)
+            return Refused("budget_busy", needed=reserve, remaining=remaining)
         return Allowed(reserve=reserve, max_tokens=max_tokens, clamped=False)
 
     def affordable(amount: int) -> int:
@@ -162,13 +162,13 @@ def decide_reservation(
     by_spend = affordable(headroom)
     if over_cap or by_spend < smallest:
         needed = _nanos_up(fixed + smallest * per_token, unit)
-        return Denied("budget_exceeded", needed=needed, remaining=remaining)
+        return Refused("budget_exceeded", needed=needed, remaining=remaining)
     # The answer to start: the limit, lowered only as far as this window's spend requires.
     max_tokens = by_spend if limit is None else min(limit, by_spend)
     # ceil(x) <= remaining iff x <= remaining, as remaining is whole: the rounded hold still fits.
     reserve = _nanos_up(fixed + max_tokens * per_token, unit)
     if reserve > remaining:
-        return Denied("budget_busy", needed=reserve, remaining=remaining)
+        return Refused("budget_busy", needed=reserve, remaining=remaining)
     clamped = limit is None or max_tokens < limit
     return Allowed(reserve=reserve, max_tokens=max_tokens, clamped=clamped)
 

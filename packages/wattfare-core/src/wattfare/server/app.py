@@ -17,13 +17,14 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wattfare.server.api import app_settings
-from wattfare.server.api import endpoints as api
+from wattfare.server.api import app_settings, connections, models, sessions, usage
 from wattfare.server.api.browser_cors import BrowserCors
+from wattfare.server.api.json_body import json_response
 from wattfare.server.errors import ApiError, unavailable
+from wattfare.server.instants import utc_now
 from wattfare.server.proxy import chat_completions as proxy
 from wattfare.server.proxy.direct_route import DirectRoute, ErrorHandler
-from wattfare.server.services import Services, build_upstreams, utc_now
+from wattfare.server.services import Services, build_upstreams, services_of
 from wattfare.server.settings import Settings
 from wattfare.server.store import Store, StoreUnavailableError, open_store
 from wattfare.server.store.records import Mode
@@ -68,7 +69,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 async def _page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
-    services: Services = request.app.state.services
+    services = services_of(request)
     found = await visitor(services, request)
     return render(services, found, "error.html", {"title": exc.title, "message": exc.message}, status=exc.status)
 
@@ -93,7 +94,7 @@ async def _button_script(request: Request) -> Response:
 
 
 async def _health(request: Request) -> Response:
-    return api.json_response({"ok": True})
+    return json_response({"ok": True})
 
 
 def create_app(
@@ -124,14 +125,14 @@ def create_app(
     routes = [
         # POSTs are served by `DirectRoute` before they reach the router; the route still answers other methods (405).
         Route(f"{v1}/chat/completions", proxy.chat_completions, methods=["POST"]),
-        Route(f"{v1}/sessions", api.create_session, methods=["POST"]),
-        Route(f"{v1}/status", api.status, methods=["GET"]),
-        Route(f"{v1}/connections", api.get_connection, methods=["GET"]),
-        Route(f"{v1}/connections", api.approve_connection, methods=["POST"]),
-        Route(f"{v1}/connections", api.revoke_connection, methods=["DELETE"]),
-        Route(f"{v1}/connections/{{app_user_id:path}}", api.disconnect_user, methods=["DELETE"]),
-        Route(f"{v1}/models", api.list_models, methods=["GET"]),
-        Route(f"{v1}/usage", api.usage, methods=["GET"]),
+        Route(f"{v1}/sessions", sessions.create_session, methods=["POST"]),
+        Route(f"{v1}/status", connections.status, methods=["GET"]),
+        Route(f"{v1}/connections", connections.get_connection, methods=["GET"]),
+        Route(f"{v1}/connections", connections.approve_connection, methods=["POST"]),
+        Route(f"{v1}/connections", connections.revoke_connection, methods=["DELETE"]),
+        Route(f"{v1}/connections/{{app_user_id:path}}", connections.disconnect_user, methods=["DELETE"]),
+        Route(f"{v1}/models", models.list_models, methods=["GET"]),
+        Route(f"{v1}/usage", usage.usage, methods=["GET"]),
         Route(f"{v1}/app", app_settings.get_app, methods=["GET"]),
         Route(f"{v1}/app", app_settings.update_app, methods=["PATCH"]),
         Route("/healthz", _health, methods=["GET"]),

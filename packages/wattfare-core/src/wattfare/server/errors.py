@@ -7,24 +7,12 @@ OpenAI's `type`/`param`, so stock OpenAI clients parse it. 402s say `x-should-re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Final
 
 import orjson
 from starlette.responses import Response
 
-ErrorCode = Literal[
-    "auth",
-    "not_connected",
-    "budget_exceeded",
-    "budget_busy",
-    "funding_invalid",
-    "invalid_request",
-    "model_not_found",
-    "rate_limited",
-    "upstream",
-    "unavailable",
-    "internal",
-]
+from wattfare._error_codes import STATUS_BY_CODE, ErrorCode
 
 _OPENAI_TYPE: Final[dict[str, str]] = {
     "auth": "authentication_error",
@@ -39,20 +27,6 @@ _OPENAI_TYPE: Final[dict[str, str]] = {
     "upstream": "api_error",
     "unavailable": "api_error",
     "internal": "api_error",
-}
-
-_DEFAULT_STATUS: Final[dict[str, int]] = {
-    "auth": 401,
-    "not_connected": 402,
-    "budget_exceeded": 402,
-    "budget_busy": 429,
-    "funding_invalid": 402,
-    "invalid_request": 400,
-    "model_not_found": 404,
-    "rate_limited": 429,
-    "upstream": 502,
-    "unavailable": 503,
-    "internal": 500,
 }
 
 
@@ -72,7 +46,7 @@ class ApiError(Exception):
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
-        self.status = status or _DEFAULT_STATUS[code]
+        self.status = status or STATUS_BY_CODE[code]
         self.param = param
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})

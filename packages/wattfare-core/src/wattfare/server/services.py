@@ -3,59 +3,22 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from wattfare.server.access.keys import hash_key, key_mode
+from starlette.requests import Request
+
+from wattfare.server.access.key_cache import KeyCache
 from wattfare.server.billing.key_vault import KeyVault, new_vault_key
 from wattfare.server.billing.meter import Meter, OutputAllowances
 from wattfare.server.billing.pricebook import PriceBook
 from wattfare.server.billing.revocations import Revocations
+from wattfare.server.instants import utc_now
 from wattfare.server.settings import Settings, UpstreamKind
 from wattfare.server.store import Store
-from wattfare.server.store.records import KeyRecord, Mode
+from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
-
-_KEY_CACHE_SECONDS = 5.0
-_KEY_CACHE_SIZE = 10_000
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
-
-
-class KeyCache:
-    """Secret key -> app, remembered for a few seconds so the hot path skips the database.
-
-    A revoked key therefore keeps working for at most `_KEY_CACHE_SECONDS` on each instance. Misses are
-    cached too, so a flood of bad keys costs one lookup per key per interval.
-    """
-
-    def __init__(self, store: Store) -> None:
-        """Cache lookups against `store`."""
-        self._store = store
-        self._entries: dict[str, tuple[KeyRecord | None, float]] = {}
-
-    async def lookup(self, plaintext: str) -> KeyRecord | None:
-        """The app a secret key belongs to, or None."""
-        if key_mode(plaintext) is None:
-            return None
-        now = time.monotonic()
-        hit = self._entries.get(plaintext)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        record = await self._store.find_secret_key(hash_key(plaintext))
-        if len(self._entries) >= _KEY_CACHE_SIZE:
-            self._entries.clear()
-        self._entries[plaintext] = (record, now + _KEY_CACHE_SECONDS)
-        return record
-
-    def forget(self) -> None:
-        """Drop every cached entry (after a key is revoked in this process)."""
-        self._entries.clear()
 
 
 @dataclass
@@ -117,6 +80,11 @@ class Services:
         for upstream in {id(u): u for u in self.upstreams.values()}.values():
             await upstream.aclose()
         await self.store.close()
+
+
+def services_of(request: Request) -> Services:
+    """The running server's parts, as every handler reaches them."""
+    return request.app.state.services
 
 
 def build_upstreams(settings: Settings) -> dict[Mode, Upstream]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wattfare.server.access.keys import mint_key, new_id
-from wattfare.server.services import utc_now
-from wattfare.server.store import Store
+from wattfare.server.instants import utc_now
+from wattfare.server.store.protocols import AppsAndKeys
 from wattfare.server.store.records import AppRecord, Mode
 
 
@@ -19,8 +19,8 @@ class ProvisionedApp:
     publishable_keys: dict[Mode, str]
 
 
-async def create_app(
-    store: Store, name: str, default_test_cap: int, modes: tuple[Mode, ...] = ("test", "live")
+async def register_app(
+    store: AppsAndKeys, name: str, default_test_cap: int, modes: tuple[Mode, ...] = ("test", "live")
 ) -> ProvisionedApp:
     """Register an app with a secret and a publishable key per mode."""
     now = utc_now()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from wattfare.server.errors import ApiError
-from wattfare.server.store import Store
+from wattfare.server.store.protocols import RateCounters
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,7 @@ class RateLimit:
     limit: int
     period: timedelta
 
-    async def hit(self, store: Store, key: str, now: datetime) -> int | None:
+    async def hit(self, store: RateCounters, key: str, now: datetime) -> int | None:
         """Count a hit for `key` (atomically, before anything it guards runs).
 
         Returns:
@@ -31,7 +31,7 @@ class RateLimit:
             return None
         return max(1, math.ceil(start_ts + seconds - now.timestamp()))
 
-    async def check(self, store: Store, key: str, now: datetime) -> None:
+    async def check(self, store: RateCounters, key: str, now: datetime) -> None:
         """Count a hit for `key`; raise 429 `rate_limited` with `Retry-After` when over the limit."""
         retry_after = await self.hit(store, key, now)
         if retry_after is not None:
@@ -42,7 +42,7 @@ class RateLimit:
             )
 
 
-async def first_refusal(store: Store, limits: list[tuple[RateLimit, str]], now: datetime) -> int | None:
+async def first_refusal(store: RateCounters, limits: list[tuple[RateLimit, str]], now: datetime) -> int | None:
     """Count a hit against each `(limit, key)` in turn, stopping at the first over its limit.
 
     Later limits are not counted once one refuses: a client held back by its own limit spends nothing of a

@@ -10,11 +10,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wattfare.server.api.endpoints import json_object, json_response
+from wattfare.server.access.authentication import authenticate
+from wattfare.server.api.json_body import json_object, json_response
 from wattfare.server.billing.output_allowance import AllowanceError, parse_allowance
 from wattfare.server.errors import invalid
-from wattfare.server.proxy.chat_completions import authenticate
-from wattfare.server.services import Services
+from wattfare.server.services import Services, services_of
 from wattfare.server.store.records import KeyRecord
 
 _SETTINGS = frozenset({"outputAllowanceTokens"})
@@ -36,15 +36,15 @@ async def _body(services: Services, key: KeyRecord) -> dict[str, object]:
 
 async def get_app(request: Request) -> Response:
     """`GET /app`: the app's id, name and settings."""
-    services: Services = request.app.state.services
-    key = await authenticate(services, request)
+    services = services_of(request)
+    key = await authenticate(services.keys, request)
     return json_response(await _body(services, key))
 
 
 async def update_app(request: Request) -> Response:
     """`PATCH /app` `{outputAllowanceTokens: int | null}`: change the app's settings."""
-    services: Services = request.app.state.services
-    key = await authenticate(services, request)
+    services = services_of(request)
+    key = await authenticate(services.keys, request)
     body = await json_object(request)
     unknown = sorted(set(body) - _SETTINGS)
     if unknown:

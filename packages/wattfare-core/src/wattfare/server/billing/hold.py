@@ -34,7 +34,7 @@ from typing import Literal, Protocol
 from wattfare.metering import MeteredUsage, PriceSet, Window, cost_of, trusted_usage
 from wattfare.server.billing.pricebook import PricedModel
 from wattfare.server.store.account_records import ConnectionFunding
-from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import Connection, Settled, Settlement
 
 log = logging.getLogger("wattfare.hold")

@@ -20,7 +20,8 @@ from wattfare.metering import Allowed, Budget, decide_reservation, window_contai
 from wattfare.server.access.keys import new_id, new_request_id
 from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
 from wattfare.server.billing.pricebook import PricedModel
-from wattfare.server.store.base import Store, StoreUnavailableError
+from wattfare.server.periodic import Periodic
+from wattfare.server.store.protocols import MeteringStore, StoreUnavailableError
 from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settled, Settlement
 
 log = logging.getLogger("wattfare.meter")
@@ -56,7 +57,7 @@ class Meter:
 
     def __init__(
         self,
-        store: Store,
+        store: MeteringStore,
         clock: Clock,
         *,
         reservation_ttl: timedelta,
@@ -69,7 +70,7 @@ class Meter:
         self._ttl = reservation_ttl
         self._allowances = allowances or OutputAllowances()
         self._busy_wait = busy_wait.total_seconds()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: Periodic | None = None
         # Holds of requests running in this process: renewed while they run, so only a hold whose process
         # died can expire (a stream may outlast the TTL; its hold must not be swept from under it). A hold
         # leaves this set only once its settlement has committed.
@@ -270,22 +271,13 @@ class Meter:
         # by a whole period. The floor keeps a zero TTL from spinning the loop.
         period = max(0.5, min(every_seconds, self._ttl.total_seconds() / 3))
 
-        async def loop() -> None:
-            while True:
-                try:
-                    await self.sweep()
-                except Exception:
-                    log.exception("reservation sweep failed")
-                await asyncio.sleep(period)
-
-        self._sweeper = asyncio.get_running_loop().create_task(loop())
+        self._sweeper = Periodic(self.sweep, period, what="the sweep of holds", log=log)
+        self._sweeper.start()
 
     async def stop(self) -> None:
         """Stop sweeping, once the settlements being written have finished (or a grace period passed)."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await self._sweeper.stop()
         if self._writing:
             await asyncio.wait(set(self._writing), timeout=_STOP_GRACE_SECONDS)
         if self._deferred:

@@ -5,8 +5,7 @@ An unknown or unpriceable model is refused, never served as free.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import difflib
 import importlib.resources
 import logging
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ import orjson
 
 from wattfare.metering import ModelPricing, UnpricedModelError, parse_pricing
 from wattfare.server.json_value import as_object
+from wattfare.server.periodic import Periodic
 from wattfare.server.upstream.base import Upstream
 
 log = logging.getLogger("wattfare.prices")
@@ -73,6 +73,27 @@ def price_models(entries: Iterable[Mapping[str, Any]]) -> dict[str, PricedModel]
     return models
 
 
+_HINT_MAX_LENGTH = 128  # a longer "model" is no typo; comparing it would only cost CPU on the error path
+
+
+def similar_model_ids(wanted: str, known: Iterable[str]) -> list[str]:
+    """The known ids closest to `wanted`, best first (at most three).
+
+    The same name under a provider (`gpt-4o-mini` -> `openai/gpt-4o-mini`) or in another case first, then
+    near spellings of the name.
+    """
+    if not wanted or len(wanted) > _HINT_MAX_LENGTH:
+        return []
+    ids = sorted(known)
+    folded = wanted.casefold()
+    exact = [i for i in ids if i.casefold() == folded or i.casefold().split("/", 1)[-1] == folded.split("/", 1)[-1]]
+    if exact:
+        return exact[:3]
+    names = {i.split("/", 1)[-1].casefold(): i for i in ids}
+    near = difflib.get_close_matches(folded.split("/", 1)[-1], list(names), n=3, cutoff=0.75)
+    return [names[name] for name in near]
+
+
 class PriceBook:
     """The priced models one upstream serves, refreshed in the background."""
 
@@ -81,11 +102,15 @@ class PriceBook:
         self._upstream = upstream
         self._models = price_models(fallback if fallback is not None else load_snapshot())
         self.source = "snapshot"
-        self._task: asyncio.Task[None] | None = None
+        self._refresher: Periodic | None = None
 
     def get(self, model_id: str) -> PricedModel | None:
         """The priced model, or None when Wattfare cannot meter it."""
         return self._models.get(model_id)
+
+    def similar(self, model_id: str) -> list[str]:
+        """Up to three priced ids a caller who wrote `model_id` probably meant (for the `model_not_found` hint)."""
+        return similar_model_ids(model_id, self._models)
 
     def models(self) -> list[PricedModel]:
         """Every priced model, sorted by id."""
@@ -105,17 +130,10 @@ class PriceBook:
 
     def start(self, every_seconds: float) -> None:
         """Refresh now and then every `every_seconds`, in the background."""
-
-        async def loop() -> None:
-            while True:
-                await self.refresh()
-                await asyncio.sleep(every_seconds)
-
-        self._task = asyncio.get_running_loop().create_task(loop())
+        self._refresher = Periodic(self.refresh, every_seconds, what="the price refresh", log=log)
+        self._refresher.start()
 
     async def stop(self) -> None:
         """Stop refreshing."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._refresher is not None:
+            await self._refresher.stop()

@@ -8,11 +8,11 @@ stream open here, twice a second: one indexed query however many streams are ope
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 
-from wattfare.server.store.base import Store
+from wattfare.server.periodic import Periodic
+from wattfare.server.store.protocols import Connections
 
 log = logging.getLogger("wattfare.revocations")
 
@@ -20,12 +20,12 @@ log = logging.getLogger("wattfare.revocations")
 class Revocations:
     """Events that fire when a connection with streams in flight is revoked."""
 
-    def __init__(self, store: Store, poll_seconds: float = 0.5) -> None:
+    def __init__(self, store: Connections, poll_seconds: float = 0.5) -> None:
         """Watch connections in `store`, polling every `poll_seconds` for revocations made elsewhere."""
         self._store = store
         self._poll_seconds = poll_seconds
         self._watched: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
+        self._poller: Periodic | None = None
 
     def watch(self, connection_id: str) -> asyncio.Event:
         """An event set when `connection_id` is revoked; call `unwatch` when the stream ends."""
@@ -57,20 +57,10 @@ class Revocations:
 
     def start(self) -> None:
         """Poll in the background."""
-
-        async def loop() -> None:
-            while True:
-                try:
-                    await self.poll_once()
-                except Exception:
-                    log.exception("revocation poll failed")
-                await asyncio.sleep(self._poll_seconds)
-
-        self._task = asyncio.get_running_loop().create_task(loop())
+        self._poller = Periodic(self.poll_once, self._poll_seconds, what="the revocation poll", log=log)
+        self._poller.start()
 
     async def stop(self) -> None:
         """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._poller is not None:
+            await self._poller.stop()

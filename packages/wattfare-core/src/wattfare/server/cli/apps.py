@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from wattfare.metering import nanos_to_usd
-from wattfare.server.access.app_registration import ProvisionedApp, create_app
+from wattfare.server.access.app_registration import ProvisionedApp, register_app
 from wattfare.server.access.origins import OriginError, parse_origins
 from wattfare.server.billing.output_allowance import AllowanceError, parse_allowance
 from wattfare.server.cli.database import load_settings, with_store
@@ -51,7 +51,7 @@ def apps_create(name: str, test_cap: int, origins: tuple[str, ...]) -> None:
     settings = load_settings()
 
     async def run(store: Store) -> ProvisionedApp:
-        made = await create_app(store, name, test_cap)
+        made = await register_app(store, name, test_cap)
         await store.set_app_origins(made.app.id, allowed)
         return made
 

@@ -15,7 +15,7 @@ from wattfare.server.access.keys import mint_key
 from wattfare.server.cli.database import load_settings, with_store
 from wattfare.server.cli.output import moment, show_key, show_rows, success, warning
 from wattfare.server.cli.params import Duration, KeyArgument, KeyReference
-from wattfare.server.services import utc_now
+from wattfare.server.instants import utc_now
 from wattfare.server.store import Store
 from wattfare.server.store.key_records import ManagedKey
 from wattfare.server.store.records import Mode

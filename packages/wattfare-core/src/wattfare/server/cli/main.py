@@ -17,7 +17,7 @@ from wattfare.server.cli.members import members
 from wattfare.server.cli.output import success
 from wattfare.server.cli.params import EmailAddress, UsdAmount
 from wattfare.server.cli.serve import dev, serve
-from wattfare.server.services import utc_now
+from wattfare.server.instants import utc_now
 from wattfare.server.store import Store
 from wattfare.server.store.account_records import CreditBalance
 

@@ -8,9 +8,11 @@ pipes, `grep` and copying at any terminal width. Styles are dropped by click whe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
+
+from wattfare.server.instants import utc_text
 
 
 def heading(text: str) -> None:
@@ -36,7 +38,7 @@ def warning(text: str) -> None:
 
 def moment(when: datetime | None) -> str:
     """An instant as the command prints it: ISO 8601 UTC to the second, `-` when absent."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "-"
+    return utc_text(when) if when else "-"
 
 
 def show_rows(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> None:

@@ -15,8 +15,8 @@ import click
 
 from wattfare._key_shape import key_shape_problem
 from wattfare.metering import usd_to_nanos
+from wattfare.server.access.email_addresses import normalize_email
 from wattfare.server.access.keys import hash_key
-from wattfare.server.web.members import normalize_email
 
 MAX_APP_NAME_LENGTH = 100  # the developer console's limit too
 _DURATION = re.compile(r"(\d+)([smhd])")

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from wattfare.server.access.app_registration import create_app
+from wattfare.server.access.app_registration import register_app
 from wattfare.server.access.keys import hash_key
 from wattfare.server.cli.database import load_settings, shown_url, with_store
 from wattfare.server.cli.output import heading, show_key
@@ -57,7 +57,7 @@ async def _dev_keys(store: Store, settings: Settings, base_url: str) -> dict[str
     secret = known.get("WATTFARE_SECRET_KEY", "")
     if secret and await store.find_secret_key(hash_key(secret)) is not None:
         return known | {"WATTFARE_BASE_URL": base_url}
-    made = await create_app(store, "Dev app", settings.default_test_cap, modes=("test",))
+    made = await register_app(store, "Dev app", settings.default_test_cap, modes=("test",))
     return {
         "WATTFARE_BASE_URL": base_url,
         "WATTFARE_SECRET_KEY": made.secret_keys["test"],

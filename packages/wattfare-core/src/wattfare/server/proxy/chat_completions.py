@@ -17,12 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wattfare.metering import nanos_to_usd
+from wattfare.server.access.authentication import authenticate
 from wattfare.server.access.keys import new_request_id
 from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
 from wattfare.server.billing.key_vault import VaultError
 from wattfare.server.billing.pricebook import PricedModel
 from wattfare.server.errors import ApiError, unavailable
-from wattfare.server.http_input import bearer, read_body
+from wattfare.server.http_input import read_body
+from wattfare.server.instants import utc_text
 from wattfare.server.json_value import as_array, as_object
 from wattfare.server.proxy.completion_request import (
     CompletionRequest,
@@ -42,8 +44,8 @@ from wattfare.server.proxy.relay import (
     limit_headers,
     wattfare_field,
 )
-from wattfare.server.services import Services
-from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.services import Services, services_of
+from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import KeyRecord
 from wattfare.server.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailableError
 from wattfare.server.upstream.errors import from_member_key_status, from_status
@@ -52,23 +54,12 @@ from wattfare.server.upstream.usage import metered_usage
 log = logging.getLogger("wattfare.proxy")
 
 
-async def authenticate(services: Services, request: Request) -> KeyRecord:
-    """The app behind the request's secret key, or a 401."""
-    credential = bearer(request)
-    record = await services.keys.lookup(credential)
-    if record is None:
-        if credential.startswith("pk_"):
-            raise ApiError("auth", "A publishable key cannot call this endpoint: use a secret key (sk_…).")
-        raise ApiError("auth", "Invalid or revoked secret key.")
-    return record
-
-
 def refusal_error(refusal: Refusal) -> ApiError:
     """The HTTP error for a metering refusal."""
     extra: dict[str, object] = {}
     headers: dict[str, str] = {}
     if refusal.resets_at is not None:
-        extra["resetsAt"] = refusal.resets_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        extra["resetsAt"] = utc_text(refusal.resets_at)
     if refusal.retry_after_seconds is not None:
         headers["Retry-After"] = str(refusal.retry_after_seconds)
     return ApiError(refusal.code, refusal.message, extra=extra, headers=headers)
@@ -90,16 +81,20 @@ async def chat_completions(request: Request) -> MeteredExchange:
 
 
 async def _admit(request: Request, request_id: str) -> MeteredExchange:
-    services: Services = request.app.state.services
-    key = await authenticate(services, request)
+    services = services_of(request)
+    key = await authenticate(services.keys, request)
     body = await read_body(request, services.settings.max_body_bytes)
     completion = parse_completion(body)
     app_user_id = require_end_user(request.headers.get("wattfare-user"), completion.body_user)
-    model = services.prices[key.mode].get(completion.model)
+    prices = services.prices[key.mode]
+    model = prices.get(completion.model)
     if model is None:
+        similar = prices.similar(completion.model)
+        hint = f" Did you mean {' or '.join(repr(i) for i in similar)}?" if similar else ""
         raise ApiError(
             "model_not_found",
-            f"Unknown model {completion.model!r}: Wattfare meters only models with known prices (GET /api/v1/models).",
+            f"Unknown model {completion.model!r}.{hint} Wattfare meters only models with known prices "
+            "(GET /api/v1/models).",
             param="model",
         )
     end_user = anonymous_user(key.app_id, app_user_id)

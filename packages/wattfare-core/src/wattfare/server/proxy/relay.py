@@ -24,7 +24,7 @@ from wattfare.server.billing.revocations import Revocations
 from wattfare.server.errors import ApiError, unavailable
 from wattfare.server.json_value import as_array, as_object
 from wattfare.server.proxy.sse_frames import SSEFrames, event_data
-from wattfare.server.store.base import StoreUnavailableError
+from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import Settled
 from wattfare.server.upstream.base import UpstreamResponse
 from wattfare.server.upstream.errors import from_stream_error

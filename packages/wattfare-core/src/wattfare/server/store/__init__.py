@@ -1,10 +1,14 @@
-"""Durable state behind one interface: SQLite embedded by default, PostgreSQL to scale out."""
+"""Durable state behind one interface: SQLite embedded by default, PostgreSQL to scale out.
+
+`protocols.Store` is the interface, the sum of small protocols a service may depend on instead; its SQL is
+written once (`sql`) and run by an engine per database (`sqlite`, `postgres`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from wattfare.server.store.base import Store, StoreUnavailableError
+from wattfare.server.store.protocols import Store, StoreUnavailableError
 from wattfare.server.store.sqlite import SQLiteStore
 
 __all__ = ["SQLiteStore", "Store", "StoreUnavailableError", "open_store"]

@@ -14,11 +14,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from wattfare.metering import window_containing
-from wattfare.server.services import Services
+from wattfare.server.services import Services, services_of
 from wattfare.server.web.charts import daily_chart
-from wattfare.server.web.forms import parse_cap, read_form
+from wattfare.server.web.forms import parse_cap, read_member_form
 from wattfare.server.web.render import PageError, render
-from wattfare.server.web.sessions import SignInRequired, member_visitor
+from wattfare.server.web.sessions import member_visitor
 
 # Notices are chosen by code, never echoed from the URL.
 NOTICES = {
@@ -31,10 +31,6 @@ NOTICES = {
 }
 
 
-def _services(request: Request) -> Services:
-    return request.app.state.services
-
-
 def openrouter_origin(services: Services) -> str:
     """Where the "Link OpenRouter" form leads (allowed in the page's form-action)."""
     return services.settings.openrouter_url
@@ -42,7 +38,7 @@ def openrouter_origin(services: Services) -> str:
 
 async def account_page(request: Request) -> Response:
     """`GET /account`."""
-    services = _services(request)
+    services = services_of(request)
     found, member = await member_visitor(services, request)
     window = window_containing(services.clock())
     connections = await services.store.member_connections(member.id, window.key)
@@ -60,15 +56,13 @@ async def account_page(request: Request) -> Response:
 
 async def change_cap(request: Request) -> Response:
     """`POST /account/connections/{id}/cap`: change one connection's monthly cap."""
-    services = _services(request)
-    found, fields = await read_form(services, request)
-    if found.member is None:
-        raise SignInRequired("/account")
+    services = services_of(request)
+    _, member, fields = await read_member_form(services, request, "/account")
     cap = parse_cap(fields.get("monthlyUsd"))
     if cap is None:
         return RedirectResponse("/account?notice=bad-cap", 303)
     changed = await services.store.set_member_cap(
-        found.member.id, request.path_params["connection_id"], cap, services.clock()
+        member.id, request.path_params["connection_id"], cap, services.clock()
     )
     if changed is None:
         raise PageError(404, "Not found", "You have no such connection.")
@@ -77,12 +71,10 @@ async def change_cap(request: Request) -> Response:
 
 async def revoke(request: Request) -> Response:
     """`POST /account/connections/{id}/revoke`: stop the app spending, at once (streams in flight included)."""
-    services = _services(request)
-    found, _ = await read_form(services, request)
-    if found.member is None:
-        raise SignInRequired("/account")
+    services = services_of(request)
+    _, member, _ = await read_member_form(services, request, "/account")
     revoked = await services.store.revoke_member_connection(
-        found.member.id, request.path_params["connection_id"], services.clock()
+        member.id, request.path_params["connection_id"], services.clock()
     )
     if revoked is None:
         raise PageError(404, "Not found", "You have no such connection.")

@@ -18,18 +18,15 @@ from starlette.routing import Route
 from wattfare.metering import usd_to_nanos, window_containing
 from wattfare.server.access.keys import new_id
 from wattfare.server.access.session_tokens import InvalidTokenError, SessionClaims, verify_session
-from wattfare.server.api.endpoints import connection_status
-from wattfare.server.services import Services
+from wattfare.server.billing.connection_status import connection_status
+from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import AppProfile, Member
 from wattfare.server.web.forms import parse_cap, read_form
-from wattfare.server.web.render import PageError, amount_text, render, usd_text
+from wattfare.server.web.render import PageError, render
 from wattfare.server.web.sessions import Visitor, visitor
+from wattfare.server.web.text_formats import amount_text, usd_text
 
 _DEFAULT_CAP = usd_to_nanos("10")
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services
 
 
 def _claims(services: Services, token: str) -> SessionClaims:
@@ -93,7 +90,7 @@ async def _consent_page(
 
 async def connect_page(request: Request) -> Response:
     """`GET /connect?session=`: the consent popup."""
-    services = _services(request)
+    services = services_of(request)
     found = await visitor(services, request)
     token = request.query_params.get("session", "")
     claims = _claims(services, token)
@@ -126,7 +123,7 @@ def _done(
 
 async def decide(request: Request) -> Response:
     """`POST /connect`: the member's decision (CSRF-checked); approval spends the session token."""
-    services = _services(request)
+    services = services_of(request)
     found, fields = await read_form(services, request)
     token = fields.get("session", "")
     claims = _claims(services, token)
@@ -135,7 +132,9 @@ async def decide(request: Request) -> Response:
         return await _consent_page(services, found, claims, token, app, status=401)
     decision = fields.get("decision")
     if decision == "deny":
-        status = await connection_status(services, claims.app_id, claims.mode, claims.app_user_id)
+        status = await connection_status(
+            services.store, services.clock(), claims.app_id, claims.mode, claims.app_user_id
+        )
         return _done(services, found, app, claims, status, None)
     if decision != "approve":
         raise PageError(400, "Bad request", "Choose Approve or Deny.")
@@ -161,7 +160,7 @@ async def decide(request: Request) -> Response:
         await services.store.approve_connection(
             new_id("conn"), claims.app_id, claims.app_user_id, claims.mode, cap, now
         )
-    status = await connection_status(services, claims.app_id, claims.mode, claims.app_user_id)
+    status = await connection_status(services.store, services.clock(), claims.app_id, claims.mode, claims.app_user_id)
     return _done(services, found, app, claims, status, cap)
 
 

@@ -18,12 +18,12 @@ from wattfare.metering import window_containing
 from wattfare.server.access.keys import mint_key, new_id
 from wattfare.server.access.origins import OriginError, parse_origins
 from wattfare.server.billing.output_allowance import AllowanceError, parse_allowance
-from wattfare.server.services import Services
+from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import AppProfile, Member
 from wattfare.server.store.records import Mode
-from wattfare.server.web.forms import read_form
+from wattfare.server.web.forms import read_member_form
 from wattfare.server.web.render import PageError, render
-from wattfare.server.web.sessions import SignInRequired, Visitor, member_visitor
+from wattfare.server.web.sessions import member_visitor
 
 MODES: tuple[Mode, ...] = ("test", "live")
 _MAX_NAME_LENGTH = 100
@@ -34,10 +34,6 @@ NOTICES = {
 }
 
 
-def _services(request: Request) -> Services:
-    return request.app.state.services
-
-
 async def _own_app(services: Services, member: Member, app_id: str) -> AppProfile:
     app = await services.store.app_profile(app_id)
     if app is None or app.owner_member_id != member.id:
@@ -45,16 +41,9 @@ async def _own_app(services: Services, member: Member, app_id: str) -> AppProfil
     return app
 
 
-async def _posted(services: Services, request: Request) -> tuple[Visitor, Member, dict[str, str]]:
-    found, fields = await read_form(services, request)
-    if found.member is None:
-        raise SignInRequired("/developers")
-    return found, found.member, fields
-
-
 async def console(request: Request) -> Response:
     """`GET /developers`: the member's apps and the form to register one."""
-    services = _services(request)
+    services = services_of(request)
     found, member = await member_visitor(services, request)
     apps = await services.store.member_apps(member.id)
     return render(services, found, "developers.html", {"apps": apps, "error": None, "name": "", "origins": ""})
@@ -68,8 +57,8 @@ async def _mint_secret(services: Services, app_id: str, mode: Mode) -> str:
 
 async def register(request: Request) -> Response:
     """`POST /developers/apps`: register an app; its secret keys are shown on the answer, once."""
-    services = _services(request)
-    found, member, fields = await _posted(services, request)
+    services = services_of(request)
+    found, member, fields = await read_member_form(services, request, "/developers")
     name = fields.get("name", "").strip()
     origins_text = fields.get("origins", "")
     error = None
@@ -98,7 +87,7 @@ async def register(request: Request) -> Response:
 
 async def app_page(request: Request) -> Response:
     """`GET /developers/apps/{app_id}?mode=`: keys, origins and this month's usage per user."""
-    services = _services(request)
+    services = services_of(request)
     found, member = await member_visitor(services, request)
     app = await _own_app(services, member, request.path_params["app_id"])
     mode: Mode = "live" if request.query_params.get("mode") == "live" else "test"
@@ -128,8 +117,8 @@ async def app_page(request: Request) -> Response:
 
 async def save_origins(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/origins`: replace the allowed origins."""
-    services = _services(request)
-    _, member, fields = await _posted(services, request)
+    services = services_of(request)
+    _, member, fields = await read_member_form(services, request, "/developers")
     app = await _own_app(services, member, request.path_params["app_id"])
     try:
         origins = parse_origins(fields.get("origins", ""))
@@ -141,8 +130,8 @@ async def save_origins(request: Request) -> Response:
 
 async def save_allowance(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/allowance`: the app's output allowance (empty: the server's defaults)."""
-    services = _services(request)
-    _, member, fields = await _posted(services, request)
+    services = services_of(request)
+    _, member, fields = await read_member_form(services, request, "/developers")
     app = await _own_app(services, member, request.path_params["app_id"])
     try:
         tokens = parse_allowance(fields.get("allowance", ""))
@@ -155,8 +144,8 @@ async def save_allowance(request: Request) -> Response:
 
 async def create_secret(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/keys`: a new secret key, shown once."""
-    services = _services(request)
-    found, member, fields = await _posted(services, request)
+    services = services_of(request)
+    found, member, fields = await read_member_form(services, request, "/developers")
     app = await _own_app(services, member, request.path_params["app_id"])
     mode: Mode = "live" if fields.get("mode") == "live" else "test"
     plaintext = await _mint_secret(services, app.id, mode)
@@ -165,8 +154,8 @@ async def create_secret(request: Request) -> Response:
 
 async def revoke_secret(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/keys/{key_id}/revoke`: revoke a secret key."""
-    services = _services(request)
-    _, member, _ = await _posted(services, request)
+    services = services_of(request)
+    _, member, _ = await read_member_form(services, request, "/developers")
     app = await _own_app(services, member, request.path_params["app_id"])
     key_id = request.path_params["key_id"]
     if not any(key.id == key_id and key.kind == "secret" for key in await services.store.app_keys(app.id)):

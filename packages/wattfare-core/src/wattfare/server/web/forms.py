@@ -6,15 +6,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 
-from wattfare.metering import usd_to_nanos
+from wattfare.metering import cap_from_usd_text
 from wattfare.server.errors import ApiError
 from wattfare.server.http_input import read_body
 from wattfare.server.services import Services
+from wattfare.server.store.account_records import Member
 from wattfare.server.web.render import PageError
-from wattfare.server.web.sessions import Visitor, visitor
+from wattfare.server.web.sessions import SignInRequired, Visitor, visitor
 
 _FORM_LIMIT = 16 * 1024
-MAX_CAP_USD = 1_000_000
 
 
 def public_origin(services: Services) -> str:
@@ -50,24 +50,22 @@ async def read_form(services: Services, request: Request) -> tuple[Visitor, dict
     return found, fields
 
 
-def parse_cap(text: str | None) -> int | None:
-    """A monthly cap typed by a person (`10`, `2.50`) as nano-USD, or None when it is not a valid cap.
+async def read_member_form(services: Services, request: Request, back: str) -> tuple[Visitor, Member, dict[str, str]]:
+    """`read_form` for a signed-in member's form; anyone else is sent to sign in and then to `back`."""
+    found, fields = await read_form(services, request)
+    if found.member is None:
+        raise SignInRequired(back)
+    return found, found.member, fields
 
-    A cap must be more than $0: a $0 connection would read "Connected" and refuse every request; a person
-    who wants no spending denies or revokes the app instead.
-    """
+
+def parse_cap(text: str | None) -> int | None:
+    """A monthly cap typed by a person (`10`, `2.50`, `$5`) as nano-USD, or None when it is not a valid cap."""
     if text is None:
         return None
     cleaned = text.strip().removeprefix("$").strip()
     if not cleaned or len(cleaned) > 32:
         return None
-    try:
-        nanos = usd_to_nanos(cleaned, rounding="down")
-    except ValueError:
-        return None
-    if nanos <= 0 or nanos > usd_to_nanos(str(MAX_CAP_USD)):
-        return None
-    return nanos
+    return cap_from_usd_text(cleaned)
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -14,17 +14,17 @@ password does not (the README's Security section says so).
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from wattfare.server.access.email_addresses import normalize_email
 from wattfare.server.access.keys import new_id
 from wattfare.server.access.passwords import hash_password, password_problem, verify_password
 from wattfare.server.access.rate_limits import RateLimit
-from wattfare.server.services import Services
+from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import Member
 from wattfare.server.web.forms import read_form, safe_next
 from wattfare.server.web.render import render
@@ -33,20 +33,7 @@ from wattfare.server.web.sign_in_throttle import admit_sign_in, client_key
 
 SIGN_UPS_PER_CLIENT = RateLimit("sign-up-client", 20, timedelta(hours=1))
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_MAX_EMAIL_LENGTH = 254
 _WRONG_CREDENTIALS = "Wrong email or password."
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services
-
-
-def normalize_email(text: str | None) -> str | None:
-    """The email as accounts are keyed (trimmed, lower-case), or None when it does not look like one."""
-    email = (text or "").strip().lower()
-    # Printable only: a control character is in no one's email (and NUL is in no PostgreSQL text either).
-    return email if len(email) <= _MAX_EMAIL_LENGTH and _EMAIL.fullmatch(email) and email.isprintable() else None
 
 
 def _form_page(
@@ -72,7 +59,7 @@ async def _signed_in(services: Services, request: Request, member: Member, next_
 
 async def sign_in_page(request: Request) -> Response:
     """`GET /login`."""
-    services = _services(request)
+    services = services_of(request)
     found = await visitor(services, request)
     return _form_page(services, found, safe_next(request.query_params.get("next"), "/account"), None, 200)
 
@@ -84,7 +71,7 @@ async def sign_up_page(request: Request) -> Response:
 
 async def sign_in_submit(request: Request) -> Response:
     """`POST /login`."""
-    services = _services(request)
+    services = services_of(request)
     found, fields = await read_form(services, request)
     next_url = safe_next(fields.get("next"), "/account")
     email = normalize_email(fields.get("email"))
@@ -104,7 +91,7 @@ async def sign_up_submit(request: Request) -> Response:
     A taken email signs in to its account with that account's password and is refused like a failed sign-in
     otherwise: one password hash or check either way, and one sign-in attempt counted for every email.
     """
-    services = _services(request)
+    services = services_of(request)
     found, fields = await read_form(services, request)
     next_url = safe_next(fields.get("next"), "/account")
     retry_after = await SIGN_UPS_PER_CLIENT.hit(services.store, client_key(request), services.clock())
@@ -137,7 +124,7 @@ async def sign_up_submit(request: Request) -> Response:
 
 async def sign_out_submit(request: Request) -> Response:
     """`POST /logout`."""
-    services = _services(request)
+    services = services_of(request)
     _, fields = await read_form(services, request)
     response = RedirectResponse(safe_next(fields.get("next"), "/login"), 303)
     await sign_out(services, request, response)
@@ -146,7 +133,7 @@ async def sign_out_submit(request: Request) -> Response:
 
 async def home(request: Request) -> Response:
     """`GET /`: the member's account, or the sign-in page."""
-    found = await visitor(_services(request), request)
+    found = await visitor(services_of(request), request)
     return RedirectResponse("/account" if found.member else "/login", 303)
 
 

@@ -28,21 +28,17 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from wattfare.server.json_value import as_object
-from wattfare.server.services import Services
+from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import ProviderKey
-from wattfare.server.web.forms import read_form
+from wattfare.server.web.forms import read_member_form
 from wattfare.server.web.render import PageError
-from wattfare.server.web.sessions import SignInRequired, member_visitor
+from wattfare.server.web.sessions import member_visitor
 
 log = logging.getLogger("wattfare.openrouter")
 
 STATE_TTL = timedelta(minutes=10)
 _EXCHANGE_TIMEOUT = 15.0
 _MAX_KEY_LENGTH = 512
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services
 
 
 def _digest(value: str) -> str:
@@ -61,13 +57,11 @@ def key_hint(key: str) -> str:
 
 async def start_link(request: Request) -> Response:
     """`POST /account/openrouter/link`: send the member to OpenRouter's consent page."""
-    services = _services(request)
-    found, _ = await read_form(services, request)
-    if found.member is None:
-        raise SignInRequired("/account")
+    services = services_of(request)
+    _, member, _ = await read_member_form(services, request, "/account")
     verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-]: within PKCE's 43-128
     state = secrets.token_urlsafe(24)
-    await services.store.put_oauth_state(_digest(state), found.member.id, verifier, services.clock() + STATE_TTL)
+    await services.store.put_oauth_state(_digest(state), member.id, verifier, services.clock() + STATE_TTL)
     query = urlencode(
         {
             "callback_url": f"{services.settings.public_url}/account/openrouter/callback/{state}",
@@ -105,7 +99,7 @@ async def _exchange(services: Services, code: str, verifier: str) -> tuple[str, 
 
 async def callback(request: Request) -> Response:
     """`GET /account/openrouter/callback/{state}?code=`: finish the link for the member who started it."""
-    services = _services(request)
+    services = services_of(request)
     _, member = await member_visitor(services, request)
     pending = await services.store.take_oauth_state(_digest(request.path_params["state"]), services.clock())
     if pending is None:
@@ -127,11 +121,9 @@ async def callback(request: Request) -> Response:
 
 async def unlink(request: Request) -> Response:
     """`POST /account/openrouter/unlink`: delete the member's key; credits pay again from now on."""
-    services = _services(request)
-    found, _ = await read_form(services, request)
-    if found.member is None:
-        raise SignInRequired("/account")
-    await services.store.delete_provider_key(found.member.id)
+    services = services_of(request)
+    _, member, _ = await read_member_form(services, request, "/account")
+    await services.store.delete_provider_key(member.id)
     return RedirectResponse("/account?notice=unlinked", 303)
 
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.responses import HTMLResponse, Response
 
-from wattfare.metering import nanos_to_usd
 from wattfare.server.services import Services
 from wattfare.server.web.sessions import Visitor, remember_browser
+from wattfare.server.web.text_formats import amount_text, date_text, usd_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -31,24 +30,6 @@ class PageError(Exception):
         self.status = status
         self.title = title
         self.message = message
-
-
-def usd_text(nanos: int) -> str:
-    """Nano-USD for people: cents when it is at least a cent, else enough decimals to show it."""
-    amount = nanos_to_usd(nanos)
-    if amount == 0 or abs(amount) >= 1 / 100:
-        return f"${amount:,.2f}"
-    return f"${amount:.9f}".rstrip("0")
-
-
-def amount_text(nanos: int) -> str:
-    """Nano-USD as a plain decimal for a form field (`10`, `2.5`), exact."""
-    return f"{nanos_to_usd(nanos).normalize():f}"
-
-
-def date_text(moment: datetime) -> str:
-    """A UTC date such as `1 Dec 2026`."""
-    return f"{moment.day} {moment:%b %Y}"
 
 
 @functools.cache

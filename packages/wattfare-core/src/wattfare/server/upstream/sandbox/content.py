@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import orjson
 
+from wattfare.server.upstream.sandbox.cues import Cues
 from wattfare.server.upstream.sandbox.schema import value_for_schema
 
 __all__ = ["Answer", "Choice", "ToolCall", "count_prompt_tokens", "message_text", "plan_answer"]
@@ -28,15 +29,7 @@ _MAX_LONG_TOKENS = 65_536  # bounds memory when the proxy clamps max_tokens to a
 _EXCERPT = 60
 _MAGIC = re.compile(r"\[sandbox:([a-z_]+)\]")
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
-_WORD = re.compile(r"[^\W\d_][\w-]{2,}")
 _EMPTY: Mapping[str, Any] = {}
-# Words too common to make a plausible argument value ("city": "What").
-_COMMON = frozenset((
-    "the", "and", "for", "are", "was", "were", "what", "when", "where", "which", "who", "why", "how", "this",
-    "that", "these", "those", "with", "from", "into", "your", "you", "our", "can", "could", "would", "should",
-    "will", "please", "tell", "give", "show", "use", "call", "get", "has", "have", "had", "not", "but", "about",
-    "some", "any", "all", "its", "there", "their", "them", "they", "then", "than", "also", "just",
-))  # fmt: skip
 _FILLER = (
     "amber", "quiet", "river", "lantern", "orbit", "meadow", "copper", "signal", "harbor", "willow",
     "ember", "canyon", "pixel", "marble", "breeze", "cobalt", "summit", "thistle", "comet", "garnet",
@@ -153,14 +146,14 @@ def plan_answer(payload: Mapping[str, Any]) -> Answer:
     tool_choice = payload.get("tool_choice")
     calls_tools = bool(tools) and tool_choice != "none" and last.get("role") == "user"
     count = min(max(_int(payload.get("n")) or 1, 1), _MAX_CHOICES)
-    words = _words(user_text)
+    cues = Cues.read(_MAGIC.sub(" ", user_text))
 
     choices: list[Choice] = []
     for index in range(count):
         key = b"%s|%r|%d" % (digest, seed if isinstance(seed, int) else None, index)
         if calls_tools:
             picked = _pick_tools(tools, tool_choice, user_text, payload.get("parallel_tool_calls") is not False)
-            choices.append(_tool_choice(picked, words, key, limit))
+            choices.append(_tool_choice(picked, cues, key, limit))
             continue
         if last.get("role") == "tool":
             text = f"Sandbox read the tool result: {_excerpt(message_text(last))}"
@@ -170,7 +163,7 @@ def plan_answer(payload: Mapping[str, Any]) -> Answer:
             text = "Sandbox reply."
         long = "long" in magic
         filler = _filler(key, min(DEFAULT_LONG_TOKENS if limit is None else limit, _MAX_LONG_TOKENS) if long else None)
-        content = _structured(payload.get("response_format"), text, filler, words)
+        content = _structured(payload.get("response_format"), text, filler, cues)
         if content is None:
             content = f"{text} {filler}"
         choices.append(_text_choice(content, stops, limit))
@@ -187,12 +180,12 @@ def _text_choice(content: str, stops: list[str], limit: int | None) -> Choice:
     return Choice(tokens, (), "stop")
 
 
-def _tool_choice(tools: list[Mapping[str, Any]], words: list[str], key: bytes, limit: int | None) -> Choice:
+def _tool_choice(tools: list[Mapping[str, Any]], cues: Cues, key: bytes, limit: int | None) -> Choice:
     budget = None if limit is None else max(limit, 0) * ARGUMENT_CHARS_PER_TOKEN
     calls: list[ToolCall] = []
     finish = "tool_calls"
     for position, tool in enumerate(tools):
-        arguments = orjson.dumps(value_for_schema(_mapping(tool.get("parameters")), words)).decode()
+        arguments = orjson.dumps(value_for_schema(_mapping(tool.get("parameters")), cues)).decode()
         if budget is not None:
             if len(arguments) > budget:
                 arguments, finish = arguments[:budget], "length"
@@ -221,11 +214,11 @@ def _names(text: str, name: str) -> bool:
     return bool(name) and re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
 
 
-def _structured(response_format: object, text: str, filler: str, words: list[str]) -> str | None:
+def _structured(response_format: object, text: str, filler: str, cues: Cues) -> str | None:
     form = _mapping(response_format)
     schema = _mapping(_mapping(form.get("json_schema")).get("schema"))
     if form.get("type") == "json_schema" and schema:
-        value = value_for_schema(schema, words)
+        value = value_for_schema(schema, cues)
     elif form.get("type") in ("json_object", "json_schema"):
         value = {"reply": text, "detail": filler}
     else:
@@ -249,11 +242,6 @@ def _filler(key: bytes, count: int | None) -> str:
 
 def _excerpt(text: str) -> str:
     return " ".join(text.split())[:_EXCERPT]
-
-
-def _words(text: str) -> list[str]:
-    words = _WORD.findall(_MAGIC.sub(" ", text))
-    return [word for word in words if word.lower() not in _COMMON] or words
 
 
 def _int(value: object) -> int | None:

@@ -11,8 +11,10 @@ What it answers:
   n choices. A sandbox token is a whitespace-delimited word with its trailing whitespace.
 - Tool calls: when `tools` are given, `tool_choice` is not "none" and the last message is the user's.
   The tool forced by `tool_choice`, else every tool the user's text names (only the first when
-  `parallel_tool_calls` is false), else the first tool; arguments are built from the tool's JSON
-  schema. After a `tool` message it answers in text, quoting the tool result.
+  `parallel_tool_calls` is false), else the first tool. Arguments are valid for the tool's JSON schema
+  and filled from the last user message as a model would: "What is 6 times 7?" gives `{"a": 6, "b": 7}`
+  and "What's the weather in Paris?" gives `{"city": "Paris"}` (see `schema.py` and `cues.py`).
+  After a `tool` message it answers in text, quoting the tool result.
 - `response_format`: JSON text, valid for the given `json_schema`, or an object for `json_object`.
 - Usage: `prompt_tokens` = ceil(UTF-8 bytes / 4) + 3 per message, never above the byte length;
   `completion_tokens` = tokens emitted (tool arguments count one per 4 characters). No `usage.cost`:

@@ -1,17 +1,25 @@
 """Plausible JSON values for a JSON schema: the sandbox's tool arguments and structured outputs.
 
 The builder fills what a validator checks (required properties, types, `enum`, `const`, bounds, lengths,
-local `$ref`s) with deterministic values, so an app's parsing code sees the shape it asked for:
-strings are words taken from the user's message (or "sandbox"), integers 1, numbers 1.5, booleans
-true, arrays one item. Optional properties are left out, as a terse model would.
+local `$ref`s) with deterministic values, so an app's parsing code sees the shape it asked for. The values
+come from the prompt's cues (`cues.Cues`), the way a model would pick them, and are then fitted to the
+schema's constraints:
+- numbers and integers: the prompt's numbers, in the order the fields are built (integers rounded);
+  1 and 1.5 once they run out;
+- strings: the prompt's candidate strings in turn (quoted text, then names, then other words),
+  "sandbox" when it has none; a `format` gets a fixed valid value;
+- enums: the first value the prompt mentions, else the first value;
+- booleans: true only when the prompt names the property ("refundable", `include_forecast`), else false;
+- arrays: one item (or `minItems`). Optional properties are left out, as a terse model would.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
+
+from wattfare.server.upstream.sandbox.cues import Cues
 
 __all__ = ["value_for_schema"]
 
@@ -31,18 +39,18 @@ _FORMATS = {
 }
 
 
-def value_for_schema(schema: Mapping[str, Any], words: Sequence[str] = ()) -> Any:
+def value_for_schema(schema: Mapping[str, Any], cues: Cues | Sequence[str] = ()) -> Any:
     """Build a deterministic value that satisfies `schema`.
 
     Args:
         schema: a JSON schema (draft 7 / 2020-12 subset: types, properties, required, items,
             prefixItems, enum, const, anyOf/oneOf/allOf, local `$ref`, numeric and length bounds).
-        words: candidate strings, usually the words of the user's message; "sandbox" when empty.
+        cues: what the user's message offers (`Cues.read(text)`), or just candidate strings.
 
     Returns:
         A JSON-compatible value (dict, list, str, int, float, bool or None).
     """
-    return _Builder(schema, tuple(words) or ("sandbox",)).build(schema, "", 0)
+    return _Builder(schema, cues if isinstance(cues, Cues) else Cues(strings=tuple(cues))).build(schema, "", 0)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -57,10 +65,20 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _field_name(path: str) -> str:
+    """The property a path ends in: ".trip.refundable" and ".flags[0]" give "refundable" and "flags"."""
+    return path.rpartition(".")[2].partition("[")[0]
+
+
 class _Builder:
-    def __init__(self, root: Mapping[str, Any], words: tuple[str, ...]) -> None:
+    """Builds one value; it takes the prompt's numbers and strings in turn, so fields get different ones."""
+
+    def __init__(self, root: Mapping[str, Any], cues: Cues) -> None:
         self._root = root
-        self._words = words
+        self._cues = cues
+        self._strings = cues.strings or ("sandbox",)
+        self._numbers_used = 0
+        self._strings_used = 0
 
     def build(self, schema: Mapping[str, Any], path: str, depth: int) -> Any:
         if "$ref" in schema:
@@ -69,7 +87,7 @@ class _Builder:
             return schema["const"]
         enum = _sequence(schema.get("enum"))
         if enum:
-            return enum[0]
+            return self._enum(enum)
         if "allOf" in schema:
             return self._all_of(schema, path, depth)
         options = _sequence(schema.get("anyOf")) or _sequence(schema.get("oneOf"))
@@ -87,14 +105,31 @@ class _Builder:
         if kind == "array":
             return self._array(schema, path, depth)
         if kind == "integer":
-            return int(self._bounded(schema, 1, integer=True))
+            taken = self._number()
+            return int(self._bounded(schema, 1 if taken is None else round(taken), integer=True))
         if kind == "number":
-            return self._bounded(schema, 1.5, integer=False)
+            taken = self._number()
+            return self._bounded(schema, 1.5 if taken is None else taken, integer=False)
         if kind == "boolean":
-            return True
+            return self._cues.mentions_name(_field_name(path))
         if kind == "null":
             return None
-        return self._string(schema, path)
+        return self._string(schema)
+
+    def _number(self) -> int | float | None:
+        numbers = self._cues.numbers
+        if self._numbers_used >= len(numbers):
+            return None
+        self._numbers_used += 1
+        return numbers[self._numbers_used - 1]
+
+    def _enum(self, values: list[Any]) -> Any:
+        named = (
+            value
+            for value in values
+            if isinstance(value, str | int | float) and not isinstance(value, bool) and self._cues.mentions(str(value))
+        )
+        return next(named, values[0])
 
     def _resolve(self, ref: str) -> Mapping[str, Any]:
         # Only local pointers ("#/$defs/Item"); anything else is built as a plain string.
@@ -176,15 +211,16 @@ class _Builder:
         if high is not None and value > high:
             value = math.floor(high) if integer else high
         multiple = _number(schema.get("multipleOf"))
-        if multiple and integer and multiple.is_integer():
+        if multiple and multiple.is_integer() and value % multiple:
             value = math.ceil(value / multiple) * multiple
         return value
 
-    def _string(self, schema: Mapping[str, Any], path: str) -> str:
+    def _string(self, schema: Mapping[str, Any]) -> str:
         text = _FORMATS.get(str(schema.get("format", "")))
         if text is None:
-            # Each field gets its own word, chosen by its path, so repeated runs agree.
-            text = self._words[zlib.crc32(path.encode()) % len(self._words)]
+            # Each field takes the next candidate, so `city` and `country` get "Paris" and "France".
+            text = self._strings[self._strings_used % len(self._strings)]
+            self._strings_used += 1
         minimum = int(_number(schema.get("minLength")) or 0)
         if len(text) < minimum:
             text = (text * (minimum // max(len(text), 1) + 1))[:minimum] if text else "s" * minimum

@@ -1,0 +1,219 @@
+"""The store interface: every durable fact Wattfare keeps, as small async protocols and `Store`, their sum.
+
+Each service depends on the protocol of what it uses (the rate limiter on `RateCounters`, the revocation
+watcher on `Connections`, the meter on `MeteringStore`), so its needs read off its signature and a fake
+for its tests implements a handful of methods, not sixty. The server builds one `Store` and hands it to all.
+
+Reserve and settle are each ONE conditional write in the database, which is what keeps the cap guarantee
+true across any number of server processes: no store may implement them as read-then-write in Python.
+Connections, suggested caps and ledger rows are scoped by (app, mode): test and live never mix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from wattfare.server.store.account_protocols import (
+    Credits,
+    DeveloperConsole,
+    MemberConnections,
+    Members,
+    OperatorAdministration,
+    ProviderLinks,
+    WebSessions,
+)
+from wattfare.server.store.account_records import ConnectionFunding
+from wattfare.server.store.records import (
+    AppRecord,
+    BudgetSnapshot,
+    Connection,
+    KeyRecord,
+    Mode,
+    NewReservation,
+    Settled,
+    Settlement,
+    UsageRow,
+)
+
+
+class StoreUnavailableError(Exception):
+    """The database cannot be reached: requests fail closed (503), never unmetered."""
+
+
+class Lifecycle(Protocol):
+    """Opening the schema and letting go of the database."""
+
+    async def upgrade(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class AppsAndKeys(Protocol):
+    """Apps and the secret keys that unlock them (what authenticating a request reads)."""
+
+    async def create_app(self, app_id: str, name: str, default_test_cap: int, now: datetime) -> AppRecord:
+        """Register an app."""
+        ...
+
+    async def get_app(self, app_id: str) -> AppRecord | None:
+        """Read an app by id."""
+        ...
+
+    async def add_key(
+        self, key_id: str, app_id: str, mode: Mode, kind: str, key_hash: str, hint: str, now: datetime
+    ) -> None:
+        """Store a key by its hash (`kind` is "secret" or "publishable")."""
+        ...
+
+    async def find_secret_key(self, key_hash: str) -> KeyRecord | None:
+        """The live (not revoked, not past its rotation grace) secret key with this hash, and its app."""
+        ...
+
+
+class ServerSecrets(Protocol):
+    """Server-wide secrets every instance must share (the token signing key, the vault key)."""
+
+    async def get_secret(self, name: str) -> str | None:
+        """A server-wide secret (e.g. the token signing key)."""
+        ...
+
+    async def put_secret_if_absent(self, name: str, value: str) -> str:
+        """Store a server-wide secret unless one exists; return the one in force."""
+        ...
+
+
+class Connections(Protocol):
+    """Consent of one app user to one app: its state, its cap, and the cap the app last suggested."""
+
+    async def get_connection(self, app_id: str, mode: Mode, app_user_id: str) -> Connection | None:
+        """The connection of this app user, in any state."""
+        ...
+
+    async def approve_connection(
+        self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, now: datetime
+    ) -> Connection:
+        """Create or re-activate the connection with this cap."""
+        ...
+
+    async def ensure_connection(
+        self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, now: datetime
+    ) -> Connection:
+        """Create an active connection unless one exists (in any state); return the one in force."""
+        ...
+
+    async def revoke_connection(self, app_id: str, mode: Mode, app_user_id: str, now: datetime) -> Connection | None:
+        """Revoke the connection; None when there is none."""
+        ...
+
+    async def connection_states(self, connection_ids: list[str]) -> dict[str, str]:
+        """Current state of each listed connection (for pushing revocations to streams in flight)."""
+        ...
+
+    async def remember_requested_cap(self, app_id: str, mode: Mode, app_user_id: str, cap: int, now: datetime) -> None:
+        """Keep the cap an app last suggested for its user (test-mode auto-approval uses it)."""
+        ...
+
+    async def requested_cap(self, app_id: str, mode: Mode, app_user_id: str) -> int | None:
+        """The cap the app last suggested for this user, if any."""
+        ...
+
+
+class SingleUseTokens(Protocol):
+    """Tokens that may be used once (a session token's approval): spending one twice is a replay."""
+
+    async def spend_token(self, token_id: str, expires_at: datetime, now: datetime) -> bool:
+        """Mark a single-use token used; False when it already was (a replay)."""
+        ...
+
+
+class RateCounters(Protocol):
+    """Fixed-window hit counters shared by every instance, so rate limits hold across a fleet."""
+
+    async def count_hit(self, bucket: str, window_start: datetime) -> int:
+        """Count one hit in a fixed rate-limit window (atomically); return the hits so far in it."""
+        ...
+
+
+class Metering(Protocol):
+    """The cap guarantee's writes: hold a worst case under the cap, then swap it for the charge, exactly once."""
+
+    async def budget(self, app_id: str, mode: Mode, app_user_id: str, window_key: str) -> BudgetSnapshot | None:
+        """The connection and its counters for the window, read in one statement."""
+        ...
+
+    async def connection_funding(self, connection_id: str) -> ConnectionFunding | None:
+        """Who pays for a connection; None when no member approved it (operator-funded)."""
+        ...
+
+    async def try_reserve(self, reservation: NewReservation) -> bool:
+        """Hold `amount` iff the connection is active and spent + reserved + amount <= cap; atomic."""
+        ...
+
+    async def try_reserve_credited(self, reservation: NewReservation, member_id: str) -> bool:
+        """`try_reserve`, plus the same amount held on the member's credits, in ONE transaction.
+
+        Both guards are conditional updates (cap: spent + reserved + amount <= cap; credits: spent + reserved +
+        amount <= granted); if either fails nothing is written. `settle` releases the credit hold and charges
+        the credits in the same transaction that settles the counters.
+        """
+        ...
+
+    async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
+        """Replace a reservation by its charge and append the ledger entry, atomically; None if already gone."""
+        ...
+
+    async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:
+        """Push back the deadline of holds whose request is still running here; return how many exist."""
+        ...
+
+    async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
+        """Reservations whose request outlived its deadline (its server likely died)."""
+        ...
+
+
+class Ledger(Protocol):
+    """The append-only ledger, the source of truth: usage reports read it, counters are rebuilt from it."""
+
+    async def usage(
+        self, app_id: str, mode: Mode, app_user_id: str | None, start: datetime, end: datetime
+    ) -> list[UsageRow]:
+        """Ledger totals per app user and model in [start, end)."""
+        ...
+
+    async def ledger_total(self, connection_id: str, window_key: str) -> int:
+        """Sum of ledger charges of a connection in a window (the source of truth the counters derive from)."""
+        ...
+
+    async def rebuild_counters(self) -> int:
+        """Recompute every `spent` counter from the ledger; return how many rows changed."""
+        ...
+
+
+class MeteringStore(Connections, Metering, Protocol):
+    """What the meter works over: a user's connection (found, or auto-approved in test mode) and its holds."""
+
+
+class Store(
+    Lifecycle,
+    AppsAndKeys,
+    ServerSecrets,
+    Connections,
+    SingleUseTokens,
+    RateCounters,
+    Metering,
+    Ledger,
+    Members,
+    WebSessions,
+    DeveloperConsole,
+    MemberConnections,
+    Credits,
+    ProviderLinks,
+    OperatorAdministration,
+    Protocol,
+):
+    """Durable state, all of it: what the server builds once and hands to every service."""

@@ -1,0 +1,50 @@
+"""The cap guard itself: add a reservation to its window's counters iff it fits, and record the hold.
+
+One conditional UPDATE decides. The window's counters row exists from the window's first request on,
+so the UPDATE is tried first; only when it matches nothing is the row created (if missing) and the
+UPDATE tried once more. Trying again after the INSERT whether or not it created the row matters on
+PostgreSQL: a concurrent first request may have created it, and then its INSERT does nothing. Under READ
+COMMITTED, PostgreSQL re-checks the UPDATE's WHERE clause against the newest row version after taking the
+row lock, so two instances racing for the last dollar cannot both pass it; SQLite's write lock serialises
+the same check across processes.
+"""
+
+from __future__ import annotations
+
+from wattfare.server.store.records import NewReservation
+from wattfare.server.store.sql.engine import Executor
+from wattfare.server.store.sql.statement import portable
+from wattfare.server.store.timestamps import to_text
+
+_HOLD = portable(
+    "UPDATE counters SET reserved = reserved + ? WHERE connection_id = ? AND window_key = ? "
+    "AND spent + reserved + ? <= (SELECT cap FROM connections WHERE id = ? AND state = 'active')"
+)
+_CREATE_COUNTERS = portable("INSERT INTO counters (connection_id, window_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
+_RECORD_RESERVATION = portable(
+    "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def hold_on_counters(db: Executor, r: NewReservation) -> bool:
+    """Inside a write transaction: hold `r.amount` on its counters iff the connection is active and it fits."""
+    params = (r.amount, r.connection_id, r.window_key, r.amount, r.connection_id)
+    if await db.run(_HOLD, *params) == 1:
+        return True
+    await db.run(_CREATE_COUNTERS, r.connection_id, r.window_key)
+    return await db.run(_HOLD, *params) == 1
+
+
+async def record_reservation(db: Executor, r: NewReservation) -> None:
+    """Inside the transaction that held it: keep the hold, for its settle or for the sweeper."""
+    await db.run(
+        _RECORD_RESERVATION,
+        r.id,
+        r.connection_id,
+        r.window_key,
+        r.amount,
+        r.model,
+        to_text(r.created_at),
+        to_text(r.expires_at),
+    )

@@ -1,0 +1,50 @@
+"""The ledger in SQL: usage reports read it, and the derived counters are rebuilt from it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from wattfare.server.store.records import Mode, UsageRow
+from wattfare.server.store.sql.engine import SqlConcern
+from wattfare.server.store.sql.statement import portable
+from wattfare.server.store.timestamps import to_text
+
+_USAGE = (
+    "SELECT app_user_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount) "
+    "FROM ledger WHERE app_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
+)
+_BY_USER_AND_MODEL = " GROUP BY app_user_id, model ORDER BY app_user_id, model"
+_USAGE_OF_ALL = portable(f"{_USAGE}{_BY_USER_AND_MODEL}")
+_USAGE_OF_ONE_USER = portable(f"{_USAGE} AND app_user_id = ?{_BY_USER_AND_MODEL}")
+_TOTAL = portable("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE connection_id = ? AND window_key = ?")
+# A correlated subquery both engines run as written (PostgreSQL casts the numeric sum back to BIGINT).
+_LEDGER_SUM = (
+    "(SELECT COALESCE(SUM(l.amount), 0) FROM ledger l "
+    "WHERE l.connection_id = counters.connection_id AND l.window_key = counters.window_key)"
+)
+_REBUILD = portable(f"UPDATE counters SET spent = {_LEDGER_SUM} WHERE spent != {_LEDGER_SUM}")
+
+
+class SqlLedger(SqlConcern):
+    """`protocols.Ledger` over an engine."""
+
+    async def usage(
+        self, app_id: str, mode: Mode, app_user_id: str | None, start: datetime, end: datetime
+    ) -> list[UsageRow]:
+        """Ledger totals per app user and model in [start, end)."""
+        period = (app_id, mode, to_text(start), to_text(end))
+        if app_user_id is None:
+            rows = await self._engine.all(_USAGE_OF_ALL, *period)
+        else:
+            rows = await self._engine.all(_USAGE_OF_ONE_USER, *period, app_user_id)
+        # PostgreSQL sums BIGINTs as NUMERIC (a Decimal): money and tokens are ints.
+        return [UsageRow(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
+
+    async def ledger_total(self, connection_id: str, window_key: str) -> int:
+        """Sum of ledger charges of a connection in a window."""
+        row = await self._engine.one(_TOTAL, connection_id, window_key)
+        return int(row[0]) if row else 0
+
+    async def rebuild_counters(self) -> int:
+        """Recompute every `spent` counter from the ledger."""
+        return await self._engine.write(lambda db: db.run(_REBUILD))

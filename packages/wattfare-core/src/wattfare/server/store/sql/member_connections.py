@@ -1,0 +1,71 @@
+"""Members' connections in SQL: approving one funds it from the member's budget; they cap, revoke and chart it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from wattfare.server.store.account_records import DailySpend, MemberConnection
+from wattfare.server.store.records import Connection, Mode
+from wattfare.server.store.rows import CONNECTION_COLUMNS, QUALIFIED_CONNECTION_COLUMNS, connection_from_row
+from wattfare.server.store.sql.engine import SqlConcern
+from wattfare.server.store.sql.statement import portable
+from wattfare.server.store.timestamps import to_text
+
+_APPROVE = portable(
+    "INSERT INTO connections (id, app_id, app_user_id, mode, state, cap, created_at, updated_at, member_id) "
+    "VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?) "
+    "ON CONFLICT (app_id, mode, app_user_id) DO UPDATE SET state = 'active', cap = excluded.cap, "
+    f"member_id = excluded.member_id, updated_at = excluded.updated_at RETURNING {CONNECTION_COLUMNS}"
+)
+_OF_MEMBER = portable(
+    f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, a.name, COALESCE(k.spent, 0), COALESCE(k.reserved, 0) "
+    "FROM connections c JOIN apps a ON a.id = c.app_id "
+    "LEFT JOIN counters k ON k.connection_id = c.id AND k.window_key = ? "
+    "WHERE c.member_id = ? ORDER BY c.state, a.name, c.app_user_id"
+)
+_SET_CAP = portable(
+    f"UPDATE connections SET cap = ?, updated_at = ? WHERE id = ? AND member_id = ? RETURNING {CONNECTION_COLUMNS}"
+)
+_REVOKE = portable(
+    "UPDATE connections SET state = 'revoked', updated_at = ? WHERE id = ? AND member_id = ? "
+    f"RETURNING {CONNECTION_COLUMNS}"
+)
+_DAILY_SPEND = portable(
+    "SELECT substr(l.created_at, 1, 10) AS day, SUM(l.amount) FROM ledger l "
+    "JOIN connections c ON c.id = l.connection_id "
+    "WHERE c.member_id = ? AND l.created_at >= ? AND l.created_at < ? GROUP BY day ORDER BY day"
+)
+
+
+class SqlMemberConnections(SqlConcern):
+    """`account_protocols.MemberConnections` over an engine."""
+
+    async def approve_member_connection(
+        self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, member_id: str, now: datetime
+    ) -> Connection:
+        """Create or re-activate a connection approved by a member."""
+        params = (connection_id, app_id, app_user_id, mode, cap, to_text(now), to_text(now), member_id)
+        row = await self._engine.write(lambda db: db.one(_APPROVE, *params))
+        assert row is not None  # an upsert always returns its row
+        return connection_from_row(row)
+
+    async def member_connections(self, member_id: str, window_key: str) -> list[MemberConnection]:
+        """A member's connections with their counters for the window."""
+        rows = await self._engine.all(_OF_MEMBER, window_key, member_id)
+        return [MemberConnection(connection_from_row(r), r[8], int(r[9]), int(r[10])) for r in rows]
+
+    async def set_member_cap(self, member_id: str, connection_id: str, cap: int, now: datetime) -> Connection | None:
+        """Change the cap of one of this member's connections."""
+        row = await self._engine.write(lambda db: db.one(_SET_CAP, cap, to_text(now), connection_id, member_id))
+        return connection_from_row(row) if row else None
+
+    async def revoke_member_connection(self, member_id: str, connection_id: str, now: datetime) -> Connection | None:
+        """Revoke one of this member's connections."""
+        row = await self._engine.write(lambda db: db.one(_REVOKE, to_text(now), connection_id, member_id))
+        return connection_from_row(row) if row else None
+
+    async def member_daily_spend(self, member_id: str, start: datetime, end: datetime) -> list[DailySpend]:
+        """Ledger charges of a member's connections per UTC day."""
+        rows = await self._engine.all(_DAILY_SPEND, member_id, to_text(start), to_text(end))
+        # PostgreSQL sums BIGINTs as NUMERIC (a Decimal): money is an int.
+        return [DailySpend(r[0], int(r[1])) for r in rows]

@@ -1,0 +1,155 @@
+"""Metering in SQL: the budget read, reserve and settle (the cap guarantee's two writes), and their deadlines.
+
+Reserve and settle each run as one transaction whose guard is a single conditional UPDATE on the counters
+row (`cap_guard`); on SQLite they are the hot path's grouped writes. Settle charges what
+`wattfare.metering.charge_for` decides against the counters it has locked, so a cap lowered while a request
+ran still bounds its charge.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from wattfare.metering import charge_for
+from wattfare.server.store.account_records import ConnectionFunding
+from wattfare.server.store.records import BudgetSnapshot, Mode, NewReservation, Settled, Settlement
+from wattfare.server.store.rows import QUALIFIED_CONNECTION_COLUMNS, connection_from_row
+from wattfare.server.store.sql.cap_guard import hold_on_counters, record_reservation
+from wattfare.server.store.sql.credit_holds import hold_credits, record_credit_hold, settle_credit_hold
+from wattfare.server.store.sql.engine import Executor, SqlConcern
+from wattfare.server.store.sql.statement import id_list, per_dialect, portable, with_id_list
+from wattfare.server.store.timestamps import from_text, to_text
+
+_BUDGET = portable(
+    f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, COALESCE(k.spent, 0), COALESCE(k.reserved, 0) FROM connections c "
+    "LEFT JOIN counters k ON k.connection_id = c.id AND k.window_key = ? "
+    "WHERE c.app_id = ? AND c.mode = ? AND c.app_user_id = ?"
+)
+_FUNDING = portable(
+    "SELECT c.member_id, p.ciphertext, COALESCE(a.granted - a.spent - a.reserved, 0) FROM connections c "
+    "LEFT JOIN provider_keys p ON p.member_id = c.member_id "
+    "LEFT JOIN credit_accounts a ON a.member_id = c.member_id WHERE c.id = ?"
+)
+_TAKE_RESERVATION = portable("DELETE FROM reservations WHERE id = ? RETURNING connection_id, window_key, amount, model")
+# The charge is decided against `spent` as it stands: PostgreSQL locks the counters row before reading it (another
+# instance may be settling on it); SQLite's write transaction already excludes every other writer.
+_OWNER_AND_SPENT = (
+    "SELECT c.app_id, c.mode, c.app_user_id, c.cap, k.spent FROM connections c "
+    "JOIN counters k ON k.connection_id = c.id AND k.window_key = ? WHERE c.id = ?"
+)
+_LOCK_OWNER_AND_SPENT = per_dialect(sqlite=_OWNER_AND_SPENT, postgres=f"{_OWNER_AND_SPENT} FOR UPDATE OF k")
+_SPEND = portable(
+    "UPDATE counters SET reserved = reserved - ?, spent = spent + ? "
+    "WHERE connection_id = ? AND window_key = ? RETURNING spent, reserved"
+)
+_APPEND_LEDGER = portable(
+    "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "
+    "amount, absorbed, prompt_tokens, completion_tokens, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RENEW = with_id_list("UPDATE reservations SET expires_at = ? WHERE id IN {ids}")
+_EXPIRED = portable(
+    "SELECT id, connection_id, window_key, amount, model, created_at, expires_at FROM reservations "
+    "WHERE expires_at < ? ORDER BY expires_at LIMIT ?"
+)
+
+
+class _CreditsShort(Exception):
+    """Raised inside a reserve's transaction to undo the cap hold when the credits cannot cover it."""
+
+
+class SqlMetering(SqlConcern):
+    """`protocols.Metering` over an engine."""
+
+    async def budget(self, app_id: str, mode: Mode, app_user_id: str, window_key: str) -> BudgetSnapshot | None:
+        """The connection and its counters for the window, in one statement."""
+        row = await self._engine.one(_BUDGET, window_key, app_id, mode, app_user_id)
+        if row is None:
+            return None
+        return BudgetSnapshot(connection_from_row(row), window_key, row[8], row[9])
+
+    async def connection_funding(self, connection_id: str) -> ConnectionFunding | None:
+        """Who pays for a connection."""
+        row = await self._engine.one(_FUNDING, connection_id)
+        if row is None or row[0] is None:
+            return None
+        return ConnectionFunding(row[0], row[1], max(0, int(row[2])))
+
+    async def try_reserve(self, reservation: NewReservation) -> bool:
+        """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
+        return await self._engine.grouped_write(lambda db: _reserve(db, reservation))
+
+    async def try_reserve_credited(self, reservation: NewReservation, member_id: str) -> bool:
+        """Hold the amount on the connection's cap and on the member's credits, or on neither."""
+        try:
+            await self._engine.grouped_write(lambda db: _reserve_credited(db, reservation, member_id))
+        except _CreditsShort:
+            return False
+        return True
+
+    async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
+        """Swap a reservation for its charge and append the ledger entry, in one transaction."""
+        return await self._engine.grouped_write(lambda db: _settle(db, settlement, now))
+
+    async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:
+        """Push back the deadline of holds still in flight."""
+        if not reservation_ids:
+            return 0
+        return await self._engine.write(lambda db: db.run(_RENEW, to_text(expires_at), id_list(reservation_ids)))
+
+    async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
+        """Reservations past their deadline."""
+        rows = await self._engine.all(_EXPIRED, to_text(now), limit)
+        return [NewReservation(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6])) for r in rows]
+
+
+async def _reserve(db: Executor, r: NewReservation) -> bool:
+    held = await hold_on_counters(db, r)
+    if held:
+        await record_reservation(db, r)
+    return held
+
+
+async def _reserve_credited(db: Executor, r: NewReservation, member_id: str) -> None:
+    # Raising undoes this write's statements (its transaction, or on SQLite its savepoint in the group), so the
+    # cap is held only together with the credits.
+    if not await hold_on_counters(db, r):
+        raise _CreditsShort
+    if not await hold_credits(db, r, member_id):
+        raise _CreditsShort
+    await record_reservation(db, r)
+    await record_credit_hold(db, r, member_id)
+
+
+async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
+    held = await db.one(_TAKE_RESERVATION, s.reservation_id)
+    if held is None:
+        return None
+    connection_id, window_key, amount, model = held
+    owner = await db.one(_LOCK_OWNER_AND_SPENT, window_key, connection_id)
+    assert owner is not None  # a hold's counters row exists from its reserve on
+    app_id, mode, app_user_id, cap, spent_before = owner
+    charge = charge_for(s.charged, held=amount, cap=cap, spent=spent_before)
+    charged, absorbed = charge.charged, s.absorbed + charge.absorbed
+    counters = await db.one(_SPEND, amount, charged, connection_id, window_key)
+    assert counters is not None
+    await db.run(
+        _APPEND_LEDGER,
+        s.reservation_id,
+        connection_id,
+        app_id,
+        mode,
+        app_user_id,
+        window_key,
+        s.kind,
+        model,
+        charged,
+        absorbed,
+        s.prompt_tokens,
+        s.completion_tokens,
+        to_text(now),
+    )
+    # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
+    if s.holds_credits:
+        await settle_credit_hold(db, s.reservation_id, charged, now)
+    return Settled(connection_id, window_key, counters[0], counters[1], cap, charged)

@@ -1,0 +1,35 @@
+"""The whole store in SQL, written once: every concern over one engine, whichever database it drives."""
+
+from __future__ import annotations
+
+from wattfare.server.store.sql.access_counters import SqlAccessCounters
+from wattfare.server.store.sql.administration import SqlAdministration
+from wattfare.server.store.sql.apps_and_keys import SqlAppsAndKeys
+from wattfare.server.store.sql.connections import SqlConnections
+from wattfare.server.store.sql.console import SqlDeveloperConsole
+from wattfare.server.store.sql.funding import SqlFunding
+from wattfare.server.store.sql.ledger import SqlLedger
+from wattfare.server.store.sql.lifecycle import SqlLifecycle
+from wattfare.server.store.sql.member_connections import SqlMemberConnections
+from wattfare.server.store.sql.members import SqlMembers
+from wattfare.server.store.sql.metering import SqlMetering
+
+
+class SqlStore(
+    SqlLifecycle,
+    SqlAppsAndKeys,
+    SqlConnections,
+    SqlAccessCounters,
+    SqlMetering,
+    SqlLedger,
+    SqlMembers,
+    SqlDeveloperConsole,
+    SqlMemberConnections,
+    SqlFunding,
+    SqlAdministration,
+):
+    """A `Store`: each concern is complete on its own over the engine it is given; this is their union.
+
+    The concerns share nothing but the engine (`SqlConcern.__init__`), so none relies on another's methods:
+    what two of them need (the cap guard, credit holds, app profiles) is a module of functions they both call.
+    """

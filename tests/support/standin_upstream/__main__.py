@@ -1,0 +1,7 @@
+"""`python -m tests.support.standin_upstream`: serve the stand-in until interrupted."""
+
+from __future__ import annotations
+
+from tests.support.standin_upstream._process import main
+
+main()
