@@ -36,7 +36,7 @@ lint: install ## ruff (lint + format check) and the import-linter contracts
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-typecheck: install ## pyright, strict on the wattfare package
+typecheck: install ## pyright: strict on the packages, standard on tests/, examples/, benchmarks/, scripts/
 	$(BIN)/pyright
 
 format: install ## apply ruff's fixes and formatting

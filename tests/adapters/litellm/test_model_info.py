@@ -177,12 +177,6 @@ async def test_aregister_models_reads_the_list_with_the_async_client(wattfare_se
     assert f"wattfare/{MODEL}" in names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the server's GET /models leaves out the listing's `supported_parameters` and `architecture`"
-    " (wattfare/server/api/models.py), so capabilities stay unset: remove this mark once it lists them",
-)
 def test_the_servers_listing_says_which_models_call_tools_and_see_images(wattfare: Wattfare) -> None:
     wattfare_litellm.register_models(wattfare)
 

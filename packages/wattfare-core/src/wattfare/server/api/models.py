@@ -29,6 +29,10 @@ async def list_models(request: Request) -> Response:
                 "context_length": model.context_length,
                 "pricing": listing.get("pricing"),
                 "top_provider": {"max_completion_tokens": model.max_output_tokens},
+                # What the model accepts (tools, images, ...), as OpenRouter lists it: LiteLLM and other
+                # frameworks read capabilities from here.
+                "architecture": listing.get("architecture"),
+                "supported_parameters": listing.get("supported_parameters"),
             }
         )
     return json_response({"object": "list", "data": data})
