@@ -13,7 +13,7 @@ existing account given its password) counts against limits that an attacker cann
   time, it takes at least three addresses to use it up (every ten-minute window lies inside one clock hour,
   and one address gets 10 attempts an hour), and it does not apply to known browsers.
 - **known browsers**: a browser that signed in to an email before holds a signed cookie saying so (see
-  `web_sessions.known_browser`). Its attempts count only per (email, cookie), 5 a minute and 10 an hour, and
+  `web.sessions.known_browser`). Its attempts count only per (email, cookie), 5 a minute and 10 an hour, and
   never against the shared budgets. So the owner's usual browser signs in during a distributed attack, and
   from an address the attacker shares (the same NAT); a stolen cookie is worth one more address, no more.
 
