@@ -94,7 +94,7 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
     import uvicorn.config
     from servers import provision_wattfare
 
-    from wattfare.metering import Budget, MeteredUsage, cost_of, decide_reservation, window_containing
+    from wattfare.metering import Budget, MeteredUsage, cost_of, decide_admission, window_containing
     from wattfare.server.access.keys import hash_key, new_request_id
     from wattfare.server.billing.meter import Meter
     from wattfare.server.billing.pricebook import PriceBook
@@ -102,7 +102,7 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
     from wattfare.server.proxy.completion_request import anonymous_user, parse_completion, upstream_body
     from wattfare.server.proxy.sse_frames import SSEFrames
     from wattfare.server.store import open_store
-    from wattfare.server.store.records import NewReservation, Settlement
+    from wattfare.server.store.records import NewHold, Settlement
     from wattfare.server.store.sqlite import SQLiteStore
 
     db = tmp / "micro.db"
@@ -139,8 +139,8 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
     budget = Budget(cap=10**15, spent=10**9, reserved=10**6)
     worst = model.pricing.worst_case(now, 100)
     timed(
-        "decide_reservation (integer rates)",
-        lambda: decide_reservation(
+        "decide_admission (integer rates)",
+        lambda: decide_admission(
             budget, worst, prompt_token_bound=100, requested_max_tokens=64, model_max_output=16384
         ),
     )
@@ -155,7 +155,7 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
         await store.upgrade()
         key = await store.find_secret_key(hash_key(secret))
         assert key is not None
-        meter = Meter(store, utc_now, reservation_ttl=__import__("datetime").timedelta(seconds=900))
+        meter = Meter(store, utc_now, hold_ttl=__import__("datetime").timedelta(seconds=900))
         await meter.reserve(key, "micro-user", model, prompt_token_bound=100, requested_max_tokens=64)
         best_reserve = best_settle = best_budget = float("inf")
         window = window_containing(utc_now()).key
@@ -184,11 +184,11 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
             try_s = settle_s = 0.0
             for _ in range(n):
                 at = utc_now()
-                reservation = NewReservation(new_request_id(), connection.id, window, 1000, standin.MODEL, at, at)
+                hold = NewHold(new_request_id(), connection.id, window, 1000, standin.MODEL, at, at)
                 t0 = time.process_time()
-                await store.try_reserve(reservation)
+                await store.try_reserve(hold)
                 t1 = time.process_time()
-                await store.settle(Settlement(reservation.id, 500, prompt_tokens=24, completion_tokens=20), at)
+                await store.settle(Settlement(hold.id, 500, prompt_tokens=24, completion_tokens=20), at)
                 t2 = time.process_time()
                 try_s += t1 - t0
                 settle_s += t2 - t1
@@ -198,9 +198,9 @@ def micro(tmp: Path, n: int) -> dict[str, float]:
 
         async def request_pair() -> None:
             at = utc_now()
-            reservation = NewReservation(new_request_id(), connection.id, window, 1000, standin.MODEL, at, at)
-            await store.try_reserve(reservation)
-            await store.settle(Settlement(reservation.id, 500, prompt_tokens=24, completion_tokens=20), at)
+            hold = NewHold(new_request_id(), connection.id, window, 1000, standin.MODEL, at, at)
+            await store.try_reserve(hold)
+            await store.settle(Settlement(hold.id, 500, prompt_tokens=24, completion_tokens=20), at)
 
         for size in (1, 8, 32):
             best = float("inf")

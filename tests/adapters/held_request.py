@@ -13,7 +13,7 @@ from wattfare import Wattfare
 
 @contextmanager
 def holding(server: ServerProcess, user_id: str, model: str, max_tokens: int) -> Iterator[None]:
-    """One of `user_id`'s requests in flight, its reservation held, for the block (read to its end, or left).
+    """One of `user_id`'s requests in flight, its hold held, for the block (read to its end, or left).
 
     The request streams `model` in a thread of its own; the block starts once its first chunk has arrived
     (Wattfare reserves before it asks the model provider), and leaving the block stops reading it, which

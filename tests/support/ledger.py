@@ -7,7 +7,7 @@ worker thread so that the streams a test drives keep flowing while it waits on t
 
 The money invariant (`Ledger.check`):
 
-- at rest, nothing is held: no reservation is left and every counter's `reserved` is 0;
+- at rest, nothing is held: no hold is left and every counter's `reserved` is 0;
 - every account's settled spend is its ledger's sum (counters derive from the ledger), and within its cap;
 - no ledger row is `expired` unless the test killed a server process (only a dead process's holds expire);
 - every request the test names is charged at most the bound the test gives for it (what its relayed
@@ -68,7 +68,7 @@ class Totals:
     ledger_amount: int
     spent: int
     reserved: int
-    reservations: int
+    holds: int
 
 
 # An app user id starting with $1, whose length is $2: `starts_with` is PostgreSQL's alone.
@@ -81,14 +81,14 @@ _ACCOUNTS = (
     f"WHERE {_UNDER_PREFIX.format(column='c.app_user_id')} ORDER BY c.app_user_id"
 )
 _ENTRIES = "SELECT request_id, app_user_id, kind, amount, absorbed, prompt_tokens, completion_tokens FROM ledger"
-_OPEN_RESERVATIONS = (
-    "SELECT COUNT(*) FROM reservations r JOIN connections c ON c.id = r.connection_id "
+_OPEN_HOLDS = (
+    "SELECT COUNT(*) FROM holds r JOIN connections c ON c.id = r.connection_id "
     f"WHERE {_UNDER_PREFIX.format(column='c.app_user_id')}"
 )
 _TOTALS = (
     "SELECT (SELECT COUNT(*) FROM ledger), (SELECT COALESCE(SUM(amount), 0) FROM ledger), "
     "(SELECT COALESCE(SUM(spent), 0) FROM counters), (SELECT COALESCE(SUM(reserved), 0) FROM counters), "
-    "(SELECT COUNT(*) FROM reservations)"
+    "(SELECT COUNT(*) FROM holds)"
 )
 
 
@@ -108,8 +108,8 @@ async def _fetch_postgres(url: str, sql: str, params: tuple[object, ...]) -> lis
         await db.close()
 
 
-def _assert_balanced(open_reservations: int, accounts: list[Account]) -> None:
-    assert open_reservations == 0, f"{open_reservations} reservations are still held"
+def _assert_balanced(open_holds: int, accounts: list[Account]) -> None:
+    assert open_holds == 0, f"{open_holds} holds are still held"
     for account in accounts:
         assert account.reserved == 0, account
         assert account.spent == account.ledger_total, account
@@ -177,17 +177,17 @@ class Ledger:
 
     def hold(self, request_id: str) -> int | None:
         """The amount reserved for a request still in flight."""
-        rows = self._fetch("SELECT amount FROM reservations WHERE id = $1", request_id)
+        rows = self._fetch("SELECT amount FROM holds WHERE id = $1", request_id)
         return int(rows[0][0]) if rows else None
 
-    def open_reservations(self, app_user_prefix: str = "") -> int:
-        """How many reservations (of the app users whose id starts with `app_user_prefix`) are still held."""
-        return int(self._fetch(_OPEN_RESERVATIONS, *_under(app_user_prefix))[0][0])
+    def open_holds(self, app_user_prefix: str = "") -> int:
+        """How many holds (of the app users whose id starts with `app_user_prefix`) are still held."""
+        return int(self._fetch(_OPEN_HOLDS, *_under(app_user_prefix))[0][0])
 
     def wait_until_nothing_is_held(self, within: float = 10.0) -> None:
         """Wait for settlements still being written (a hang-up's settle runs on after the client left)."""
         deadline = time.monotonic() + within
-        while (held := self.open_reservations()) and time.monotonic() < deadline:
+        while (held := self.open_holds()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert held == 0, f"{held} holds were never settled"
 
@@ -197,7 +197,7 @@ class Ledger:
 
     def assert_balanced(self, app_user_prefix: str = "") -> list[Account]:
         """The cap guarantee at rest, now: nothing held, and per account spent <= cap, ledger == counters."""
-        held = self.open_reservations(app_user_prefix)
+        held = self.open_holds(app_user_prefix)
         accounts = self.accounts(app_user_prefix)
         _assert_balanced(held, accounts)
         return accounts
@@ -265,9 +265,9 @@ class AsyncLedger:
         """`Ledger.hold`."""
         return await _in_thread(partial(self.sync.hold, request_id))
 
-    async def open_reservations(self, app_user_prefix: str = "") -> int:
-        """`Ledger.open_reservations`."""
-        return await _in_thread(partial(self.sync.open_reservations, app_user_prefix))
+    async def open_holds(self, app_user_prefix: str = "") -> int:
+        """`Ledger.open_holds`."""
+        return await _in_thread(partial(self.sync.open_holds, app_user_prefix))
 
     async def wait_until_nothing_is_held(self, within: float = 10.0) -> None:
         """`Ledger.wait_until_nothing_is_held`."""

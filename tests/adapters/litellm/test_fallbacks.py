@@ -204,7 +204,7 @@ async def test_an_upstream_timeout_still_falls_back(
 
 # ---------------------------------------------------------------- a busy budget
 
-HOLD_SLOW = "standin/slow"  # 50 tokens, 200 ms apart: holds its reservation for 10 s
+HOLD_SLOW = "standin/slow"  # 50 tokens, 200 ms apart: holds its hold for 10 s
 HOLD_BRIEF = "standin/sonnet"  # 200 tokens over 2 s, at premium prices
 # What the Router's request holds: 4,096 tokens at the stand-in's $2/M, about $0.0082.
 ROUTED = {"max_tokens": 4096}

@@ -1,4 +1,4 @@
-"""The cap guarantee, tested as properties: reservations fit under the cap and cover any usage they admit,
+"""The cap guarantee, tested as properties: holds fit under the cap and cover any usage they admit,
 and no interleaving of reserve / settle / expire ever lets settled spend pass the cap."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from wattfare.metering import (
     Refused,
     charge_for,
     cost_of,
-    decide_reservation,
+    decide_admission,
 )
 
 # USD per unit from 0 to 1e-3 (o1-pro's output is 6e-4), with exact zeros and sub-nano prices likely.
@@ -55,7 +55,7 @@ def budgets(draw: st.DrawFn) -> Budget:
 
 @st.composite
 def usages_within(draw: st.DrawFn, prompt_bound: int, max_tokens: int, images: int) -> MeteredUsage:
-    """Any usage a reservation for these limits admits: prompt within the bound, completion within max_tokens."""
+    """Any usage a hold for these limits admits: prompt within the bound, completion within max_tokens."""
     prompt = draw(st.one_of(st.just(prompt_bound), st.integers(min_value=0, max_value=prompt_bound)))
     cached = draw(st.integers(min_value=0, max_value=prompt))
     written = draw(st.integers(min_value=0, max_value=prompt - cached))
@@ -94,7 +94,7 @@ def worst_case_nanos(prices: PriceSet, prompt_bound: int, completion: int, image
     st.data(),
 )
 @settings(max_examples=400)
-def test_an_allowed_reservation_fits_the_cap_and_covers_every_usage_it_admits(
+def test_an_allowed_hold_fits_the_cap_and_covers_every_usage_it_admits(
     budget: Budget,
     prices: PriceSet,
     bound: int,
@@ -105,7 +105,7 @@ def test_an_allowed_reservation_fits_the_cap_and_covers_every_usage_it_admits(
     images: int,
     data: st.DataObject,
 ) -> None:
-    decision = decide_reservation(
+    decision = decide_admission(
         budget,
         prices,
         prompt_token_bound=bound,
@@ -115,7 +115,7 @@ def test_an_allowed_reservation_fits_the_cap_and_covers_every_usage_it_admits(
         min_completion_tokens=min_tokens,
         images=images,
     )
-    without_holds = decide_reservation(
+    without_holds = decide_admission(
         Budget(cap=budget.cap, spent=budget.spent, reserved=0),
         prices,
         prompt_token_bound=bound,
@@ -169,7 +169,7 @@ def test_an_allowed_reservation_fits_the_cap_and_covers_every_usage_it_admits(
 def test_a_budget_left_to_decide_max_tokens_is_used_to_the_last_affordable_token(
     budget: Budget, prices: PriceSet, bound: int, images: int
 ) -> None:
-    decision = decide_reservation(
+    decision = decide_admission(
         budget, prices, prompt_token_bound=bound, requested_max_tokens=None, model_max_output=None, images=images
     )
     if isinstance(decision, Allowed) and decision.max_tokens is not None:
@@ -211,7 +211,7 @@ class OneBudgetUnderLoad(RuleBasedStateMachine):
         images=st.integers(min_value=0, max_value=3),
     )
     def reserve(self, prices: PriceSet, bound: int, requested: int | None, model_max: int | None, images: int) -> None:
-        decision = decide_reservation(
+        decision = decide_admission(
             Budget(cap=self.cap, spent=self.spent, reserved=self.reserved),
             prices,
             prompt_token_bound=bound,
@@ -260,7 +260,7 @@ class OneBudgetUnderLoad(RuleBasedStateMachine):
 
     @precondition(lambda self: self.holds)
     @rule(data=st.data())
-    def expire_a_lost_request_at_its_full_reservation(self, data: st.DataObject) -> None:
+    def expire_a_lost_request_at_its_full_hold(self, data: st.DataObject) -> None:
         hold = self.take(data)
         self.settle(hold, hold.reserve)
 

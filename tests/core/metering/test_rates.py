@@ -1,6 +1,6 @@
 """Integer rates give exactly what plain Fraction arithmetic gives, for any prices and any usage.
 
-`cost_of` and `decide_reservation` run on `scaled_rates` (ints over a power-of-ten denominator) for speed;
+`cost_of` and `decide_admission` run on `scaled_rates` (ints over a power-of-ten denominator) for speed;
 the reference here is the textbook computation with `Fraction`, written independently of them.
 """
 
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.core.metering.test_cap_guarantee import price_sets
 
-from wattfare.metering import Allowed, Budget, MeteredUsage, PriceSet, cost_of, decide_reservation
+from wattfare.metering import Allowed, Budget, MeteredUsage, PriceSet, cost_of, decide_admission
 from wattfare.metering.rates import scaled_rates
 
 counts = st.integers(min_value=0, max_value=2_000_000)
@@ -74,10 +74,10 @@ def test_prices_with_any_number_of_decimals_scale_exactly(
     st.one_of(st.none(), st.integers(min_value=0, max_value=200_000)),
     st.integers(min_value=0, max_value=10),
 )
-def test_a_reservation_is_the_exact_worst_case_rounded_up(
+def test_a_hold_is_the_exact_worst_case_rounded_up(
     prices: PriceSet, remaining: int, bound: int, requested: int | None, images: int
 ) -> None:
-    decision = decide_reservation(
+    decision = decide_admission(
         Budget(cap=remaining, spent=0, reserved=0),
         prices,
         prompt_token_bound=bound,

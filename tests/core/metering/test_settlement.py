@@ -86,9 +86,7 @@ def test_inconsistent_counts_never_bill_more_tokens_than_were_used() -> None:
         (10, 0, Charge(charged=0, absorbed=10)),
     ],
 )
-def test_a_charge_never_exceeds_its_reservation_and_the_excess_is_absorbed(
-    actual: int, reserved: int, charge: Charge
-) -> None:
+def test_a_charge_never_exceeds_its_hold_and_the_excess_is_absorbed(actual: int, reserved: int, charge: Charge) -> None:
     assert charge_for(actual, held=reserved, cap=10_000, spent=0) == charge
 
 
@@ -107,7 +105,7 @@ def test_a_charge_never_passes_the_cap_in_force_when_it_settles(
     assert charge_for(cost, held=500, cap=cap, spent=spent) == charge
 
 
-def test_a_negative_reservation_is_refused() -> None:
+def test_a_negative_hold_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         charge_for(10, held=-1, cap=100, spent=0)
 

@@ -11,7 +11,7 @@ import asyncpg
 
 from tests.support import wattfare_server
 
-METERING_TABLES = ("ledger", "reservations", "counters", "connections")
+METERING_TABLES = ("ledger", "holds", "counters", "connections")
 
 
 async def _postgres_counts(url: str, tables: tuple[str, ...]) -> dict[str, int]:
@@ -38,5 +38,5 @@ def row_counts(db_path: Path, tables: tuple[str, ...] = METERING_TABLES) -> dict
 
 
 def nothing_metered(db_path: Path) -> bool:
-    """True when no connection, counter, reservation or ledger row exists."""
+    """True when no connection, counter, hold or ledger row exists."""
     return not any(row_counts(db_path).values())

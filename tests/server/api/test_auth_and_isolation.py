@@ -81,7 +81,7 @@ async def every_endpoint_refuses(
 
 
 def nothing_written(db: Path) -> bool:
-    counts = row_counts(db, ("ledger", "reservations", "counters", "connections", "requested_caps"))
+    counts = row_counts(db, ("ledger", "holds", "counters", "connections", "requested_caps"))
     return not any(counts.values())
 
 

@@ -282,7 +282,7 @@ MESSAGES = st.lists(
     max_size=3,
 )
 # Near-valid bodies: every field the proxy checks, each plausible or arbitrary, so the fuzz reaches past the
-# first check into pricing, reservation, the upstream call and the stream relay.
+# first check into pricing, hold, the upstream call and the stream relay.
 COMPLETION_BODIES = st.fixed_dictionaries(
     {
         "model": maybe(st.sampled_from([MODEL, "openai/gpt-4o"])),
@@ -356,7 +356,7 @@ def test_arbitrary_completion_bodies_never_5xx_and_only_a_served_request_is_mete
             response = send(portal, wf, "POST", "/chat/completions", content=content, headers=headers)
             assert response.status_code < 500, response.text
             after = row_counts(db, METERING_TABLES)
-            assert after["reservations"] == 0
+            assert after["holds"] == 0
             if response.status_code == 200:
                 assert after["ledger"] == before["ledger"] + 1
                 return
@@ -396,8 +396,8 @@ def test_arbitrary_session_and_approval_bodies_never_5xx_nor_touch_the_ledger(tm
                 elif response.status_code == 429:
                     assert path == "/sessions"
                     assert_error(response, 429, "rate_limited")
-                counts = row_counts(db, ("ledger", "reservations", "counters"))
-                assert counts == {"ledger": 0, "reservations": 0, "counters": 0}
+                counts = row_counts(db, ("ledger", "holds", "counters"))
+                assert counts == {"ledger": 0, "holds": 0, "counters": 0}
 
         check()
 

@@ -286,7 +286,7 @@ async def test_a_live_completion_for_an_unknown_user_is_not_connected_and_not_re
     async with in_process(tmp_path) as wf:
         response = await complete(wf, "frank", key=wf.app.secret_keys["live"])
         assert_error(response, 402, "not_connected", None)
-        assert row_counts(tmp_path / "wattfare.db") == {"ledger": 0, "reservations": 0, "counters": 0, "connections": 0}
+        assert row_counts(tmp_path / "wattfare.db") == {"ledger": 0, "holds": 0, "counters": 0, "connections": 0}
 
 
 # -- test-mode auto-approval

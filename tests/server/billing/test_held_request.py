@@ -76,14 +76,14 @@ async def ledger_rows(ledger: Ledger, request_id: str) -> list[tuple[str, int]]:
 
 
 async def open_holds(ledger: Ledger) -> int:
-    return await asyncio.to_thread(ledger.open_reservations)
+    return await asyncio.to_thread(ledger.open_holds)
 
 
 async def test_a_cancellation_inside_the_settles_write_waits_for_it_and_settles_once(
     store: Store, ledger: Ledger
 ) -> None:
     gate = GatedStore(store)
-    meter = Meter(gate, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
+    meter = Meter(gate, lambda: NOW, hold_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
     held = await admitted(meter)
     gate.door.clear()
 
@@ -107,7 +107,7 @@ async def test_a_cancellation_inside_the_settles_write_waits_for_it_and_settles_
 
 
 async def test_an_exit_before_the_upstream_answered_releases_the_hold(store: Store, ledger: Ledger) -> None:
-    meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    meter = Meter(store, lambda: NOW, hold_ttl=timedelta(minutes=15))
     held = await admitted(meter)
 
     async def request() -> None:
@@ -123,7 +123,7 @@ async def test_an_exit_before_the_upstream_answered_releases_the_hold(store: Sto
 async def test_an_exit_after_the_upstream_answered_charges_the_bound_of_what_came_back(
     store: Store, ledger: Ledger
 ) -> None:
-    meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    meter = Meter(store, lambda: NOW, hold_ttl=timedelta(minutes=15))
     held = await admitted(meter)
 
     async def request() -> None:
@@ -144,7 +144,7 @@ async def test_a_settlement_the_store_could_not_take_is_written_by_the_sweep_onc
     store: Store, ledger: Ledger
 ) -> None:
     gate = GatedStore(store)
-    meter = Meter(gate, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
+    meter = Meter(gate, lambda: NOW, hold_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
     held = await admitted(meter)
     gate.down = True
 
@@ -166,7 +166,7 @@ async def test_a_settlement_the_store_could_not_take_is_written_by_the_sweep_onc
 async def test_usage_that_claims_nothing_for_text_that_came_back_is_charged_the_bound(
     store: Store, ledger: Ledger
 ) -> None:
-    meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    meter = Meter(store, lambda: NOW, hold_ttl=timedelta(minutes=15))
     held = await admitted(meter)
     held.answered = True
     held.output_bytes = 10

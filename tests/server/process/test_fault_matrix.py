@@ -323,7 +323,7 @@ def allow_connections(database: str) -> None:
 def test_postgresql_refusing_connections_is_a_503_and_a_stream_it_cuts_is_charged_what_it_relayed(
     tmp_path: Path, standin_env: dict[str, str]
 ) -> None:
-    env = standin_env | WHOLE_OUTPUT_HOLDS | {"WATTFARE_RESERVATION_TTL_SECONDS": "5"}
+    env = standin_env | WHOLE_OUTPUT_HOLDS | {"WATTFARE_HOLD_TTL_SECONDS": "5"}
     with (
         postgres.fresh_database() as url,
         wattfare_process(tmp_path, env=env, database_url=url, test_cap_usd="1") as server,

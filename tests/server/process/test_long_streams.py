@@ -1,4 +1,4 @@
-"""A stream may outlive the reservation TTL: its hold is renewed while it runs, so it is never swept as dead."""
+"""A stream may outlive the hold TTL: its hold is renewed while it runs, so it is never swept as dead."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ pytestmark = pytest.mark.xdist_group("long_streams")
 SLOW = {"model": "standin/slow", "messages": [{"role": "user", "content": "Take your time."}], "stream": True}
 
 
-def test_a_stream_longer_than_the_reservation_ttl_is_charged_its_usage_not_expired(
+def test_a_stream_longer_than_the_hold_ttl_is_charged_its_usage_not_expired(
     tmp_path: Path, standin_env: dict[str, str]
 ) -> None:
     # TTL 2 s against a ~10 s stream: without renewal the sweeper would settle the hold as `expired` mid-way.
-    env = standin_env | {"WATTFARE_RESERVATION_TTL_SECONDS": "2"}
+    env = standin_env | {"WATTFARE_HOLD_TTL_SECONDS": "2"}
     user = f"user-{uuid.uuid4().hex[:12]}"
     with (
         wattfare_process(tmp_path, env=env) as server,

@@ -1,4 +1,4 @@
-"""Parallel requests under one cap: no reservation trap, no silent truncation (real `wattfare serve` processes).
+"""Parallel requests under one cap: no hold trap, no silent truncation (real `wattfare serve` processes).
 
 The issue's case: a $5 cap, a model at Claude Sonnet's prices ($3/M prompt, $15/M completion, 64k tokens of
 output), 32 parallel requests without `max_tokens`, each answered with 200 tokens over two seconds so they

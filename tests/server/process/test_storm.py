@@ -279,7 +279,7 @@ async def test_chaos_of_failing_and_abandoned_requests_never_breaks_a_cap(deploy
     books = deployment.books
     # Abandoned streams settle as their servers notice the hang-up: give them a moment.
     with anyio.fail_after(5):
-        while books.open_reservations():
+        while books.open_holds():
             await anyio.sleep(0.05)
     books.assert_balanced()
     account = books.account(user)

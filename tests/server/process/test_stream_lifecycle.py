@@ -128,10 +128,8 @@ def test_revocation_made_by_another_server_process_ends_the_stream(tmp_path: Pat
         books.assert_balanced()
 
 
-def test_reservation_of_a_killed_server_expires_at_its_reserved_amount(
-    tmp_path: Path, standin_env: dict[str, str]
-) -> None:
-    env = standin_env | {"WATTFARE_RESERVATION_TTL_SECONDS": "1"}
+def test_hold_of_a_killed_server_expires_at_its_reserved_amount(tmp_path: Path, standin_env: dict[str, str]) -> None:
+    env = standin_env | {"WATTFARE_HOLD_TTL_SECONDS": "1"}
     books, user = Ledger(tmp_path / "wattfare.db"), new_user()
     with wattfare_process(tmp_path, env=env) as doomed, api_client(doomed) as client:
         secret = doomed.secret
@@ -148,7 +146,7 @@ def test_reservation_of_a_killed_server_expires_at_its_reserved_amount(
             doomed.process.wait(5)
             with pytest.raises(httpx.TransportError):
                 list(lines)
-        # Nothing settled it: the process died holding the reservation.
+        # Nothing settled it: the process died holding the hold.
         assert books.hold(request_id) == hold
         assert books.entry(request_id) is None
 

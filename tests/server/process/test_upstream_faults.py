@@ -67,7 +67,7 @@ def assert_nothing_charged(books: Ledger, user: str) -> None:
     entries = books.entries(user)
     assert entries, "the request should have been reserved and released"
     assert {(entry.kind, entry.amount) for entry in entries} == {("released", 0)}
-    assert books.open_reservations() == 0
+    assert books.open_holds() == 0
 
 
 def requests_for(standin: StandIn, model: str) -> int:

@@ -81,7 +81,7 @@ async def hold_for(meter: Meter) -> HeldRequest:
 async def test_a_one_read_stream_writes_its_first_token_at_once_and_all_before_the_settle(store: Store) -> None:
     sent: list[bytes] = []
     ledger = SlowLedger(store, sent)
-    meter = Meter(ledger, lambda: NOW, reservation_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
+    meter = Meter(ledger, lambda: NOW, hold_ttl=timedelta(minutes=15))  # type: ignore[arg-type]
     held = await hold_for(meter)
     hold = held.hold
 

@@ -184,7 +184,7 @@ def test_fuzzed_completions_never_5xx_and_refusals_never_touch_the_books(
     assert response.status_code < 500, response.text
     if response.status_code == 200:
         assert after.ledger_rows == before.ledger_rows + 1
-        assert after.reservations == before.reservations
+        assert after.holds == before.holds
         assert after.spent - before.spent == after.ledger_amount - before.ledger_amount
     else:
         assert response.json()["error"]["code"]

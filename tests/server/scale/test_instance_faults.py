@@ -69,10 +69,10 @@ async def test_holds_of_an_instance_killed_mid_stream_expire_after_its_restart(
     database_url: str, tmp_path: Path, standin_env: dict[str, str]
 ) -> None:
     app = await provision_async(database_url)
-    env = standin_env | {"WATTFARE_DATABASE_URL": database_url, "WATTFARE_RESERVATION_TTL_SECONDS": str(TTL_SECONDS)}
+    env = standin_env | {"WATTFARE_DATABASE_URL": database_url, "WATTFARE_HOLD_TTL_SECONDS": str(TTL_SECONDS)}
     books, user, streams = AsyncLedger(database_url), f"doomed-{uuid.uuid4().hex[:8]}", 3
     # A second instance on the same database keeps serving while the first is dead (its own holds last 15 min).
-    survivor = await start("survivor", tmp_path, env | {"WATTFARE_RESERVATION_TTL_SECONDS": "900"})
+    survivor = await start("survivor", tmp_path, env | {"WATTFARE_HOLD_TTL_SECONDS": "900"})
     doomed = await start("doomed", tmp_path, env)
     try:
         request_ids: list[str] = []
@@ -108,7 +108,7 @@ async def test_holds_of_an_instance_killed_mid_stream_expire_after_its_restart(
             await anyio.to_thread.run_sync(doomed.kill_hard)
             killed_at = time.monotonic()
         assert len(cut_off) == streams
-        # Nothing settled them: the process died holding its reservations.
+        # Nothing settled them: the process died holding its holds.
         for request_id, hold in holds.items():
             assert await books.hold(request_id) == hold
             assert await books.entry(request_id) is None
@@ -161,7 +161,7 @@ async def test_holds_of_an_instance_killed_mid_stream_expire_after_its_restart(
         [
             ("instances on the database", "2 (one killed with SIGKILL mid-stream, then restarted; one serving on)"),
             ("streams in flight when the instance was killed", streams),
-            ("WATTFARE_RESERVATION_TTL_SECONDS", TTL_SECONDS),
+            ("WATTFARE_HOLD_TTL_SECONDS", TTL_SECONDS),
             ("holds left by the dead process", f"{streams}, untouched until the restart"),
             (
                 "time from `kill -9` to the last hold settled `expired` at its reserved amount",
@@ -197,7 +197,7 @@ async def test_database_down_fails_closed_with_503_and_recovers(
     app = await provision_async(database_url)
     env = standin_env | {
         "WATTFARE_DATABASE_URL": through(database_url, forwarder.port),
-        "WATTFARE_RESERVATION_TTL_SECONDS": str(TTL_SECONDS),
+        "WATTFARE_HOLD_TTL_SECONDS": str(TTL_SECONDS),
     }
     books, user = AsyncLedger(database_url), f"outage-{uuid.uuid4().hex[:8]}"
     headers = {"Wattfare-User": user}

@@ -235,7 +235,7 @@ async def test_revocation_through_one_instance_stops_streams_on_the_others(deplo
 
     books = AsyncLedger(deployment.database_url)
     with anyio.fail_after(10):
-        while await books.open_reservations(user):
+        while await books.open_holds(user):
             await anyio.sleep(0.1)
     account = (await books.assert_balanced(user))[0]
     entries = await books.entries(app_user_prefix=user)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from wattfare.server.store import open_store
-from wattfare.server.store.records import NewReservation, Settlement
+from wattfare.server.store.records import NewHold, Settlement
 from wattfare.server.store.sqlite import SQLiteStore
 from wattfare.server.store.sqlite.checkpoints import Checkpointer
 
@@ -29,7 +29,7 @@ async def test_commits_never_checkpoint_and_the_thread_does_it(tmp_path: Path) -
         store._checkpointer.stop()  # type: ignore[union-attr]  # pyright: ignore[reportPrivateUsage]
         pages_before = _database_pages(path)
         for index in range(1500):  # ~20 pages per request: far past SQLite's 1,000-page autocheckpoint
-            hold = NewReservation(f"req_{index}", conn.id, "2026-11", 10, "m", NOW, NOW + timedelta(minutes=15))
+            hold = NewHold(f"req_{index}", conn.id, "2026-11", 10, "m", NOW, NOW + timedelta(minutes=15))
             assert await store.try_reserve(hold)
             await store.settle(Settlement(hold.id, 5), NOW)
         # No COMMIT checkpointed: the database file is as it was and everything is still in the WAL.

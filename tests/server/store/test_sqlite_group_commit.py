@@ -22,7 +22,7 @@ from wattfare.server.billing.hold import HeldRequest
 from wattfare.server.billing.meter import Meter
 from wattfare.server.billing.pricebook import load_snapshot, price_models
 from wattfare.server.store import StoreUnavailableError, open_store
-from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settlement
+from wattfare.server.store.records import Connection, KeyRecord, NewHold, Settlement
 from wattfare.server.store.sqlite import SQLiteStore
 from wattfare.server.store.sqlite.group_commit import GroupCommit
 
@@ -51,9 +51,9 @@ def transactions(store: SQLiteStore) -> GroupCommit:
     return store._transactions  # pyright: ignore[reportPrivateUsage]  # the test watches the queue
 
 
-def reservation(connection_id: str, amount: int, reservation_id: str | None = None) -> NewReservation:
+def hold(connection_id: str, amount: int, hold_id: str | None = None) -> NewHold:
     expires = NOW + timedelta(minutes=15)
-    return NewReservation(reservation_id or f"req_{uuid.uuid4().hex}", connection_id, WINDOW, amount, "m", NOW, expires)
+    return NewHold(hold_id or f"req_{uuid.uuid4().hex}", connection_id, WINDOW, amount, "m", NOW, expires)
 
 
 async def connection(store: SQLiteStore, user: str, cap: int = 1_000_000) -> Connection:
@@ -65,7 +65,7 @@ async def test_writes_of_one_turn_share_one_commit_and_each_gets_its_own_answer(
     statements: list[str] = []
     raw(store).set_trace_callback(statements.append)
     # 12 reserves of 100 against a cap of 1,000, all issued in the same loop turn: exactly 10 fit.
-    holds = [reservation(conn.id, 100) for _ in range(12)]
+    holds = [hold(conn.id, 100) for _ in range(12)]
     answers = await asyncio.gather(*(store.try_reserve(hold) for hold in holds))
     raw(store).set_trace_callback(None)
 
@@ -83,10 +83,10 @@ async def test_writes_of_one_turn_share_one_commit_and_each_gets_its_own_answer(
 
 async def test_a_failing_write_undoes_only_itself(store: SQLiteStore) -> None:
     conn = await connection(store, "u1")
-    first = reservation(conn.id, 100)
+    first = hold(conn.id, 100)
     assert await store.try_reserve(first)
-    neighbour = reservation(conn.id, 200)
-    duplicate = reservation(conn.id, 300, reservation_id=first.id)  # its INSERT fails after its UPDATE ran
+    neighbour = hold(conn.id, 200)
+    duplicate = hold(conn.id, 300, hold_id=first.id)  # its INSERT fails after its UPDATE ran
 
     results = await asyncio.gather(store.try_reserve(neighbour), store.try_reserve(duplicate), return_exceptions=True)
 
@@ -99,9 +99,7 @@ async def test_a_failing_write_undoes_only_itself(store: SQLiteStore) -> None:
 
 async def test_a_failed_commit_fails_every_write_of_the_group_and_keeps_none(store: SQLiteStore) -> None:
     conn = await connection(store, "u1")
-    writes: list[Awaitable[object]] = [
-        asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100))) for _ in range(3)
-    ]
+    writes: list[Awaitable[object]] = [asyncio.ensure_future(store.try_reserve(hold(conn.id, 100))) for _ in range(3)]
 
     def sabotage(db: sqlite3.Connection) -> None:
         # A deferred foreign key fails only at COMMIT: the whole group must go with it.
@@ -116,8 +114,8 @@ async def test_a_failed_commit_fails_every_write_of_the_group_and_keeps_none(sto
     snapshot = await store.budget("app_a", "test", "u1", WINDOW)
     assert snapshot is not None
     assert snapshot.reserved == 0
-    assert raw(store).execute("SELECT count(*) FROM reservations").fetchone() == (0,)
-    assert await store.try_reserve(reservation(conn.id, 100))  # the next group works
+    assert raw(store).execute("SELECT count(*) FROM holds").fetchone() == (0,)
+    assert await store.try_reserve(hold(conn.id, 100))  # the next group works
 
 
 async def test_no_writer_resumes_before_the_commit(store: SQLiteStore) -> None:
@@ -126,7 +124,7 @@ async def test_no_writer_resumes_before_the_commit(store: SQLiteStore) -> None:
     raw(store).set_trace_callback(events.append)
 
     async def reserve_and_note(index: int) -> None:
-        assert await store.try_reserve(reservation(conn.id, 10))
+        assert await store.try_reserve(hold(conn.id, 10))
         events.append(f"resumed {index}")
 
     await asyncio.gather(*(reserve_and_note(index) for index in range(5)))
@@ -138,7 +136,7 @@ async def test_no_writer_resumes_before_the_commit(store: SQLiteStore) -> None:
 
 async def test_a_waiting_group_is_invisible_and_holds_no_lock_until_its_flush(store: SQLiteStore) -> None:
     conn = await connection(store, "u1")
-    grouped = asyncio.ensure_future(store.try_reserve(reservation(conn.id, 100)))
+    grouped = asyncio.ensure_future(store.try_reserve(hold(conn.id, 100)))
     while not transactions(store).pending:
         await asyncio.sleep(0)
 
@@ -158,7 +156,7 @@ async def test_a_waiting_group_is_invisible_and_holds_no_lock_until_its_flush(st
 
 
 async def test_a_reserve_cancelled_while_its_group_commits_leaves_no_hold(store: SQLiteStore) -> None:
-    meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    meter = Meter(store, lambda: NOW, hold_ttl=timedelta(minutes=15))
     key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
     model = price_models(load_snapshot())["openai/gpt-4o-mini"]
     warm = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
@@ -177,14 +175,14 @@ async def test_a_reserve_cancelled_while_its_group_commits_leaves_no_hold(store:
     snapshot = await store.budget("app_a", "test", "u1", WINDOW)
     assert snapshot is not None
     assert snapshot.reserved == 0
-    assert raw(store).execute("SELECT count(*) FROM reservations").fetchone() == (0,)
+    assert raw(store).execute("SELECT count(*) FROM holds").fetchone() == (0,)
     released = raw(store).execute("SELECT kind, amount FROM ledger WHERE request_id = 'req_cancelled'").fetchall()
     assert released == [("released", 0)]
 
 
 async def test_a_known_users_request_runs_the_fewest_statements(store: SQLiteStore) -> None:
     """The hot path's SQL, statement by statement: a regression here costs every request."""
-    meter = Meter(store, lambda: NOW, reservation_ttl=timedelta(minutes=15))
+    meter = Meter(store, lambda: NOW, hold_ttl=timedelta(minutes=15))
     key = KeyRecord(key_id="key_a", app_id="app_a", app_name="A", mode="test", default_test_cap=10**12)
     model = price_models(load_snapshot())["openai/gpt-4o-mini"]
     first = await meter.reserve(key, "u1", model, prompt_token_bound=10, requested_max_tokens=5)
@@ -203,12 +201,12 @@ async def test_a_known_users_request_runs_the_fewest_statements(store: SQLiteSto
         "BEGIN IMMEDIATE",
         "SAVEPOINT grouped_write",
         "UPDATE counters SET",  # the cap guard
-        "INSERT INTO reservations",
+        "INSERT INTO holds",
         "RELEASE grouped_write",
         "COMMIT",
         "BEGIN IMMEDIATE",
         "SAVEPOINT grouped_write",
-        "DELETE FROM reservations",
+        "DELETE FROM holds",
         "SELECT c.app_id, c.mode,",
         "UPDATE counters SET",
         "INSERT INTO ledger",  # no credit-hold lookup: the hold took none

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from wattfare.server.store import Store, open_store
-from wattfare.server.store.records import NewReservation, Settlement
+from wattfare.server.store.records import NewHold, Settlement
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -33,8 +33,8 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         await store.close()
 
 
-def reservation(connection_id: str, amount: int, *, created: datetime = NOW, ttl: int = 900) -> NewReservation:
-    return NewReservation(
+def new_hold(connection_id: str, amount: int, *, created: datetime = NOW, ttl: int = 900) -> NewHold:
+    return NewHold(
         f"req_{uuid.uuid4().hex}", connection_id, WINDOW, amount, "m", created, created + timedelta(seconds=ttl)
     )
 
@@ -43,11 +43,11 @@ async def test_migrations_are_idempotent(store: Store) -> None:
     assert await store.upgrade() == []
 
 
-async def test_a_reservation_that_fits_is_held_and_one_that_does_not_is_refused(store: Store) -> None:
+async def test_a_hold_that_fits_is_held_and_one_that_does_not_is_refused(store: Store) -> None:
     conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
-    assert await store.try_reserve(reservation(conn.id, 600))
-    assert not await store.try_reserve(reservation(conn.id, 401))
-    assert await store.try_reserve(reservation(conn.id, 400))
+    assert await store.try_reserve(new_hold(conn.id, 600))
+    assert not await store.try_reserve(new_hold(conn.id, 401))
+    assert await store.try_reserve(new_hold(conn.id, 400))
     snapshot = await store.budget("app_a", "test", "u1", WINDOW)
     assert snapshot is not None
     assert (snapshot.spent, snapshot.reserved, snapshot.remaining) == (0, 1000, 0)
@@ -55,7 +55,7 @@ async def test_a_reservation_that_fits_is_held_and_one_that_does_not_is_refused(
 
 async def test_settling_swaps_the_hold_for_the_charge_once_and_never_charges_above_the_hold(store: Store) -> None:
     conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
-    hold = reservation(conn.id, 500)
+    hold = new_hold(conn.id, 500)
     assert await store.try_reserve(hold)
     settled = await store.settle(Settlement(hold.id, 900, prompt_tokens=3, completion_tokens=4), NOW)
     assert settled is not None
@@ -71,7 +71,7 @@ async def test_settling_swaps_the_hold_for_the_charge_once_and_never_charges_abo
 async def test_a_revoked_connection_cannot_reserve(store: Store) -> None:
     conn = await store.approve_connection("c1", "app_a", "u1", "live", 1000, NOW)
     assert await store.revoke_connection("app_a", "live", "u1", NOW) is not None
-    assert not await store.try_reserve(reservation(conn.id, 1))
+    assert not await store.try_reserve(new_hold(conn.id, 1))
     assert await store.connection_states([conn.id]) == {conn.id: "revoked"}
 
 
@@ -92,13 +92,13 @@ async def test_ensure_connection_keeps_an_existing_one_even_when_revoked(store: 
     assert (kept.id, kept.state, kept.cap) == ("c1", "revoked", 1000)
 
 
-async def test_expired_reservations_are_listed_for_the_sweeper(store: Store) -> None:
+async def test_expired_holds_are_listed_for_the_sweeper(store: Store) -> None:
     conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
-    dead = reservation(conn.id, 100, created=NOW - timedelta(hours=1), ttl=60)
-    alive = reservation(conn.id, 100)
+    dead = new_hold(conn.id, 100, created=NOW - timedelta(hours=1), ttl=60)
+    alive = new_hold(conn.id, 100)
     assert await store.try_reserve(dead)
     assert await store.try_reserve(alive)
-    assert [r.id for r in await store.expired_reservations(NOW)] == [dead.id]
+    assert [r.id for r in await store.expired_holds(NOW)] == [dead.id]
 
 
 async def test_secrets_are_set_once(store: Store) -> None:
@@ -109,7 +109,7 @@ async def test_secrets_are_set_once(store: Store) -> None:
 
 async def test_rebuilding_counters_from_the_ledger_repairs_drift(store: Store, database_url: str) -> None:
     conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
-    hold = reservation(conn.id, 300)
+    hold = new_hold(conn.id, 300)
     assert await store.try_reserve(hold)
     await store.settle(Settlement(hold.id, 250), NOW)
     assert await store.rebuild_counters() == 0
@@ -127,13 +127,13 @@ async def test_rebuilding_counters_from_the_ledger_repairs_drift(store: Store, d
     assert snapshot.spent == 250
 
 
-async def test_concurrent_reservations_never_hold_more_than_the_cap(store: Store) -> None:
+async def test_concurrent_holds_never_hold_more_than_the_cap(store: Store) -> None:
     """200 racing reserve/settle cycles against one small cap: spent + reserved never passes it."""
     cap = 10_000
     conn = await store.approve_connection("c1", "app_a", "u1", "test", cap, NOW)
 
     async def cycle(i: int) -> bool:
-        hold = reservation(conn.id, 300 + i % 7)
+        hold = new_hold(conn.id, 300 + i % 7)
         if not await store.try_reserve(hold):
             return False
         await asyncio.sleep(0)
@@ -152,7 +152,7 @@ async def test_concurrent_reservations_never_hold_more_than_the_cap(store: Store
 
 async def test_a_cap_lowered_while_a_request_runs_still_bounds_its_charge(store: Store) -> None:
     conn = await store.approve_connection("c1", "app_a", "u1", "live", 1000, NOW)
-    hold = reservation(conn.id, 800)
+    hold = new_hold(conn.id, 800)
     assert await store.try_reserve(hold)
     await store.approve_connection("c1", "app_a", "u1", "live", 300, NOW)  # the member lowers the cap
     settled = await store.settle(Settlement(hold.id, 700), NOW)
@@ -162,13 +162,13 @@ async def test_a_cap_lowered_while_a_request_runs_still_bounds_its_charge(store:
     assert rows[0].cost == 300
     # Once at the cap, nothing more is charged, whatever the request cost.
     conn = await store.approve_connection("c1", "app_a", "u1", "live", 300, NOW)
-    assert not await store.try_reserve(reservation(conn.id, 1))
+    assert not await store.try_reserve(new_hold(conn.id, 1))
 
 
 async def test_renewing_a_live_hold_keeps_it_from_the_sweeper(store: Store) -> None:
     conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
-    running = reservation(conn.id, 100, created=NOW - timedelta(hours=1), ttl=60)
+    running = new_hold(conn.id, 100, created=NOW - timedelta(hours=1), ttl=60)
     assert await store.try_reserve(running)
-    assert [r.id for r in await store.expired_reservations(NOW)] == [running.id]
-    assert await store.renew_reservations([running.id, "req_gone"], NOW + timedelta(minutes=15)) == 1
-    assert await store.expired_reservations(NOW) == []
+    assert [r.id for r in await store.expired_holds(NOW)] == [running.id]
+    assert await store.renew_holds([running.id, "req_gone"], NOW + timedelta(minutes=15)) == 1
+    assert await store.expired_holds(NOW) == []

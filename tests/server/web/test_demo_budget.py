@@ -74,7 +74,7 @@ def test_a_reply_the_cap_did_not_shorten_has_no_notice(tmp_path: Path, chromium:
 
 
 def test_the_budget_shows_what_a_running_reply_holds_then_lets_it_go(tmp_path: Path, chromium: Chromium) -> None:
-    # `standin/slow`: 50 tokens 100 ms apart, so the reply holds its reservation for five seconds.
+    # `standin/slow`: 50 tokens 100 ms apart, so the reply holds its hold for five seconds.
     with run_standin(slow_delay=0.1) as standin:
         upstream = {
             "WATTFARE_UPSTREAM": "openai-compatible",

@@ -19,7 +19,7 @@ import pytest
 from tests.server.web.pages_client import approve, pages, sign_up
 from wattfare.server.store import Store, open_store
 from wattfare.server.store.account_records import CreditBalance
-from wattfare.server.store.records import NewReservation, Settlement
+from wattfare.server.store.records import NewHold, Settlement
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -39,10 +39,8 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         await store.close()
 
 
-def hold(connection_id: str, amount: int, *, ttl: int = 900) -> NewReservation:
-    return NewReservation(
-        f"req_{uuid.uuid4().hex}", connection_id, WINDOW, amount, "m", NOW, NOW + timedelta(seconds=ttl)
-    )
+def hold(connection_id: str, amount: int, *, ttl: int = 900) -> NewHold:
+    return NewHold(f"req_{uuid.uuid4().hex}", connection_id, WINDOW, amount, "m", NOW, NOW + timedelta(seconds=ttl))
 
 
 async def connection(store: Store, cap: int) -> str:
@@ -91,7 +89,7 @@ async def test_a_dead_credited_hold_is_swept_and_charged_to_the_credits_too(stor
     await store.grant_credits("mem_a", 800, "test", NOW)
     dead = hold(conn, 250, ttl=1)
     assert await store.try_reserve_credited(dead, "mem_a")
-    [expired] = await store.expired_reservations(NOW + timedelta(seconds=5))
+    [expired] = await store.expired_holds(NOW + timedelta(seconds=5))
     await store.settle(Settlement(expired.id, expired.amount, kind="expired"), NOW)
     assert await store.credit_balance("mem_a") == CreditBalance(800, 250, 0)
 

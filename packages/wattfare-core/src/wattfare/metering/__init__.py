@@ -2,13 +2,13 @@
 
 Nothing here performs I/O or reads a clock: callers pass instants and budgets in, and get values back
 (`Allowed` or `Refused`, a `Charge`). The cap guarantee rests on two facts proved by the tests: an
-admitted reservation fits under the cap, and a settled charge never exceeds its reservation.
+admitted hold fits under the cap, and a settled charge never exceeds its hold.
 
 Typical flow in the proxy::
 
     pricing = parse_pricing(model["pricing"])
     bound = prompt_token_bound(body["messages"], body.get("tools"), body.get("response_format"))
-    decision = decide_reservation(
+    decision = decide_admission(
         budget,
         pricing.worst_case(now, bound),
         prompt_token_bound=bound,
@@ -24,6 +24,7 @@ Typical flow in the proxy::
 
 from __future__ import annotations
 
+from wattfare.metering.admission import Allowed, Budget, Refused, decide_admission
 from wattfare.metering.bounds import (
     BASE_TOKEN_ALLOWANCE,
     IMAGE_TOKEN_ALLOWANCE,
@@ -41,7 +42,6 @@ from wattfare.metering.money import (
     usd_to_nanos,
 )
 from wattfare.metering.prices import ModelPricing, PriceOverride, PriceSet, UnpricedModelError, parse_pricing
-from wattfare.metering.reservation import Allowed, Budget, Refused, decide_reservation
 from wattfare.metering.settlement import Charge, MeteredUsage, charge_for, cost_of, trusted_usage
 from wattfare.metering.window import Window, window_containing
 
@@ -66,7 +66,7 @@ __all__ = [
     "cap_from_usd_text",
     "charge_for",
     "cost_of",
-    "decide_reservation",
+    "decide_admission",
     "image_part_count",
     "nanos_to_json_number",
     "nanos_to_usd",

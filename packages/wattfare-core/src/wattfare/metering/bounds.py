@@ -1,6 +1,6 @@
 """Prompt-token bounds: an upper bound on a request's prompt tokens that holds for every tokenizer.
 
-Reservations must cover the worst case before the upstream has counted anything, and Wattfare does
+Holds must cover the worst case before the upstream has counted anything, and Wattfare does
 not know which tokenizer a model uses. Byte-level tokenizers (BPE over UTF-8, SentencePiece with byte
 fallback) never emit a token shorter than one byte, so a text has at most as many tokens as UTF-8
 bytes. The bound below is the length of a compact JSON encoding of the messages (which is at least
@@ -31,7 +31,7 @@ BASE_TOKEN_ALLOWANCE: int = 64
 IMAGE_TOKEN_ALLOWANCE: int = 8192
 """Tokens allowed per image, audio or file part. Generous for images (current vision models tile a
 high-resolution image into a few thousand tokens at most); long audio or large documents can exceed
-it, in which case the settled cost may exceed the reservation and the excess is absorbed, never
+it, in which case the settled cost may exceed the hold and the excess is absorbed, never
 charged beyond the cap (see `charge_for`)."""
 
 _MEDIA_PART_TYPES = frozenset({"image_url", "input_audio", "file"})

@@ -7,7 +7,7 @@ crosses an edge (a price string, a JSON number), and a ``float`` is never accept
 Roundings are named for the direction they move an amount on the number line, so they mean the same
 thing for refunds (negative amounts) as for charges:
 
-* ``"up"``: toward +infinity (worst-case reservations, which must never be short);
+* ``"up"``: toward +infinity (worst-case holds, which must never be short);
 * ``"down"``: toward -infinity (what a budget affords);
 * ``"half_up"``: to the nearest nano, ties away from zero (settled costs).
 """

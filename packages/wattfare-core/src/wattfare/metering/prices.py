@@ -208,7 +208,7 @@ class ModelPricing:
 
         Takes the default and every override whose time conditions hold at ``when`` and whose
         ``min_prompt_tokens`` (if any) is below the bound, so each key is at least what `at` gives for
-        any actual prompt size up to ``prompt_token_bound``. Used to price reservations.
+        any actual prompt size up to ``prompt_token_bound``. Used to price holds.
 
         Args:
             when: A timezone-aware instant (converted to UTC).

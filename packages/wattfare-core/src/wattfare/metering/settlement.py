@@ -1,7 +1,7 @@
 """Settlement: what a finished request actually cost, and how much of it the ledger charges.
 
-A settled charge replaces the request's reservation and never exceeds it, nor the cap in force when it
-settles: the reservation was admitted under the cap, so charging at most that much keeps settled spend
+A settled charge replaces the request's hold and never exceeds it, nor the cap in force when it
+settles: the hold was admitted under the cap, so charging at most that much keeps settled spend
 under the cap whatever the upstream reports. Any excess is absorbed (the operator's loss), recorded apart
 from the member's spend. `charge_for` is that rule, and both stores run it inside their settle transaction.
 """
@@ -47,8 +47,8 @@ class Charge:
     """How a settled cost is booked.
 
     Attributes:
-        charged: Nano-USD charged to the member's spend (at most the reservation).
-        absorbed: Nano-USD above the reservation, absorbed by the operator.
+        charged: Nano-USD charged to the member's spend (at most the hold).
+        absorbed: Nano-USD above the hold, absorbed by the operator.
     """
 
     charged: int
@@ -102,7 +102,7 @@ def charge_for(cost: int, *, held: int, cap: int, spent: int) -> Charge:
 
     Args:
         cost: The request's cost in nano-USD (see `cost_of` and `trusted_usage`); a negative cost charges nothing.
-        held: The reservation being settled, in nano-USD.
+        held: The hold being settled, in nano-USD.
         cap: The connection's cap in force at settlement, in nano-USD.
         spent: What the window had settled before this request, in nano-USD.
 
@@ -113,7 +113,7 @@ def charge_for(cost: int, *, held: int, cap: int, spent: int) -> Charge:
         ValueError: ``held`` is negative.
     """
     if held < 0:
-        raise ValueError(f"a reservation must not be negative: {held}")
+        raise ValueError(f"a hold must not be negative: {held}")
     cost = max(0, cost)
     charged = min(cost, held, max(0, cap - spent))
     return Charge(charged=charged, absorbed=cost - charged)

@@ -40,7 +40,7 @@ class Services:
         self.meter = Meter(
             self.store,
             self.clock,
-            reservation_ttl=timedelta(seconds=self.settings.reservation_ttl_seconds),
+            hold_ttl=timedelta(seconds=self.settings.hold_ttl_seconds),
             allowances=OutputAllowances(
                 chat=self.settings.output_allowance_tokens, reasoning=self.settings.reasoning_output_allowance_tokens
             ),

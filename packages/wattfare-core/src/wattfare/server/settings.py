@@ -30,7 +30,7 @@ class Settings:
         signing_secret: HMAC key for session tokens; None = generated once and kept in the database.
         max_body_bytes: larger request bodies are refused with 413.
         default_test_cap: the cap (nano-USD) a test-mode connection gets when the app suggested none.
-        reservation_ttl_seconds: a reservation older than this is presumed dead and settled conservatively.
+        hold_ttl_seconds: a hold older than this is presumed dead and settled conservatively.
         upstream_timeout_seconds: read timeout towards the upstream.
         price_refresh_seconds: how often model prices are re-read from the upstream.
         database_pool_size: PostgreSQL connections per process at most (instances x workers x this must stay
@@ -56,7 +56,7 @@ class Settings:
     signing_secret: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     default_test_cap: int = usd_to_nanos("10")
-    reservation_ttl_seconds: int = 900
+    hold_ttl_seconds: int = 900
     upstream_timeout_seconds: float = 300.0
     price_refresh_seconds: int = 3600
     database_pool_size: int = 10
@@ -94,7 +94,11 @@ class Settings:
             "signing_secret": env.get("WATTFARE_SIGNING_SECRET") or None,
             "max_body_bytes": int(env.get("WATTFARE_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
             "default_test_cap": usd_to_nanos(env.get("WATTFARE_TEST_DEFAULT_CAP_USD", "10")),
-            "reservation_ttl_seconds": int(env.get("WATTFARE_RESERVATION_TTL_SECONDS", "900")),
+            # WATTFARE_RESERVATION_TTL_SECONDS is the name before holds had one word; still read, so a deployment's
+            # setting survives the upgrade.
+            "hold_ttl_seconds": int(
+                env.get("WATTFARE_HOLD_TTL_SECONDS", env.get("WATTFARE_RESERVATION_TTL_SECONDS", "900"))
+            ),
             "upstream_timeout_seconds": float(env.get("WATTFARE_UPSTREAM_TIMEOUT_SECONDS", "300")),
             "price_refresh_seconds": int(env.get("WATTFARE_PRICE_REFRESH_SECONDS", "3600")),
             "database_pool_size": int(env.get("WATTFARE_DATABASE_POOL_SIZE", "10")),

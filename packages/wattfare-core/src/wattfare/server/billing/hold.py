@@ -52,7 +52,7 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A reservation in force for one request."""
+    """A hold in force for one request."""
 
     id: str
     connection: Connection

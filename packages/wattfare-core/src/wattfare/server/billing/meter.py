@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from wattfare.metering import Allowed, Budget, decide_reservation, window_containing
+from wattfare.metering import Allowed, Budget, decide_admission, window_containing
 from wattfare.server.access.keys import new_id, new_request_id
 from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
 from wattfare.server.billing.pricebook import PricedModel
 from wattfare.server.periodic import Periodic
 from wattfare.server.store.protocols import MeteringStore, StoreUnavailableError
-from wattfare.server.store.records import Connection, KeyRecord, NewReservation, Settled, Settlement
+from wattfare.server.store.records import Connection, KeyRecord, NewHold, Settled, Settlement
 
 log = logging.getLogger("wattfare.meter")
 
@@ -60,14 +60,14 @@ class Meter:
         store: MeteringStore,
         clock: Clock,
         *,
-        reservation_ttl: timedelta,
+        hold_ttl: timedelta,
         allowances: OutputAllowances | None = None,
         busy_wait: timedelta = timedelta(seconds=2),
     ) -> None:
         """Meter against `store`, reading time only from `clock`."""
         self._store = store
         self._clock = clock
-        self._ttl = reservation_ttl
+        self._ttl = hold_ttl
         self._allowances = allowances or OutputAllowances()
         self._busy_wait = busy_wait.total_seconds()
         self._sweeper: Periodic | None = None
@@ -137,7 +137,7 @@ class Meter:
             affordable = snapshot.remaining
             if funding is not None and credited:
                 affordable = min(affordable, funding.credits_available)
-            decision = decide_reservation(
+            decision = decide_admission(
                 Budget(
                     cap=snapshot.spent + snapshot.reserved + affordable,
                     spent=snapshot.spent,
@@ -170,7 +170,7 @@ class Meter:
                         "The user's Wattfare credits are used up: they can add funding in their Wattfare account.",
                     )
                 return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
-            reservation = NewReservation(
+            new_hold = NewHold(
                 id=hold_id,
                 connection_id=snapshot.connection.id,
                 window_key=window.key,
@@ -181,9 +181,9 @@ class Meter:
             )
             try:
                 if funding is not None and credited:
-                    held = await self._store.try_reserve_credited(reservation, funding.member_id)
+                    held = await self._store.try_reserve_credited(new_hold, funding.member_id)
                 else:
-                    held = await self._store.try_reserve(reservation)
+                    held = await self._store.try_reserve(new_hold)
             except asyncio.CancelledError:
                 # A store may group commits, so the hold can commit after its caller was cancelled: give it
                 # back rather than let it expire at its full amount (a no-op if it never committed).
@@ -191,9 +191,9 @@ class Meter:
                     await asyncio.shield(self._store.settle(Settlement(hold_id, 0, kind="released"), self._clock()))
                 raise
             if held:
-                self._live.add(reservation.id)
+                self._live.add(hold_id)
                 hold = Hold(
-                    id=reservation.id,
+                    id=hold_id,
                     connection=snapshot.connection,
                     window=window,
                     amount=decision.reserve,
@@ -226,43 +226,43 @@ class Meter:
         try:
             settled = await self._store.settle(settlement, self._clock())
         except StoreUnavailableError:
-            self._deferred[settlement.reservation_id] = settlement
+            self._deferred[settlement.hold_id] = settlement
             raise
         except Exception:
             # A bug, not an outage: retrying cannot help. The hold is left to expire like a dead request's.
-            log.exception("settling %s failed", settlement.reservation_id)
-            self._live.discard(settlement.reservation_id)
+            log.exception("settling %s failed", settlement.hold_id)
+            self._live.discard(settlement.hold_id)
             raise
-        self._live.discard(settlement.reservation_id)
+        self._live.discard(settlement.hold_id)
         return settled
 
     async def _write_deferred(self) -> int:
         """Write the settlements the store could not take earlier; stop at the first that still fails."""
         written = 0
-        for reservation_id, settlement in list(self._deferred.items()):
+        for hold_id, settlement in list(self._deferred.items()):
             try:
                 await self._store.settle(settlement, self._clock())
             except StoreUnavailableError:
                 break
-            del self._deferred[reservation_id]
-            self._live.discard(reservation_id)
+            del self._deferred[hold_id]
+            self._live.discard(hold_id)
             written += 1
         if written:
             log.info("wrote %d settlements deferred by a store outage", written)
         return written
 
     async def sweep(self) -> int:
-        """Settle reservations whose request died with its server, conservatively (the reserved amount)."""
+        """Settle holds whose request died with its server, conservatively (the reserved amount)."""
         swept = 0
         if self._live:
-            await self._store.renew_reservations(list(self._live), self._clock() + self._ttl)
+            await self._store.renew_holds(list(self._live), self._clock() + self._ttl)
         if self._deferred:
             await self._write_deferred()
-        for dead in await self._store.expired_reservations(self._clock()):
+        for dead in await self._store.expired_holds(self._clock()):
             settled = await self._store.settle(Settlement(dead.id, dead.amount, kind="expired"), self._clock())
             swept += settled is not None
         if swept:
-            log.info("settled %d expired reservations at their reserved amount", swept)
+            log.info("settled %d expired holds at their reserved amount", swept)
         return swept
 
     def start_sweeping(self, every_seconds: float) -> None:

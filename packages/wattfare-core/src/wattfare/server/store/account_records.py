@@ -79,7 +79,7 @@ class CreditBalance:
 
     @property
     def available(self) -> int:
-        """What new reservations may still hold."""
+        """What new holds may still hold."""
         return max(0, self.granted - self.spent - self.reserved)
 
 

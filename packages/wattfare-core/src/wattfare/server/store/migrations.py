@@ -193,6 +193,17 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE apps ADD COLUMN output_allowance INTEGER",
         ),
     ),
+    (
+        6,
+        (
+            # One word for budget held by a request in flight: "hold" (the code says hold, reserve is the verb).
+            # SQLite cannot rename an index, so it is dropped and made again under the new name.
+            "ALTER TABLE reservations RENAME TO holds",
+            "DROP INDEX reservations_expiry",
+            "CREATE INDEX holds_expiry ON holds (expires_at)",
+            "ALTER TABLE credit_holds RENAME COLUMN reservation_id TO hold_id",
+        ),
+    ),
 )
 
 

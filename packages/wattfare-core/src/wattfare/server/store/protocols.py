@@ -30,7 +30,7 @@ from wattfare.server.store.records import (
     Connection,
     KeyRecord,
     Mode,
-    NewReservation,
+    NewHold,
     Settled,
     Settlement,
     UsageRow,
@@ -150,11 +150,11 @@ class Metering(Protocol):
         """Who pays for a connection; None when no member approved it (operator-funded)."""
         ...
 
-    async def try_reserve(self, reservation: NewReservation) -> bool:
+    async def try_reserve(self, hold: NewHold) -> bool:
         """Hold `amount` iff the connection is active and spent + reserved + amount <= cap; atomic."""
         ...
 
-    async def try_reserve_credited(self, reservation: NewReservation, member_id: str) -> bool:
+    async def try_reserve_credited(self, hold: NewHold, member_id: str) -> bool:
         """`try_reserve`, plus the same amount held on the member's credits, in ONE transaction.
 
         Both guards are conditional updates (cap: spent + reserved + amount <= cap; credits: spent + reserved +
@@ -164,15 +164,15 @@ class Metering(Protocol):
         ...
 
     async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
-        """Replace a reservation by its charge and append the ledger entry, atomically; None if already gone."""
+        """Replace a hold by its charge and append the ledger entry, atomically; None if already gone."""
         ...
 
-    async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:
+    async def renew_holds(self, hold_ids: list[str], expires_at: datetime) -> int:
         """Push back the deadline of holds whose request is still running here; return how many exist."""
         ...
 
-    async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
-        """Reservations whose request outlived its deadline (its server likely died)."""
+    async def expired_holds(self, now: datetime, limit: int = 100) -> list[NewHold]:
+        """Holds whose request outlived its deadline (its server likely died)."""
         ...
 
 

@@ -63,7 +63,7 @@ class BudgetSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class NewReservation:
+class NewHold:
     """A hold on a connection's budget for one in-flight request."""
 
     id: str
@@ -77,15 +77,15 @@ class NewReservation:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """How a reservation ends: what is charged, what the operator absorbs, and the usage behind it."""
+    """How a hold ends: what is charged, what the operator absorbs, and the usage behind it."""
 
-    reservation_id: str
+    hold_id: str
     charged: int
     absorbed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     kind: Literal["charge", "estimated", "expired", "released"] = "charge"
-    # False when the caller knows the reservation took no credit hold, so the store may skip looking for one.
+    # False when the caller knows the hold took no credit hold, so the store may skip looking for one.
     holds_credits: bool = True
 
 

@@ -1,4 +1,4 @@
-"""The cap guard itself: add a reservation to its window's counters iff it fits, and record the hold.
+"""The cap guard itself: add a hold to its window's counters iff it fits, and record the hold.
 
 One conditional UPDATE decides. The window's counters row exists from the window's first request on,
 so the UPDATE is tried first; only when it matches nothing is the row created (if missing) and the
@@ -11,7 +11,7 @@ the same check across processes.
 
 from __future__ import annotations
 
-from wattfare.server.store.records import NewReservation
+from wattfare.server.store.records import NewHold
 from wattfare.server.store.sql.engine import Executor
 from wattfare.server.store.sql.statement import portable
 from wattfare.server.store.timestamps import to_text
@@ -21,13 +21,13 @@ _HOLD = portable(
     "AND spent + reserved + ? <= (SELECT cap FROM connections WHERE id = ? AND state = 'active')"
 )
 _CREATE_COUNTERS = portable("INSERT INTO counters (connection_id, window_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
-_RECORD_RESERVATION = portable(
-    "INSERT INTO reservations (id, connection_id, window_key, amount, model, created_at, expires_at) "
+_RECORD_HOLD = portable(
+    "INSERT INTO holds (id, connection_id, window_key, amount, model, created_at, expires_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-async def hold_on_counters(db: Executor, r: NewReservation) -> bool:
+async def hold_on_counters(db: Executor, r: NewHold) -> bool:
     """Inside a write transaction: hold `r.amount` on its counters iff the connection is active and it fits."""
     params = (r.amount, r.connection_id, r.window_key, r.amount, r.connection_id)
     if await db.run(_HOLD, *params) == 1:
@@ -36,10 +36,10 @@ async def hold_on_counters(db: Executor, r: NewReservation) -> bool:
     return await db.run(_HOLD, *params) == 1
 
 
-async def record_reservation(db: Executor, r: NewReservation) -> None:
+async def record_hold(db: Executor, r: NewHold) -> None:
     """Inside the transaction that held it: keep the hold, for its settle or for the sweeper."""
     await db.run(
-        _RECORD_RESERVATION,
+        _RECORD_HOLD,
         r.id,
         r.connection_id,
         r.window_key,

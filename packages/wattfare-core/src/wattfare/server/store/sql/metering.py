@@ -12,9 +12,9 @@ from datetime import datetime
 
 from wattfare.metering import charge_for
 from wattfare.server.store.account_records import ConnectionFunding
-from wattfare.server.store.records import BudgetSnapshot, Mode, NewReservation, Settled, Settlement
+from wattfare.server.store.records import BudgetSnapshot, Mode, NewHold, Settled, Settlement
 from wattfare.server.store.rows import QUALIFIED_CONNECTION_COLUMNS, connection_from_row
-from wattfare.server.store.sql.cap_guard import hold_on_counters, record_reservation
+from wattfare.server.store.sql.cap_guard import hold_on_counters, record_hold
 from wattfare.server.store.sql.credit_holds import hold_credits, record_credit_hold, settle_credit_hold
 from wattfare.server.store.sql.engine import Executor, SqlConcern
 from wattfare.server.store.sql.statement import id_list, per_dialect, portable, with_id_list
@@ -30,7 +30,7 @@ _FUNDING = portable(
     "LEFT JOIN provider_keys p ON p.member_id = c.member_id "
     "LEFT JOIN credit_accounts a ON a.member_id = c.member_id WHERE c.id = ?"
 )
-_TAKE_RESERVATION = portable("DELETE FROM reservations WHERE id = ? RETURNING connection_id, window_key, amount, model")
+_TAKE_HOLD = portable("DELETE FROM holds WHERE id = ? RETURNING connection_id, window_key, amount, model")
 # The charge is decided against `spent` as it stands: PostgreSQL locks the counters row before reading it (another
 # instance may be settling on it); SQLite's write transaction already excludes every other writer.
 _OWNER_AND_SPENT = (
@@ -47,9 +47,9 @@ _APPEND_LEDGER = portable(
     "amount, absorbed, prompt_tokens, completion_tokens, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_RENEW = with_id_list("UPDATE reservations SET expires_at = ? WHERE id IN {ids}")
+_RENEW = with_id_list("UPDATE holds SET expires_at = ? WHERE id IN {ids}")
 _EXPIRED = portable(
-    "SELECT id, connection_id, window_key, amount, model, created_at, expires_at FROM reservations "
+    "SELECT id, connection_id, window_key, amount, model, created_at, expires_at FROM holds "
     "WHERE expires_at < ? ORDER BY expires_at LIMIT ?"
 )
 
@@ -75,54 +75,54 @@ class SqlMetering(SqlConcern):
             return None
         return ConnectionFunding(row[0], row[1], max(0, int(row[2])))
 
-    async def try_reserve(self, reservation: NewReservation) -> bool:
+    async def try_reserve(self, hold: NewHold) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
-        return await self._engine.grouped_write(lambda db: _reserve(db, reservation))
+        return await self._engine.grouped_write(lambda db: _reserve(db, hold))
 
-    async def try_reserve_credited(self, reservation: NewReservation, member_id: str) -> bool:
+    async def try_reserve_credited(self, hold: NewHold, member_id: str) -> bool:
         """Hold the amount on the connection's cap and on the member's credits, or on neither."""
         try:
-            await self._engine.grouped_write(lambda db: _reserve_credited(db, reservation, member_id))
+            await self._engine.grouped_write(lambda db: _reserve_credited(db, hold, member_id))
         except _CreditsShort:
             return False
         return True
 
     async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
-        """Swap a reservation for its charge and append the ledger entry, in one transaction."""
+        """Swap a hold for its charge and append the ledger entry, in one transaction."""
         return await self._engine.grouped_write(lambda db: _settle(db, settlement, now))
 
-    async def renew_reservations(self, reservation_ids: list[str], expires_at: datetime) -> int:
+    async def renew_holds(self, hold_ids: list[str], expires_at: datetime) -> int:
         """Push back the deadline of holds still in flight."""
-        if not reservation_ids:
+        if not hold_ids:
             return 0
-        return await self._engine.write(lambda db: db.run(_RENEW, to_text(expires_at), id_list(reservation_ids)))
+        return await self._engine.write(lambda db: db.run(_RENEW, to_text(expires_at), id_list(hold_ids)))
 
-    async def expired_reservations(self, now: datetime, limit: int = 100) -> list[NewReservation]:
-        """Reservations past their deadline."""
+    async def expired_holds(self, now: datetime, limit: int = 100) -> list[NewHold]:
+        """Holds past their deadline."""
         rows = await self._engine.all(_EXPIRED, to_text(now), limit)
-        return [NewReservation(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6])) for r in rows]
+        return [NewHold(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6])) for r in rows]
 
 
-async def _reserve(db: Executor, r: NewReservation) -> bool:
+async def _reserve(db: Executor, r: NewHold) -> bool:
     held = await hold_on_counters(db, r)
     if held:
-        await record_reservation(db, r)
+        await record_hold(db, r)
     return held
 
 
-async def _reserve_credited(db: Executor, r: NewReservation, member_id: str) -> None:
+async def _reserve_credited(db: Executor, r: NewHold, member_id: str) -> None:
     # Raising undoes this write's statements (its transaction, or on SQLite its savepoint in the group), so the
     # cap is held only together with the credits.
     if not await hold_on_counters(db, r):
         raise _CreditsShort
     if not await hold_credits(db, r, member_id):
         raise _CreditsShort
-    await record_reservation(db, r)
+    await record_hold(db, r)
     await record_credit_hold(db, r, member_id)
 
 
 async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
-    held = await db.one(_TAKE_RESERVATION, s.reservation_id)
+    held = await db.one(_TAKE_HOLD, s.hold_id)
     if held is None:
         return None
     connection_id, window_key, amount, model = held
@@ -135,7 +135,7 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     assert counters is not None
     await db.run(
         _APPEND_LEDGER,
-        s.reservation_id,
+        s.hold_id,
         connection_id,
         app_id,
         mode,
@@ -151,5 +151,5 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     )
     # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
     if s.holds_credits:
-        await settle_credit_hold(db, s.reservation_id, charged, now)
+        await settle_credit_hold(db, s.hold_id, charged, now)
     return Settled(connection_id, window_key, counters[0], counters[1], cap, charged)

@@ -1,9 +1,9 @@
-"""Reservation decisions: may this request start, how much to hold, and how long an answer to allow.
+"""Admission decisions: may this request start, how much to hold, and how long an answer to allow.
 
 Before a request goes upstream, its worst-case cost is reserved against the budget, and it is
 admitted only if ``spent + reserved + worst <= cap``. The worst case is the prompt-token bound at the
 highest rate a prompt token can bill at, plus ``max_tokens`` at the highest completion rate, plus the
-per-request and per-image fees. All arithmetic is exact; the reservation is rounded up to the nano.
+per-request and per-image fees. All arithmetic is exact; the hold is rounded up to the nano.
 
 How long an answer to allow: the client's ``max_tokens``, else the output allowance (per app, with a
 server default far below a model's maximum, so parallel requests fit under one cap), never past the
@@ -24,7 +24,7 @@ from typing import Literal
 from wattfare.metering.prices import PriceSet
 from wattfare.metering.rates import scaled_rates
 
-__all__ = ["Allowed", "Budget", "Refused", "decide_reservation"]
+__all__ = ["Allowed", "Budget", "Refused", "decide_admission"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class Budget:
 
     @property
     def remaining(self) -> int:
-        """What a new reservation may still hold: ``max(0, cap - spent - reserved)``."""
+        """What a new hold may still hold: ``max(0, cap - spent - reserved)``."""
         return max(0, self.cap - self.spent - self.reserved)
 
 
@@ -85,7 +85,7 @@ class Refused:
     remaining: int
 
 
-def decide_reservation(
+def decide_admission(
     budget: Budget,
     prices: PriceSet,
     *,
@@ -115,7 +115,7 @@ def decide_reservation(
         images: How many input images the per-image price applies to.
 
     Returns:
-        `Allowed` with the reservation and ``max_tokens``, or `Refused` (see the module docstring).
+        `Allowed` with the hold and ``max_tokens``, or `Refused` (see the module docstring).
 
     Raises:
         ValueError: A count is negative.
@@ -174,5 +174,5 @@ def decide_reservation(
 
 
 def _nanos_up(scaled: int, unit: int) -> int:
-    """``scaled / unit`` nano-USD rounded up to a whole nano (reservations round up)."""
+    """``scaled / unit`` nano-USD rounded up to a whole nano (holds round up)."""
     return -(-scaled // unit)

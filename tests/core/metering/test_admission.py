@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from wattfare.metering import Allowed, Budget, PriceSet, Refused, decide_reservation
+from wattfare.metering import Allowed, Budget, PriceSet, Refused, decide_admission
 
 # 1 000 nanos per prompt token, 2 000 per completion token.
 PRICES = PriceSet(prompt=Decimal("0.000001"), completion=Decimal("0.000002"))
@@ -24,7 +24,7 @@ def decide(
     images: int = 0,
     allowance: int | None = None,
 ) -> Allowed | Refused:
-    return decide_reservation(
+    return decide_admission(
         budget,
         prices,
         prompt_token_bound=bound,
