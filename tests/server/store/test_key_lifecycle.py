@@ -113,7 +113,7 @@ async def test_a_new_password_replaces_the_old_and_ends_the_members_sessions_onl
 async def test_every_app_is_listed_oldest_first_whoever_registered_it(store: Store) -> None:
     owner = await store.create_member("mem_ada", "ada@example.com", "hash", NOW)
     assert owner is not None
-    await store.register_app("app_b", "B", owner.id, 5, NOW + timedelta(seconds=1))
+    await store.create_app("app_b", "B", 5, NOW + timedelta(seconds=1), owner.id)
     await store.set_app_origins("app_b", ["https://b.example"])
 
     listed = await store.list_apps()

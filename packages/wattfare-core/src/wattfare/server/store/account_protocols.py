@@ -21,7 +21,7 @@ from wattfare.server.store.account_records import (
     PublishableKey,
 )
 from wattfare.server.store.key_records import ManagedKey
-from wattfare.server.store.records import AppRecord, Connection, Mode
+from wattfare.server.store.records import Connection, Mode
 
 
 class Members(Protocol):
@@ -54,12 +54,6 @@ class WebSessions(Protocol):
 
 class DeveloperConsole(Protocol):
     """What developers manage at /developers: their apps, allowed origins, output allowance and keys."""
-
-    async def register_app(
-        self, app_id: str, name: str, owner_member_id: str, default_test_cap: int, now: datetime
-    ) -> AppRecord:
-        """Register an app owned by a member (apps made by the CLI have no owner)."""
-        ...
 
     async def set_app_origins(self, app_id: str, origins: list[str]) -> None:
         """Replace the browser origins allowed for an app."""

@@ -56,8 +56,13 @@ class Lifecycle(Protocol):
 class AppsAndKeys(Protocol):
     """Apps and the secret keys that unlock them (what authenticating a request reads)."""
 
-    async def create_app(self, app_id: str, name: str, default_test_cap: int, now: datetime) -> AppRecord:
-        """Register an app."""
+    async def create_app(
+        self, app_id: str, name: str, default_test_cap: int, now: datetime, owner_member_id: str | None = None
+    ) -> AppRecord:
+        """Register an app, owned by a member (the console) or by nobody (the CLI, `wattfare dev`).
+
+        Apps with their keys are made by `access.app_registration.register_app`; tests call this directly.
+        """
         ...
 
     async def get_app(self, app_id: str) -> AppRecord | None:

@@ -8,6 +8,7 @@ member can see or change another's app (the answer is the same 404 as for an unk
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -15,7 +16,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from wattfare.metering import window_containing
-from wattfare.server.access.keys import mint_key, new_id
+from wattfare.server.access.app_registration import register_app
+from wattfare.server.access.keys import mint_key
 from wattfare.server.access.origins import OriginError, parse_origins
 from wattfare.server.billing.output_allowance import AllowanceError, parse_allowance
 from wattfare.server.services import Services, services_of
@@ -23,7 +25,7 @@ from wattfare.server.store.account_records import AppProfile, Member
 from wattfare.server.store.records import Mode
 from wattfare.server.web.forms import read_member_form
 from wattfare.server.web.render import PageError, render
-from wattfare.server.web.sessions import member_visitor
+from wattfare.server.web.sessions import Visitor, member_visitor
 
 MODES: tuple[Mode, ...] = ("test", "live")
 _MAX_NAME_LENGTH = 100
@@ -74,14 +76,10 @@ async def register(request: Request) -> Response:
         apps = await services.store.member_apps(member.id)
         context = {"apps": apps, "error": error, "name": name, "origins": origins_text}
         return render(services, found, "developers.html", context, status=422)
-    now = services.clock()
-    app = await services.store.register_app(new_id("app"), name, member.id, services.settings.default_test_cap, now)
-    await services.store.set_app_origins(app.id, origins)
-    for mode in MODES:
-        key = mint_key(app.id, mode, "publishable")
-        await services.store.add_publishable_key(key.key_id, app.id, mode, key.key_hash, key.hint, key.plaintext, now)
-    secrets = {mode: await _mint_secret(services, app.id, mode) for mode in MODES}
-    context = {"app": await _own_app(services, member, app.id), "secrets": secrets, "created": True}
+    cap = services.settings.default_test_cap
+    made = await register_app(services.store, name, cap, MODES, owner_member_id=member.id)
+    await services.store.set_app_origins(made.app.id, origins)
+    context = {"app": await _own_app(services, member, made.app.id), "secrets": made.secret_keys, "created": True}
     return render(services, found, "secret_keys.html", context)
 
 
@@ -115,11 +113,27 @@ async def app_page(request: Request) -> Response:
     return render(services, found, "app.html", context)
 
 
+@dataclass(frozen=True, slots=True)
+class _AppForm:
+    """A form posted to one of the signed-in member's own apps."""
+
+    services: Services
+    visitor: Visitor
+    app: AppProfile
+    fields: dict[str, str]
+
+
+async def _app_form(request: Request) -> _AppForm:
+    """Read a form posted to `/developers/apps/{app_id}/…`: 404 unless the app is the signed-in member's."""
+    services = services_of(request)
+    visitor, member, fields = await read_member_form(services, request, "/developers")
+    return _AppForm(services, visitor, await _own_app(services, member, request.path_params["app_id"]), fields)
+
+
 async def save_origins(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/origins`: replace the allowed origins."""
-    services = services_of(request)
-    _, member, fields = await read_member_form(services, request, "/developers")
-    app = await _own_app(services, member, request.path_params["app_id"])
+    form = await _app_form(request)
+    services, app, fields = form.services, form.app, form.fields
     try:
         origins = parse_origins(fields.get("origins", ""))
     except OriginError as exc:
@@ -130,9 +144,8 @@ async def save_origins(request: Request) -> Response:
 
 async def save_allowance(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/allowance`: the app's output allowance (empty: the server's defaults)."""
-    services = services_of(request)
-    _, member, fields = await read_member_form(services, request, "/developers")
-    app = await _own_app(services, member, request.path_params["app_id"])
+    form = await _app_form(request)
+    services, app, fields = form.services, form.app, form.fields
     try:
         tokens = parse_allowance(fields.get("allowance", ""))
     except AllowanceError as exc:
@@ -144,19 +157,17 @@ async def save_allowance(request: Request) -> Response:
 
 async def create_secret(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/keys`: a new secret key, shown once."""
-    services = services_of(request)
-    found, member, fields = await read_member_form(services, request, "/developers")
-    app = await _own_app(services, member, request.path_params["app_id"])
-    mode: Mode = "live" if fields.get("mode") == "live" else "test"
-    plaintext = await _mint_secret(services, app.id, mode)
-    return render(services, found, "secret_keys.html", {"app": app, "secrets": {mode: plaintext}, "created": False})
+    form = await _app_form(request)
+    mode: Mode = "live" if form.fields.get("mode") == "live" else "test"
+    plaintext = await _mint_secret(form.services, form.app.id, mode)
+    context = {"app": form.app, "secrets": {mode: plaintext}, "created": False}
+    return render(form.services, form.visitor, "secret_keys.html", context)
 
 
 async def revoke_secret(request: Request) -> Response:
     """`POST /developers/apps/{app_id}/keys/{key_id}/revoke`: revoke a secret key."""
-    services = services_of(request)
-    _, member, _ = await read_member_form(services, request, "/developers")
-    app = await _own_app(services, member, request.path_params["app_id"])
+    form = await _app_form(request)
+    services, app = form.services, form.app
     key_id = request.path_params["key_id"]
     if not any(key.id == key_id and key.kind == "secret" for key in await services.store.app_keys(app.id)):
         raise PageError(404, "Not found", "This app has no such secret key.")

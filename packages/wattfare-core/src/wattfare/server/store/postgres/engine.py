@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import asyncpg  # pyright: ignore[reportMissingTypeStubs]
 
@@ -52,6 +52,15 @@ class PostgresExecutor:
     async def run_many(self, statement: Statement, rows: Iterable[Sequence[object]]) -> None:
         """Run a statement once per row of parameters."""
         await self._conn.executemany(statement.postgres, rows)
+
+
+class PoolLimits(TypedDict, total=False):
+    """`PostgresEngine`'s pool limits, for whatever builds one (the store passes them through unchanged)."""
+
+    min_size: int
+    max_size: int
+    timeout: float
+    acquire_timeout: float
 
 
 class PostgresEngine:

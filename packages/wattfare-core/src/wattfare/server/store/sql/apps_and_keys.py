@@ -9,7 +9,9 @@ from wattfare.server.store.sql.engine import Executor, SqlConcern
 from wattfare.server.store.sql.statement import portable
 from wattfare.server.store.timestamps import from_text, to_text
 
-_CREATE_APP = portable("INSERT INTO apps (id, name, default_test_cap, created_at) VALUES (?, ?, ?, ?)")
+_CREATE_APP = portable(
+    "INSERT INTO apps (id, name, default_test_cap, created_at, owner_member_id) VALUES (?, ?, ?, ?, ?)"
+)
 _GET_APP = portable("SELECT id, name, default_test_cap, created_at FROM apps WHERE id = ?")
 _ADD_KEY = portable(
     "INSERT INTO api_keys (id, app_id, mode, kind, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -27,9 +29,13 @@ _PUT_SECRET_IF_ABSENT = portable("INSERT INTO server_secrets (name, value) VALUE
 class SqlAppsAndKeys(SqlConcern):
     """`protocols.AppsAndKeys` and `protocols.ServerSecrets` over an engine."""
 
-    async def create_app(self, app_id: str, name: str, default_test_cap: int, now: datetime) -> AppRecord:
-        """Register an app."""
-        await self._engine.write(lambda db: db.run(_CREATE_APP, app_id, name, default_test_cap, to_text(now)))
+    async def create_app(
+        self, app_id: str, name: str, default_test_cap: int, now: datetime, owner_member_id: str | None = None
+    ) -> AppRecord:
+        """Register an app, owned by a member (the console) or by nobody (the CLI, `wattfare dev`)."""
+        await self._engine.write(
+            lambda db: db.run(_CREATE_APP, app_id, name, default_test_cap, to_text(now), owner_member_id)
+        )
         return AppRecord(app_id, name, default_test_cap, now)
 
     async def get_app(self, app_id: str) -> AppRecord | None:

@@ -6,15 +6,12 @@ from datetime import datetime
 from typing import cast
 
 from wattfare.server.store.account_records import AppKey, AppProfile, PublishableKey
-from wattfare.server.store.records import AppRecord, Mode
+from wattfare.server.store.records import Mode
 from wattfare.server.store.sql.app_profiles import PROFILE_OF_APP, PROFILES_OF_OWNER, profiles_from_rows
 from wattfare.server.store.sql.engine import Executor, SqlConcern
 from wattfare.server.store.sql.statement import portable
 from wattfare.server.store.timestamps import from_text, to_text
 
-_REGISTER_APP = portable(
-    "INSERT INTO apps (id, name, default_test_cap, created_at, owner_member_id) VALUES (?, ?, ?, ?, ?)"
-)
 _FORGET_ORIGINS = portable("DELETE FROM app_origins WHERE app_id = ?")
 _ALLOW_ORIGIN = portable("INSERT INTO app_origins (app_id, origin) VALUES (?, ?) ON CONFLICT DO NOTHING")
 _OUTPUT_ALLOWANCE = portable("SELECT output_allowance FROM apps WHERE id = ?")
@@ -36,15 +33,6 @@ _REVOKE_KEY = portable("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND app_
 
 class SqlDeveloperConsole(SqlConcern):
     """`account_protocols.DeveloperConsole` over an engine."""
-
-    async def register_app(
-        self, app_id: str, name: str, owner_member_id: str, default_test_cap: int, now: datetime
-    ) -> AppRecord:
-        """Register an app owned by a member."""
-        await self._engine.write(
-            lambda db: db.run(_REGISTER_APP, app_id, name, default_test_cap, to_text(now), owner_member_id)
-        )
-        return AppRecord(app_id, name, default_test_cap, now)
 
     async def set_app_origins(self, app_id: str, origins: list[str]) -> None:
         """Replace the browser origins allowed for an app."""
