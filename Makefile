@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := -e 'packages/wattfare-core[server]' -e packages/wattfare-langchain -e packages/wattfare-llamaindex \
-	-e packages/wattfare-litellm
+	-e packages/wattfare-litellm -e packages/wattfare-pydantic-ai -e packages/wattfare-agents
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 # One dependency story. pip is the installer and constraints.txt the lock: an exact `name==version` for every
 # distribution installed, committed (no uv.lock: it would name a package index host). The names come from the

@@ -158,6 +158,12 @@ class RawUpstream:
     async def list_models(self) -> list[dict[str, Any]]:
         return await self._models.list_models()
 
+    async def list_embedding_models(self) -> list[dict[str, Any]]:
+        return await self._models.list_embedding_models()
+
+    async def embed(self, request: Any) -> Any:
+        return await self._models.embed(request)  # embeddings are off the measured path: through aiohttp
+
     async def send(self, request: Any) -> Any:
         from wattfare.server.upstream.base import UpstreamResponse, UpstreamUnavailableError
 

@@ -1,4 +1,4 @@
-"""Each of the four packages: one version source, `__version__` equal to the installed metadata, and `py.typed`."""
+"""Each of the six packages: one version source, `__version__` equal to the installed metadata, and `py.typed`."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ PACKAGES = {
     "wattfare-langchain": ("wattfare-langchain", ["wattfare_langchain"]),
     "wattfare-llamaindex": ("wattfare-llamaindex", ["wattfare_llamaindex", "llama_index.llms.wattfare"]),
     "wattfare-litellm": ("wattfare-litellm", ["wattfare_litellm"]),
+    "wattfare-pydantic-ai": ("wattfare-pydantic-ai", ["wattfare_pydantic_ai"]),
+    "wattfare-agents": ("wattfare-agents", ["wattfare_agents"]),
 }
 
-# Each imported in a fresh interpreter, all four at once: the adapters pull in their frameworks (LiteLLM alone
+# Each imported in a fresh interpreter, all six at once: the adapters pull in their frameworks (LiteLLM alone
 # takes seconds), and LiteLLM must not go to the network for its price map.
 PROBE = """
 import importlib, importlib.metadata, json, sys

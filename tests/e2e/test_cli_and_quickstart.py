@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.wattfare_server import free_port
+from wattfare.server.store.migrations import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("cli")
@@ -127,7 +128,7 @@ def test_apps_create_prints_keys_once_and_db_upgrade_is_idempotent(tmp_path: Pat
     env = _clean_env(WATTFARE_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}", COLUMNS="250")
     first = _wattfare("db", "upgrade", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
-    assert "Applied migrations [1, 2, 3, 4, 5]" in first.stdout
+    assert f"Applied migrations {[version for version, _ in MIGRATIONS]}" in first.stdout
     second = _wattfare("db", "upgrade", cwd=tmp_path, env=env)
     assert "up to date" in second.stdout
     created = _wattfare("apps", "create", "Acme", cwd=tmp_path, env=env)

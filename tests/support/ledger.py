@@ -45,6 +45,7 @@ class Entry:
     absorbed: int
     prompt_tokens: int
     completion_tokens: int
+    endpoint: str = "chat.completions"
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ _ACCOUNTS = (
     "FROM connections c JOIN counters k ON k.connection_id = c.id "
     f"WHERE {_UNDER_PREFIX.format(column='c.app_user_id')} ORDER BY c.app_user_id"
 )
-_ENTRIES = "SELECT request_id, app_user_id, kind, amount, absorbed, prompt_tokens, completion_tokens FROM ledger"
+_ENTRIES = (
+    "SELECT request_id, app_user_id, kind, amount, absorbed, prompt_tokens, completion_tokens, endpoint FROM ledger"
+)
 _OPEN_HOLDS = (
     "SELECT COUNT(*) FROM holds r JOIN connections c ON c.id = r.connection_id "
     f"WHERE {_UNDER_PREFIX.format(column='c.app_user_id')}"
@@ -97,7 +100,7 @@ def _under(prefix: str) -> tuple[object, ...]:
 
 
 def _entry(row: Row) -> Entry:
-    return Entry(row[0], row[1], row[2], *(int(value) for value in row[3:]))
+    return Entry(row[0], row[1], row[2], *(int(value) for value in row[3:7]), endpoint=row[7])
 
 
 async def _fetch_postgres(url: str, sql: str, params: tuple[object, ...]) -> list[Row]:

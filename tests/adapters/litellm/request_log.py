@@ -45,6 +45,15 @@ class RequestLog:
                 if r.path.endswith("/chat/completions") and (app_user_id is None or r.app_user_id == app_user_id)
             ]
 
+    def embeddings(self, app_user_id: str | None = None) -> list[SentRequest]:
+        """The embeddings requests sent, for one end user or for all."""
+        with self._lock:
+            return [
+                r
+                for r in self._requests
+                if r.path.endswith("/embeddings") and (app_user_id is None or r.app_user_id == app_user_id)
+            ]
+
 
 class LoggingTransport(httpx.BaseTransport):
     """Logs each request, then sends it over a real connection."""

@@ -406,11 +406,15 @@ def test_a_stream_that_fails_midway_raises_a_litellm_error(
     assert isinstance(caught.value.original_exception, litellm.BadGatewayError)
 
 
-def test_embeddings_are_refused_without_a_request(
-    provider: WattfareLLM, credentials: dict[str, str], request_log: RequestLog
+def test_image_generation_is_refused_without_a_request(
+    provider: WattfareLLM, credentials: dict[str, str], request_log: RequestLog, user_id: str
 ) -> None:
-    with pytest.raises(litellm.BadRequestError, match="chat completions only"):
-        litellm.embedding(model="wattfare/openai/text-embedding-3-small", input=["hi"], **credentials)
+    settings: dict[str, Any] = {**credentials}
+    with pytest.raises(litellm.BadRequestError, match="chat completions and embeddings only"):
+        litellm.image_generation(model="wattfare/openai/gpt-image-1", prompt="a cat", user=user_id, **settings)
+
+    assert request_log.completions() == []
+    assert request_log.embeddings() == []
 
 
 # ---------------------------------------------------------------- the handler's own connection pools

@@ -17,7 +17,7 @@ from pathlib import Path
 import llama_index.core
 
 import wattfare_llamaindex
-from wattfare_llamaindex import WattfareLLM
+from wattfare_llamaindex import WattfareEmbedding, WattfareLLM
 
 PACKAGE = Path(__file__).resolve().parents[3] / "packages" / "wattfare-llamaindex" / "src"
 
@@ -74,11 +74,20 @@ def test_llamaindex_users_import_it_from_the_integrations_namespace() -> None:
     assert FromNamespace is WattfareLLM
 
 
+def test_llamaindex_users_import_the_embedding_model_from_the_integrations_namespace() -> None:
+    from llama_index.embeddings.wattfare import WattfareEmbedding as FromNamespace
+
+    assert FromNamespace is WattfareEmbedding
+    assert (PACKAGE / "llama_index" / "embeddings" / "wattfare" / "py.typed").is_file()
+
+
 def test_the_namespace_packages_are_shared_not_shadowed() -> None:
-    # An __init__.py in llama_index/ or llama_index/llms/ would hide llama-index-core and every other integration.
+    # An __init__.py in llama_index/, llama_index/llms/ or llama_index/embeddings/ would hide llama-index-core and
+    # every other integration.
     assert not (PACKAGE / "llama_index" / "__init__.py").exists()
     assert not (PACKAGE / "llama_index" / "llms" / "__init__.py").exists()
+    assert not (PACKAGE / "llama_index" / "embeddings" / "__init__.py").exists()
     namespace = importlib.import_module("llama_index")
     assert getattr(namespace, "__file__", None) is None
     assert {str(PACKAGE / "llama_index"), str(Path(llama_index.core.__file__).parents[1])} <= set(namespace.__path__)
-    assert wattfare_llamaindex.__all__ == ["WattfareLLM", "__version__"]
+    assert wattfare_llamaindex.__all__ == ["WattfareEmbedding", "WattfareLLM", "__version__"]

@@ -6,7 +6,9 @@ methods are all awaitable, so one async test body exercises either client.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -136,6 +138,40 @@ COMPLETION = {
 }
 
 
+def vector(text: object, dimensions: int = 3) -> list[float]:
+    """The fake's embedding of one input: a few floats that depend on it."""
+    seed = sum(ord(c) for c in str(text))
+    return [((seed * (i + 7)) % 101 + 1) / 128 for i in range(dimensions)]
+
+
+def embeddings_response(body: dict[str, Any]) -> httpx.Response:
+    """What the server answers an embeddings body: one vector per input, as floats or base64 float32."""
+    inputs = body["input"]
+    items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else inputs
+    data: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        floats = vector(item, body.get("dimensions", 3))
+        encoded: Any = floats
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{len(floats)}f", *floats)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(str(item)) for item in items)
+    return httpx.Response(
+        200,
+        json={
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+        headers={
+            "Wattfare-Cost-Usd": "0.00000002",
+            "Wattfare-Remaining-Usd": "9.99999998",
+            "Wattfare-Request-Id": "req_emb",
+        },
+    )
+
+
 class FakeWattfare:
     """Answers the v1 routes like the real server; scripted replies (FIFO per route) take precedence.
 
@@ -155,6 +191,7 @@ class FakeWattfare:
     chunk = staticmethod(chunk)
     usage_chunk = staticmethod(usage_chunk)
     stream = staticmethod(stream_response)
+    vector = staticmethod(vector)
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
@@ -242,6 +279,7 @@ class FakeWattfare:
                         {
                             "appUserId": "alice",
                             "model": "openai/gpt-4o-mini",
+                            "endpoint": "chat.completions",
                             "requests": 3,
                             "promptTokens": 30,
                             "completionTokens": 9,
@@ -262,6 +300,8 @@ class FakeWattfare:
                     "Wattfare-Request-Id": "req_1",
                 },
             )
+        if route == f"POST {prefix}/embeddings":
+            return embeddings_response(json.loads(request.content))
         return error_response(404, "not_found", f"no route {route}")
 
 

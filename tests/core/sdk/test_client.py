@@ -93,6 +93,7 @@ async def test_usage_sends_the_period_and_parses_rows(twin: Any) -> None:
     row = report.data[0]
     assert (row.app_user_id, row.requests, row.prompt_tokens, row.completion_tokens) == ("alice", 3, 30, 9)
     assert row.cost_usd == Decimal("0.0000099")
+    assert row.endpoint == "chat.completions"
 
 
 async def test_chat_names_the_user_in_a_header_and_returns_wattfare_info(twin: Any) -> None:

@@ -59,6 +59,25 @@ def test_twin_methods_take_the_same_parameters_and_the_async_ones_that_do_io_are
         assert inspect.iscoroutinefunction(async_attr) is not sync_returns_handle, name
 
 
+@pytest.mark.parametrize(
+    ("sync_cls", "async_cls"),
+    [(WattfareUser, AsyncWattfareUser), (ModelHandle, AsyncModelHandle)],
+    ids=lambda c: c.__name__,
+)
+def test_both_twins_embed_with_the_same_keyword_arguments(sync_cls: type, async_cls: type) -> None:
+    sync_embed, async_embed = inspect.signature(sync_cls.embed), inspect.signature(async_cls.embed)
+
+    assert inspect.iscoroutinefunction(async_cls.embed)
+    assert not inspect.iscoroutinefunction(sync_cls.embed)
+    assert list(sync_embed.parameters) == list(async_embed.parameters)
+    assert {"input", "dimensions", "encoding_format", "extra_body"} <= set(sync_embed.parameters)
+    assert str(sync_embed.return_annotation) == str(async_embed.return_annotation) == "EmbeddingResponse"
+
+
+def test_the_embedding_types_are_exported() -> None:
+    assert {"Embedding", "EmbeddingResponse", "EmbeddingUsage"} <= set(wattfare.__all__)
+
+
 def test_every_exported_name_is_documented_and_all_is_sorted() -> None:
     assert wattfare.__all__ == sorted(wattfare.__all__)
     undocumented: list[str] = []

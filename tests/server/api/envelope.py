@@ -17,6 +17,8 @@ OPENAI_TYPE = {
     "budget_busy": "rate_limit_error",
     "invalid_request": "invalid_request_error",
     "model_not_found": "invalid_request_error",
+    "upstream": "api_error",
+    "unavailable": "api_error",
 }
 
 _ANY = object()

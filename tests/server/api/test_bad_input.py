@@ -157,6 +157,123 @@ async def test_an_unknown_model_is_model_not_found_and_charges_nothing(tmp_path:
         assert nothing_metered(tmp_path / "wattfare.db")
 
 
+# -- POST /embeddings, one bad field at a time
+
+EMBEDDER = "openai/text-embedding-3-small"
+EMBED = {"model": EMBEDDER, "input": "hello"}
+
+
+def embedding_with(**changes: object) -> bytes:
+    """EMBED with fields replaced (a value of `...` removes the field), as JSON."""
+    body: dict[str, object] = dict(EMBED)
+    for name, value in changes.items():
+        if value is ...:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return json.dumps(body).encode()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [
+        (b"", None),
+        (b"{", None),
+        (b"[]", None),
+        (b'"hello"', None),
+        (b"[" * 5000 + b"]" * 5000, None),
+        (b'{"model": "' + EMBEDDER.encode() + b'", "input": ' + b"[" * 100 + b"1" + b"]" * 100 + b"}", None),
+        (embedding_with(model=...), "model"),
+        (embedding_with(model=""), "model"),
+        (embedding_with(model=7), "model"),
+        (embedding_with(model="m" * 300), "model"),
+        (embedding_with(input=...), "input"),
+        (embedding_with(input=None), "input"),
+        (embedding_with(input=""), "input"),
+        (embedding_with(input=[]), "input"),
+        (embedding_with(input=42), "input"),
+        (embedding_with(input=4.5), "input"),
+        (embedding_with(input=True), "input"),
+        (embedding_with(input={"text": "hi"}), "input"),
+        (embedding_with(input=["ok", ""]), "input[1]"),
+        (embedding_with(input=["ok", None]), "input[1]"),
+        (embedding_with(input=["ok", 3.5]), "input[1]"),
+        (embedding_with(input=["ok", {"a": 1}]), "input[1]"),
+        (embedding_with(input=["ok", 7]), "input[1]"),
+        (embedding_with(input=[1, 2, -3]), "input"),
+        (embedding_with(input=[1, 2.5]), "input"),
+        (embedding_with(input=[1, True]), "input"),
+        (embedding_with(input=[1, "two"]), "input"),
+        (embedding_with(input=[1, 2**31]), "input"),
+        (embedding_with(input=[[1, 2], []]), "input[1]"),
+        (embedding_with(input=[[1, 2], [3, -1]]), "input[1]"),
+        (embedding_with(input=[[1, 2], ["x"]]), "input[1]"),
+        (embedding_with(input=[[1, 2], "mixed"]), "input"),
+        (embedding_with(input=["a"] * 2049), "input"),
+        (embedding_with(input=[[1]] * 2049), "input"),
+        (embedding_with(dimensions=0), "dimensions"),
+        (embedding_with(dimensions=-5), "dimensions"),
+        (embedding_with(dimensions=8193), "dimensions"),
+        (embedding_with(dimensions="256"), "dimensions"),
+        (embedding_with(dimensions=256.5), "dimensions"),
+        (embedding_with(dimensions=True), "dimensions"),
+        (embedding_with(encoding_format="binary"), "encoding_format"),
+        (embedding_with(encoding_format=["base64"]), "encoding_format"),
+        (embedding_with(encoding_format=1), "encoding_format"),
+        (embedding_with(user=42), "user"),
+        (embedding_with(user="u" * 257), "user"),
+        (embedding_with(openai_api_key="sk-leftover"), "openai_api_key"),
+        (embedding_with(access_token="secret"), "access_token"),
+    ],
+)
+async def test_a_malformed_embedding_request_is_refused_with_the_envelope_and_writes_nothing(
+    tmp_path: Path, content: bytes, param: str | None
+) -> None:
+    async with in_process(tmp_path) as wf:
+        response = await wf.client.post(
+            "/embeddings", content=content, headers=wf.auth() | {"content-type": "application/json"}
+        )
+        assert_error(response, 400, "invalid_request", param)
+        assert response.headers["Wattfare-Request-Id"].startswith("req_")
+        assert nothing_metered(tmp_path / "wattfare.db")
+
+
+@pytest.mark.anyio
+async def test_the_limits_themselves_are_served(tmp_path: Path) -> None:
+    # The control for the refusals above: 2,048 inputs, the largest token id, and 8,192 dimensions are served.
+    async with in_process(tmp_path) as wf:
+        for content in (
+            embedding_with(input=["a"] * 2048, dimensions=4),
+            embedding_with(input=[[0, 2**31 - 1]] * 2048, dimensions=4),
+            embedding_with(input="wide", dimensions=8192, encoding_format="base64"),
+        ):
+            response = await wf.client.post("/embeddings", content=content, headers=wf.auth())
+            assert response.status_code == 200, response.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("header", "body_user"), [(None, ...), (None, ""), ("", ...), ("tab\tuser", ...)])
+async def test_an_embedding_that_names_no_printable_end_user_is_refused(
+    tmp_path: Path, header: str | None, body_user: object
+) -> None:
+    async with in_process(tmp_path) as wf:
+        headers = wf.auth(user=header)
+        response = await wf.client.post("/embeddings", content=embedding_with(user=body_user), headers=headers)
+        assert_error(response, 400, "invalid_request", "user")
+        assert nothing_metered(tmp_path / "wattfare.db")
+
+
+@pytest.mark.anyio
+async def test_an_oversized_embedding_body_is_refused_with_413(tmp_path: Path) -> None:
+    async with in_process(tmp_path, max_body_bytes=2048) as wf:
+        response = await wf.client.post("/embeddings", content=embedding_with(input="a" * 4096), headers=wf.auth())
+        assert_error(response, 413, "invalid_request")
+        assert nothing_metered(tmp_path / "wattfare.db")
+        served = await wf.client.post("/embeddings", content=embedding_with(input="a" * 1800), headers=wf.auth())
+        assert served.status_code == 200, served.text
+
+
 # -- oversized bodies
 
 
@@ -230,6 +347,9 @@ async def test_oversized_session_bodies_are_refused_with_413(tmp_path: Path) -> 
         ("GET", "/api/v2/models", 404),
         ("GET", "/chat/completions", 405),
         ("PUT", "/chat/completions", 405),
+        ("GET", "/embeddings", 405),
+        ("DELETE", "/embeddings", 405),
+        ("POST", "/embeddings/models", 404),
         ("DELETE", "/models", 405),
         ("POST", "/status", 405),
         ("PATCH", "/connections", 405),
@@ -301,12 +421,39 @@ COMPLETION_BODIES = st.fixed_dictionaries(
         "temperature": JSON_VALUES,
     },
 )
+TOKEN_IDS = st.integers(min_value=-2, max_value=2**31)
+# Near-valid embedding bodies: each form of `input`, plausible or arbitrary, with the optional fields.
+EMBEDDING_BODIES = st.fixed_dictionaries(
+    {
+        "model": maybe(st.sampled_from([EMBEDDER, "openai/text-embedding-3-large", MODEL])),
+        "input": maybe(
+            st.one_of(
+                st.text(max_size=20),
+                st.lists(st.text(max_size=10), max_size=4),
+                st.lists(TOKEN_IDS, max_size=4),
+                st.lists(st.lists(TOKEN_IDS, max_size=3), max_size=3),
+            )
+        ),
+    },
+    optional={
+        "dimensions": maybe(st.integers(min_value=-1, max_value=9000)),
+        "encoding_format": maybe(st.sampled_from(["float", "base64", "binary"])),
+        "user": maybe(USER_IDS),
+        "input_type": JSON_VALUES,
+    },
+)
 SESSION_BODIES = st.fixed_dictionaries(
     {"appUserId": maybe(USER_IDS)},
     optional={"requestLimit": maybe(st.fixed_dictionaries({}, optional={"monthlyUsd": maybe(MONEY)}))},
 )
 CONNECTION_BODIES = st.fixed_dictionaries({}, optional={"monthlyUsd": maybe(MONEY), "extra": JSON_VALUES})
 RAW_BODIES = st.binary(max_size=200)
+EMBEDDING_CONTENT = st.one_of(
+    EMBEDDING_BODIES.map(json.dumps).map(str.encode),
+    EMBEDDING_BODIES.map(json.dumps).map(str.encode),
+    JSON_VALUES.map(json.dumps).map(str.encode),
+    RAW_BODIES,
+)
 # Near-valid bodies twice as often as arbitrary JSON or bytes: they are what reaches the deep paths.
 COMPLETION_CONTENT = st.one_of(
     COMPLETION_BODIES.map(json.dumps).map(str.encode),
@@ -364,6 +511,31 @@ def test_arbitrary_completion_bodies_never_5xx_and_only_a_served_request_is_mete
             assert after["ledger"] == before["ledger"]
             if error["code"] != "budget_exceeded":
                 # Only a refusal for budget follows test-mode auto-approval (which connects the user).
+                assert after == before
+
+        check()
+
+
+def test_arbitrary_embedding_bodies_never_5xx_and_only_a_served_request_is_metered(tmp_path: Path) -> None:
+    with blocking_server(tmp_path) as (portal, wf):
+        db = tmp_path / "wattfare.db"
+
+        @examples(50)
+        @given(content=EMBEDDING_CONTENT, named=st.integers(min_value=0, max_value=3))
+        def check(content: bytes, named: int) -> None:
+            headers = wf.auth(user="fuzz" if named else None)
+            before = row_counts(db, METERING_TABLES)
+            response = send(portal, wf, "POST", "/embeddings", content=content, headers=headers)
+            assert response.status_code < 500, response.text
+            after = row_counts(db, METERING_TABLES)
+            assert after["holds"] == 0
+            if response.status_code == 200:
+                assert after["ledger"] == before["ledger"] + 1
+                assert response.json()["object"] == "list"
+                return
+            error = assert_error(response, response.status_code, response.json()["error"]["code"])
+            assert after["ledger"] == before["ledger"]
+            if error["code"] != "budget_exceeded":
                 assert after == before
 
         check()

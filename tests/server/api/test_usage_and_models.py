@@ -91,11 +91,41 @@ async def test_a_completion_costs_its_tokens_at_the_listed_prices(tmp_path: Path
 
 async def test_every_listed_model_is_accepted_by_the_proxy(tmp_path: Path) -> None:
     async with in_process(tmp_path) as wf:
-        listed = sorted(await models(wf))
-        for model_id in (listed[0], listed[len(listed) // 2], listed[-1]):
+        listed = await models(wf)
+        chat = sorted(model_id for model_id, entry in listed.items() if not embeds(entry))
+        for model_id in (chat[0], chat[len(chat) // 2], chat[-1]):
             body = {"model": model_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
             response = await wf.client.post("/chat/completions", json=body, headers=wf.auth())
             assert response.status_code == 200, (model_id, response.text)
+        for model_id in sorted(model_id for model_id, entry in listed.items() if embeds(entry)):
+            response = await wf.client.post("/embeddings", json={"model": model_id, "input": "hi"}, headers=wf.auth())
+            assert response.status_code == 200, (model_id, response.text)
+
+
+def embeds(entry: dict[str, Any]) -> bool:
+    """Whether a listed model is an embedding model, told the way OpenRouter tells it."""
+    return "embeddings" in (entry.get("architecture") or {}).get("output_modalities", [])
+
+
+async def test_models_lists_embedding_models_with_their_input_prices_apart_from_chat_models(tmp_path: Path) -> None:
+    async with in_process(tmp_path) as wf:
+        listed: dict[str, Any] = await models(wf)
+
+        embedding: dict[str, Any] = {model_id: entry for model_id, entry in listed.items() if embeds(entry)}
+        assert {
+            model_id: (price(entry["pricing"]["prompt"]) * 1_000_000, price(entry["pricing"]["completion"]))
+            for model_id, entry in embedding.items()
+            if model_id.startswith("openai/")
+        } == {
+            "openai/text-embedding-3-small": (Decimal("0.02"), 0),
+            "openai/text-embedding-3-large": (Decimal("0.13"), 0),
+            "openai/text-embedding-ada-002": (Decimal("0.10"), 0),
+        }
+        for entry in embedding.values():
+            assert entry["architecture"]["output_modalities"] == ["embeddings"]
+            assert entry["top_provider"] == {"max_completion_tokens": None}
+        assert not embeds(listed[MINI])
+        assert listed[MINI]["architecture"]["output_modalities"] == ["text"]
 
 
 # -- GET /usage
@@ -154,7 +184,16 @@ async def test_usage_totals_match_the_costs_reported_to_the_client(tmp_path: Pat
             row[3] += cost  # type: ignore[operator]
         rows = await usage_rows(wf)
         for row in rows:
-            assert set(row) == {"appUserId", "model", "requests", "promptTokens", "completionTokens", "costUsd"}
+            assert set(row) == {
+                "appUserId",
+                "model",
+                "endpoint",
+                "requests",
+                "promptTokens",
+                "completionTokens",
+                "costUsd",
+            }
+            assert row["endpoint"] == "chat.completions"
         assert [(row["appUserId"], row["model"]) for row in rows] == sorted(expected)  # type: ignore[type-var]
         assert totals(rows) == {key: tuple(value) for key, value in expected.items()}
         # And the users' status agrees with the ledger.

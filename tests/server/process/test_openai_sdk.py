@@ -273,3 +273,40 @@ def test_end_user_reaches_the_upstream_only_as_an_opaque_id(proxied: ServerProce
     assert sent["safety_identifier"] == sent["user"] == alice_by_body  # OpenAI's newer per-user field too
     assert alice_by_body == alice_by_header  # stable, however the app names its user
     assert bob_by_body != alice_by_body
+
+
+# -- embeddings through the stock client (which asks for base64 by default and decodes it)
+
+
+def test_sync_client_gets_embeddings_from_the_sandbox_as_floats_or_base64(sandboxed: ServerProcess) -> None:
+    user = new_user()
+    with openai.OpenAI(base_url=sandboxed.api_url, api_key=sandboxed.secret) as client:
+        default = client.embeddings.create(model="openai/text-embedding-3-small", input=["a cat", "a dog"], user=user)
+        floats = client.embeddings.create(
+            model="openai/text-embedding-3-small", input=["a cat", "a dog"], user=user, encoding_format="float"
+        )
+        narrow = client.embeddings.with_raw_response.create(
+            model="openai/text-embedding-3-large", input="a cat", user=user, dimensions=256
+        )
+
+    assert [item.index for item in default.data] == [0, 1]
+    assert [len(item.embedding) for item in default.data] == [1536, 1536]
+    # The client decoded the base64 it asked for: the very floats the float answer carries.
+    assert [item.embedding for item in default.data] == [item.embedding for item in floats.data]
+    assert default.usage.prompt_tokens == default.usage.total_tokens > 0
+    assert len(narrow.parse().data[0].embedding) == 256
+    assert Decimal(narrow.headers["wattfare-cost-usd"]) > 0
+    assert narrow.headers["wattfare-request-id"].startswith("req_")
+
+
+@pytest.mark.anyio
+async def test_async_client_spent_cap_on_embeddings_is_a_402_it_does_not_retry(proxied: ServerProcess) -> None:
+    user = new_user()
+    suggest_cap(proxied, user, "0.00002")  # six requests' worth of "hello" on the stand-in
+    async with openai.AsyncOpenAI(base_url=proxied.api_url, api_key=proxied.secret, max_retries=3) as client:
+        with pytest.raises(openai.APIStatusError) as refused:  # noqa: PT012 - spend until the cap is reached
+            for _ in range(20):
+                await client.embeddings.create(model="standin/embed", input="hello", user=user)
+
+    assert refused.value.status_code == 402
+    assert refused.value.code == "budget_exceeded"

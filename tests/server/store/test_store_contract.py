@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -41,6 +42,26 @@ def new_hold(connection_id: str, amount: int, *, created: datetime = NOW, ttl: i
 
 async def test_migrations_are_idempotent(store: Store) -> None:
     assert await store.upgrade() == []
+
+
+async def test_the_ledger_books_what_each_hold_says_it_called_whoever_settles_it(store: Store) -> None:
+    conn = await store.approve_connection("c1", "app_a", "u1", "test", 1000, NOW)
+    chat = new_hold(conn.id, 100)
+    embedding = replace(new_hold(conn.id, 100), model="e", endpoint="embeddings")
+    dead = replace(new_hold(conn.id, 100, created=NOW - timedelta(hours=1), ttl=60), model="e", endpoint="embeddings")
+    for hold in (chat, embedding, dead):
+        assert await store.try_reserve(hold)
+    assert [(h.id, h.endpoint) for h in await store.expired_holds(NOW)] == [(dead.id, "embeddings")]
+
+    await store.settle(Settlement(chat.id, 10, prompt_tokens=1, completion_tokens=2), NOW)
+    await store.settle(Settlement(embedding.id, 20, prompt_tokens=20), NOW)
+    await store.settle(Settlement(dead.id, dead.amount, kind="expired"), NOW)  # as the sweep settles it
+
+    rows = await store.usage("app_a", "test", None, NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert [(r.model, r.endpoint, r.requests, r.prompt_tokens, r.cost) for r in rows] == [
+        ("e", "embeddings", 2, 20, 120),
+        ("m", "chat.completions", 1, 1, 10),
+    ]
 
 
 async def test_a_hold_that_fits_is_held_and_one_that_does_not_is_refused(store: Store) -> None:

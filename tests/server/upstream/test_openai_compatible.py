@@ -201,3 +201,65 @@ async def test_a_failed_model_listing_is_an_unavailable_upstream(standin: StandI
             await wrong.list_models()
     finally:
         await wrong.aclose()
+
+
+# -- embeddings: the same key handling, timeouts and failure mapping as a whole chat answer
+
+
+async def test_an_embedding_request_is_posted_to_embeddings_with_the_funding_key(
+    upstream: OpenAICompatibleUpstream, standin: StandIn
+) -> None:
+    payload = {"model": "standin/embed", "input": ["a", "b"], "dimensions": 3, "encoding_format": "float"}
+    # Even a request marked as a stream is answered whole: embeddings never stream.
+    request = UpstreamRequest(body=orjson.dumps(payload), payload=payload, stream=True, api_key="sk-member")
+
+    response = await upstream.embed(request)
+
+    assert response.status == 200
+    assert response.chunks is None
+    body = orjson.loads(await read_all(response))
+    assert [len(item["embedding"]) for item in body["data"]] == [3, 3]
+    seen = standin.stats()
+    assert seen["last_request"] == payload
+    assert seen["last_headers"]["authorization"] == "Bearer sk-member"
+    assert seen["last_headers"]["content-type"] == "application/json"
+
+
+async def test_an_embedding_refusal_comes_back_as_its_status_and_body(upstream: OpenAICompatibleUpstream) -> None:
+    payload = {"model": "standin/embed-http-429", "input": "x"}
+
+    response = await upstream.embed(chat_request(payload))
+
+    assert response.status == 429
+    assert response.headers["retry-after"] == "7"
+    assert orjson.loads(await read_all(response))["error"]["code"] == 429
+
+
+async def test_an_embedding_that_does_not_come_in_time_is_an_unavailable_upstream(standin: StandIn) -> None:
+    impatient = OpenAICompatibleUpstream(standin.base_url, "k", timeout=0.3)
+    try:
+        with pytest.raises(UpstreamUnavailableError) as caught:
+            await impatient.embed(chat_request({"model": "standin/embed-timeout", "input": "x"}))
+        assert caught.value.timed_out
+    finally:
+        await impatient.aclose()
+
+
+async def test_embedding_models_are_listed_apart_as_openrouter_lists_them(upstream: OpenAICompatibleUpstream) -> None:
+    models = {model["id"]: model for model in await upstream.list_embedding_models()}
+
+    assert models["standin/embed"]["pricing"] == {"prompt": "0.000001"}
+    assert models["standin/embed"]["architecture"]["output_modalities"] == ["embeddings"]
+    assert "standin/ok" not in models
+
+
+async def test_a_provider_without_an_embedding_list_lists_none_and_other_failures_raise(standin: StandIn) -> None:
+    absent = OpenAICompatibleUpstream(standin.base_url + "/nothing-here", "k")
+    nowhere = OpenAICompatibleUpstream(f"http://127.0.0.1:{closed_port()}/v1", "k", connect_timeout=1.0)
+    try:
+        assert await absent.list_embedding_models() == []  # a 404: the provider has no such list
+        with pytest.raises(UpstreamUnavailableError):
+            await nowhere.list_embedding_models()
+    finally:
+        await absent.aclose()
+        await nowhere.aclose()

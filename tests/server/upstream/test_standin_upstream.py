@@ -105,3 +105,26 @@ async def test_stats_count_requests_per_model(upstream: OpenAICompatibleUpstream
     stats = standin.stats()
     assert stats["requests"]["standin/ok"] == before + 2
     assert stats["last_request"]["max_tokens"] == 3
+
+
+# -- embeddings
+
+
+async def embedded(upstream: OpenAICompatibleUpstream, model: str, **payload: Any) -> dict[str, Any]:
+    answer = await upstream.embed(chat_request({"model": model, "input": ["abcd", "abcdefgh"], **payload}))
+    assert answer.status == 200
+    return orjson.loads(await read_all(answer))
+
+
+async def test_embedding_modes_answer_as_their_names_say(upstream: OpenAICompatibleUpstream) -> None:
+    plain = await embedded(upstream, "standin/embed")
+    narrow = await embedded(upstream, "standin/embed", dimensions=3, encoding_format="base64")
+
+    assert [len(item["embedding"]) for item in plain["data"]] == [8, 8]
+    assert plain["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    assert all(isinstance(item["embedding"], str) for item in narrow["data"])
+    assert "usage" not in await embedded(upstream, "standin/embed-no-usage")
+    assert (await embedded(upstream, "standin/embed-undercount"))["usage"]["prompt_tokens"] == 0
+    assert (await embedded(upstream, "standin/embed-negative-usage"))["usage"]["prompt_tokens"] == -3
+    assert (await embedded(upstream, "standin/embed-cost-0.000123"))["usage"]["cost"] == 0.000123
+    assert (await embedded(upstream, "standin/embed-error-body"))["error"]["code"] == 502

@@ -24,10 +24,28 @@ so the behaviour is chosen per request by the model name:
     standin/sonnet                  priced as standin/premium (Claude Sonnet's prices and 64k output); a
                                     chat answer of 200 tokens, 10 ms apart (2 s: parallel requests overlap)
 
-Also `GET /v1/models` (OpenRouter format, every id above priced), OpenRouter's OAuth PKCE pages at the
-root (`/auth`, `/api/v1/auth/keys`: `_openrouter_auth.py`), and `GET /v1/_stats` (requests per model, the
-last request body, parsed and raw, and its headers; the OAuth keys issued and exchanges tried) so tests can
-assert what Wattfare sent the provider.
+Embeddings (`POST /v1/embeddings`, OpenAI's wire), chosen the same way:
+
+    standin/embed                   one vector of 8 floats per input (`dimensions` honoured, `encoding_format:
+                                    "base64"` as little-endian float32), usage prompt_tokens = total_tokens =
+                                    ceil(UTF-8 bytes / 4) per string input (at least 1), a token array's length
+    standin/embed-cost-<usd>        as embed, and `usage.cost` = <usd> like OpenRouter
+    standin/embed-no-usage          as embed, without usage
+    standin/embed-negative-usage    as embed, with negative token counts (a broken upstream)
+    standin/embed-undercount        as embed, claiming 0 tokens (fewer than there were inputs)
+    standin/embed-slow              answers after 0.4 s (2 x --slow-delay): a client can hang up while it waits
+    standin/embed-slow-no-usage     as embed-slow, without usage
+    standin/embed-timeout           sleeps --timeout-delay before answering
+    standin/embed-malformed         200 with a body that is not JSON
+    standin/embed-hangup            sends half the answer, then drops the connection
+    standin/embed-error-body        200 with vectors, usage and OpenRouter's `error` object
+    standin/embed-http-<status>     the statuses of standin/http-<status>
+
+Also `GET /v1/models` (OpenRouter format, every chat id above priced), `GET /v1/embeddings/models` (the
+embedding ids, OpenRouter's shape: `pricing.prompt` only, `architecture.output_modalities: ["embeddings"]`),
+OpenRouter's OAuth PKCE pages at the root (`/auth`, `/api/v1/auth/keys`: `_openrouter_auth.py`), and
+`GET /v1/_stats` (requests per model, chat and embeddings alike, the last request body, parsed and raw, and
+its headers; the OAuth keys issued and exchanges tried) so tests can assert what Wattfare sent the provider.
 
 Run it: `python -m tests.support.standin_upstream --port 0 --port-file F` from the repository root (F gets
 the bound port once the server accepts connections), or from a test: `with run_standin() as standin:`.
@@ -37,6 +55,9 @@ from __future__ import annotations
 
 from tests.support.standin_upstream._answers import (
     COMPLETION_PRICE,
+    EMBEDDING_DIMENSIONS,
+    EMBEDDING_MODEL_IDS,
+    EMBEDDING_PRICE,
     MODEL_IDS,
     NORMAL_TOKENS,
     PREMIUM_COMPLETION_PRICE,
@@ -50,6 +71,9 @@ from tests.support.standin_upstream._server import StandinServer
 
 __all__ = [
     "COMPLETION_PRICE",
+    "EMBEDDING_DIMENSIONS",
+    "EMBEDDING_MODEL_IDS",
+    "EMBEDDING_PRICE",
     "MODEL_IDS",
     "NORMAL_TOKENS",
     "PREMIUM_COMPLETION_PRICE",

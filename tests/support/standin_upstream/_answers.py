@@ -1,9 +1,12 @@
-"""What the stand-in answers a chat completion with, chosen by the model name (the table in `__init__`)."""
+"""What the stand-in answers a chat completion or an embedding request with, chosen by the model name (the table in
+`__init__`)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,6 +47,23 @@ MODEL_IDS = (
     "standin/negative-usage",
     "standin/premium",
     "standin/sonnet",
+)
+# Embedding models, listed at `/v1/embeddings/models` as OpenRouter lists them (prompt price only).
+EMBEDDING_PRICE = "0.000001"  # $1 per million input tokens: 1,000 nano-USD a token
+EMBEDDING_DIMENSIONS = 8
+EMBEDDING_MODEL_IDS = (
+    "standin/embed",
+    "standin/embed-cost-0.000123",
+    "standin/embed-no-usage",
+    "standin/embed-negative-usage",
+    "standin/embed-undercount",
+    "standin/embed-slow",
+    "standin/embed-slow-no-usage",
+    "standin/embed-timeout",
+    "standin/embed-malformed",
+    "standin/embed-hangup",
+    "standin/embed-error-body",
+    *(f"standin/embed-http-{status}" for status in sorted(ERROR_TYPES)),
 )
 
 
@@ -168,6 +188,67 @@ def model_entry(model_id: str) -> dict[str, Any]:
         "top_provider": {"context_length": 32768, "max_completion_tokens": max_output},
         "supported_parameters": ["max_tokens", "stop", "stream", "tools", "response_format"],
     }
+
+
+def embedding_model_entry(model_id: str) -> dict[str, Any]:
+    """The model's entry in `GET /v1/embeddings/models`: OpenRouter's shape, priced per input token only."""
+    return {
+        "id": model_id,
+        "name": f"Stand-in: {model_id.removeprefix('standin/')}",
+        "created": 1735689600,
+        "context_length": 8192,
+        "pricing": {"prompt": EMBEDDING_PRICE},
+        "architecture": {
+            "modality": "text->embeddings",
+            "input_modalities": ["text"],
+            "output_modalities": ["embeddings"],
+        },
+        "top_provider": {"context_length": 8192, "max_completion_tokens": None},
+        "supported_parameters": ["dimensions", "encoding_format"],
+    }
+
+
+def embedding_tokens(item: object) -> int:
+    """The stand-in's count of one input's tokens: ceil(UTF-8 bytes / 4) of a string (at least 1), a token array's
+    length."""
+    if isinstance(item, str):
+        return max(1, math.ceil(len(item.encode()) / 4))
+    return len(item) if isinstance(item, list) else 1
+
+
+def embedding_inputs(value: object) -> list[object]:
+    """The request's inputs, one per vector (a token array is one input)."""
+    if isinstance(value, list) and value and all(isinstance(item, int) for item in value):
+        return [value]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def embedding_body(payload: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The answer to an embedding request: one small vector per input (`dimensions` honoured), and its usage."""
+    inputs = embedding_inputs(payload.get("input"))
+    asked = payload.get("dimensions")
+    dimensions = asked if isinstance(asked, int) else EMBEDDING_DIMENSIONS
+    data: list[dict[str, Any]] = []
+    for index, _ in enumerate(inputs):
+        vector = [round((index + 1) / (position + 2), 4) for position in range(dimensions)]
+        encoded: object = vector
+        if payload.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(embedding_tokens(item) for item in inputs)
+    body: dict[str, Any] = {"object": "list", "data": data, "model": str(payload.get("model", ""))}
+    usage: dict[str, Any] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    if mode == "embed-negative-usage":
+        usage = {"prompt_tokens": -tokens, "total_tokens": -tokens}
+    if mode == "embed-undercount":
+        usage = {"prompt_tokens": 0, "total_tokens": 0}  # fewer tokens than inputs: no real usage looks like this
+    if mode.startswith("embed-cost-"):
+        usage["cost"] = float(mode.removeprefix("embed-cost-"))
+    if mode == "embed-error-body":
+        body["error"] = _error_object(502, "provider_unavailable", "stand-in failed mid-embedding")
+    if not mode.endswith("no-usage"):
+        body["usage"] = usage
+    return body
 
 
 def _error_object(status: int, error_type: str, message: str) -> dict[str, Any]:

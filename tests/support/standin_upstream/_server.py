@@ -13,10 +13,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support.standin_upstream._answers import (
+    EMBEDDING_MODEL_IDS,
     ERROR_TYPES,
     MODEL_IDS,
     SONNET_DELAY,
     Answer,
+    embedding_body,
+    embedding_model_entry,
     error_response,
     hang_up_after,
     json_response,
@@ -40,7 +43,9 @@ class StandinServer:
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/embeddings/models", self.embedding_models, methods=["GET"]),
                 Route("/v1/_stats", self.stats, methods=["GET"]),
                 *self.auth.routes(),
             ]
@@ -49,6 +54,10 @@ class StandinServer:
     async def models(self, request: Request) -> Response:
         """Every model of the table, priced."""
         return json_response({"data": [model_entry(model_id) for model_id in MODEL_IDS]})
+
+    async def embedding_models(self, request: Request) -> Response:
+        """Every embedding model of the table, priced per input token (OpenRouter's `/embeddings/models`)."""
+        return json_response({"data": [embedding_model_entry(model_id) for model_id in EMBEDDING_MODEL_IDS]})
 
     async def stats(self, request: Request) -> Response:
         """What the stand-in received (see `StandIn.stats`)."""
@@ -64,18 +73,46 @@ class StandinServer:
             }
         )
 
-    async def chat(self, request: Request) -> Response:
-        """A chat completion, answered as its model name says."""
+    async def _received(self, request: Request) -> Any:
+        """The request's JSON body, recorded as what the stand-in received last (None when it is not JSON)."""
         raw = await request.body()
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return error_response(400, "invalid_request", "the body is not JSON")
-        model = str(payload.get("model", ""))
-        self.requests[model] += 1
+            return None
+        self.requests[str(payload.get("model", ""))] += 1
         self.last_request = payload
         self.last_raw = raw.decode(errors="replace")
         self.last_headers = {name: value for name, value in request.headers.items() if name != "content-length"}
+        return payload
+
+    async def embeddings(self, request: Request) -> Response:
+        """An embedding request, answered as its model name says (recorded like a chat completion)."""
+        payload = await self._received(request)
+        if payload is None:
+            return error_response(400, "invalid_request", "the body is not JSON")
+        mode = str(payload.get("model", "")).removeprefix("standin/")
+        if mode.startswith("embed-http-") and mode[11:].isdigit():
+            status = int(mode[11:])
+            headers = {"retry-after": "7"} if status == 429 else {}
+            return error_response(status, ERROR_TYPES.get(status, "unmapped"), f"stand-in {status}", headers)
+        if mode == "embed-timeout":
+            await asyncio.sleep(self.timeout_delay)
+        if mode.startswith("embed-slow"):
+            await asyncio.sleep(self.slow_delay * 2)
+        if mode == "embed-malformed":
+            return Response(b"{this is not JSON", media_type="application/json")
+        whole = orjson.dumps(embedding_body(payload, mode))
+        if mode == "embed-hangup":
+            return StreamingResponse(hang_up_after(whole[: len(whole) // 2]), media_type="application/json")
+        return Response(whole, media_type="application/json")
+
+    async def chat(self, request: Request) -> Response:
+        """A chat completion, answered as its model name says."""
+        payload = await self._received(request)
+        if payload is None:
+            return error_response(400, "invalid_request", "the body is not JSON")
+        model = str(payload.get("model", ""))
         generation = f"gen-standin-{sum(self.requests.values())}"
         mode = model.removeprefix("standin/")
         stream = payload.get("stream") is True

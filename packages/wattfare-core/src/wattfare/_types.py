@@ -1,4 +1,4 @@
-"""Wire models: Wattfare's own JSON (camelCase on the wire, snake_case in Python) and OpenAI's chat JSON.
+"""Wire models: Wattfare's own JSON (camelCase on the wire, snake_case in Python) and OpenAI's chat and embeddings JSON.
 
 Every model allows extra fields, because upstreams add fields and a new one must never break a
 client. Money is `Decimal`, never a float: pydantic reads a JSON number into `Decimal(str(x))`.
@@ -7,6 +7,8 @@ Times are timezone-aware UTC.
 
 from __future__ import annotations
 
+import base64
+import struct
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
@@ -26,6 +28,9 @@ __all__ = [
     "Delta",
     "DeltaFunction",
     "DeltaToolCall",
+    "Embedding",
+    "EmbeddingResponse",
+    "EmbeddingUsage",
     "FunctionCall",
     "Message",
     "ModelInfo",
@@ -144,10 +149,16 @@ class ModelList(_OpenAIModel):
 
 
 class UsageRow(_WattfareModel):
-    """Spend of one app user on one model over the report's period."""
+    """Spend of one app user on one model over the report's period.
+
+    Attributes:
+        endpoint: What the model was called for: `"chat.completions"` or `"embeddings"`; None from a server that
+            does not say (an older one).
+    """
 
     app_user_id: str
     model: str
+    endpoint: str | None = None
     requests: int
     prompt_tokens: int
     completion_tokens: int
@@ -301,3 +312,52 @@ class ChatCompletionChunk(_OpenAIModel):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     wattfare: WattfareInfo | None = None
+
+
+# ---------------------------------------------------------------- OpenAI Embeddings
+
+
+class Embedding(_OpenAIModel):
+    """One input's embedding.
+
+    Attributes:
+        index: The position of its input in the request's `input`.
+        embedding: The vector as floats, or, when the request asked for `encoding_format="base64"`, the
+            base64 of its little-endian float32 bytes, as the server sent it (`EmbeddingResponse.vectors()`
+            decodes it).
+    """
+
+    object: str = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(_OpenAIModel):
+    """Token counts of an embeddings request (there are no completion tokens)."""
+
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class EmbeddingResponse(_OpenAIModel):
+    """OpenAI's embeddings response, with Wattfare's cost, remaining budget and request id on `wattfare`.
+
+    `wattfare.max_tokens` and `wattfare.clamped` are always None: an embedding generates no tokens.
+    """
+
+    object: str = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage | None = None
+    wattfare: WattfareInfo = Field(default_factory=WattfareInfo)
+
+    def vectors(self) -> list[list[float]]:
+        """Every vector as floats, in the order of the request's inputs (base64 ones decoded from float32)."""
+        return [_floats(item.embedding) for item in sorted(self.data, key=lambda item: item.index)]
+
+
+def _floats(embedding: list[float] | str) -> list[float]:
+    if isinstance(embedding, list):
+        return embedding
+    raw = base64.b64decode(embedding)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))

@@ -1,4 +1,5 @@
-"""What ChatWattfare does with each constructor argument: a field, one of ChatOpenAI's names for one, or a refusal.
+"""What ChatWattfare (and WattfareEmbeddings) does with each constructor argument: a field, one of ChatOpenAI's (and
+OpenAIEmbeddings') names for one, or a refusal.
 
 `ChatOpenAI` moves any argument it does not know into `model_kwargs`, with a warning, and
 `model_kwargs` is sent as request fields. Swapping `ChatOpenAI(...)` for `ChatWattfare(...)` keeps its
@@ -15,7 +16,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
+
+from langchain_core.utils import get_pydantic_field_names
+from pydantic import AliasChoices, BaseModel
 
 from wattfare import UsageError
 
@@ -68,28 +73,95 @@ CLIENT_SETTINGS: Final = frozenset(
 )
 
 
-def check_arguments(values: dict[str, Any], accepted: Collection[str]) -> dict[str, Any]:
-    """The constructor's arguments with ChatOpenAI's request fields moved into `model_kwargs`.
+# OpenAIEmbeddings' arguments that have no meaning here, with what to do instead.
+_NO_TOKENIZING = "WattfareEmbeddings sends each text whole (the model refuses one that is too long); remove it"
+REFUSED_BY_EMBEDDINGS: Final[Mapping[str, str]] = {
+    **{name: REFUSED[name] for name in ("openai_organization", "organization", "openai_proxy", "http_client")},
+    **{name: REFUSED[name] for name in ("http_async_client", "default_headers", "default_query")},
+    "headers": REFUSED["default_headers"],
+    "deployment": "an Azure deployment means nothing to Wattfare; name the model with model=...",
+    "openai_api_version": "an Azure OpenAI API version means nothing to Wattfare; remove it",
+    "openai_api_type": "an Azure OpenAI API type means nothing to Wattfare; remove it",
+    "tiktoken_model_name": _NO_TOKENIZING,
+    "tiktoken_enabled": _NO_TOKENIZING,
+    "embedding_ctx_length": _NO_TOKENIZING,
+    "check_embedding_ctx_length": _NO_TOKENIZING,
+    "allowed_special": _NO_TOKENIZING,
+    "disallowed_special": _NO_TOKENIZING,
+    "retry_min_seconds": "the core client's backoff (honouring Retry-After) decides the wait; set max_retries=...",
+    "retry_max_seconds": "the core client's backoff (honouring Retry-After) decides the wait; set max_retries=...",
+    "show_progress_bar": "WattfareEmbeddings shows no progress bar; remove it",
+    "skip_empty": "WattfareEmbeddings embeds every text it is given; leave empty texts out yourself",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentRules:
+    """One class's rules: its name, the replaced class's request fields and refusals, and its routes into the body.
+
+    Attributes:
+        owner: The class's name, as errors name it.
+        request_fields: The replaced class's names for request fields, moved into `model_kwargs`.
+        refused: The replaced class's arguments that mean nothing here, with what to do instead.
+        client_settings: Names that are never request fields, wherever they are given.
+        body_routes: How the class's errors name its explicit routes into the body.
+    """
+
+    owner: str
+    request_fields: frozenset[str]
+    refused: Mapping[str, str]
+    client_settings: frozenset[str]
+    body_routes: str
+
+
+CHAT: Final = ArgumentRules(
+    owner="ChatWattfare",
+    request_fields=CHAT_OPENAI_REQUEST_FIELDS,
+    refused=REFUSED,
+    client_settings=CLIENT_SETTINGS,
+    body_routes="model_kwargs={...} or extra_body={...}",
+)
+EMBEDDINGS: Final = ArgumentRules(
+    owner="WattfareEmbeddings",
+    request_fields=frozenset(),
+    refused=REFUSED_BY_EMBEDDINGS,
+    client_settings=CLIENT_SETTINGS | frozenset(REFUSED_BY_EMBEDDINGS),
+    body_routes="model_kwargs={...}",
+)
+
+
+def accepted_names(model: type[BaseModel]) -> set[str]:
+    """A model's field names and aliases, including alternative names such as `api_key` for `secret_key`."""
+    names = get_pydantic_field_names(model)
+    for info in model.model_fields.values():
+        if isinstance(info.validation_alias, AliasChoices):
+            names.update(choice for choice in info.validation_alias.choices if isinstance(choice, str))
+    return names
+
+
+def check_arguments(values: dict[str, Any], accepted: Collection[str], rules: ArgumentRules = CHAT) -> dict[str, Any]:
+    """The constructor's arguments with the replaced class's request fields moved into `model_kwargs`.
 
     Args:
         values: The constructor's keyword arguments (changed in place).
-        accepted: ChatWattfare's field names and aliases.
+        accepted: The class's field names and aliases.
+        rules: Whose rules (ChatWattfare's by default).
 
     Raises:
         wattfare.UsageError: An argument is refused or unknown, or `model_kwargs` / `extra_body` holds a
             client setting, or a field is given twice.
     """
-    refused = sorted(name for name in values if name in REFUSED and name not in accepted)
+    refused = sorted(name for name in values if name in rules.refused and name not in accepted)
     if refused:
-        reasons = "; ".join(f"{name}: {REFUSED[name]}" for name in refused)
-        raise UsageError(f"ChatWattfare does not take {', '.join(refused)} ({reasons})")
-    unknown = sorted(name for name in values if name not in accepted and name not in CHAT_OPENAI_REQUEST_FIELDS)
+        reasons = "; ".join(f"{name}: {rules.refused[name]}" for name in refused)
+        raise UsageError(f"{rules.owner} does not take {', '.join(refused)} ({reasons})")
+    unknown = sorted(name for name in values if name not in accepted and name not in rules.request_fields)
     if unknown:
-        raise UsageError(_unknown_message(unknown, accepted))
+        raise UsageError(_unknown_message(unknown, accepted, rules))
     model_kwargs: dict[str, Any] = dict(values.get("model_kwargs") or {})
-    check_request_fields(model_kwargs, "model_kwargs")
-    check_request_fields(values.get("extra_body") or {}, "extra_body")
-    for name in CHAT_OPENAI_REQUEST_FIELDS.intersection(values):
+    check_request_fields(model_kwargs, "model_kwargs", rules)
+    check_request_fields(values.get("extra_body") or {}, "extra_body", rules)
+    for name in rules.request_fields.intersection(values):
         if name in model_kwargs:
             raise UsageError(f"{name} is given twice: as an argument and in model_kwargs")
         model_kwargs[name] = values.pop(name)
@@ -98,26 +170,26 @@ def check_arguments(values: dict[str, Any], accepted: Collection[str]) -> dict[s
     return values
 
 
-def check_request_fields(fields: Mapping[str, Any], where: str) -> None:
+def check_request_fields(fields: Mapping[str, Any], where: str, rules: ArgumentRules = CHAT) -> None:
     """Refuse request fields that are client settings (`api_key`, `timeout`, ...): they never belong in a body.
 
     Raises:
         wattfare.UsageError: `fields` names a client setting.
     """
-    misplaced = sorted(CLIENT_SETTINGS.intersection(fields))
+    misplaced = sorted(rules.client_settings.intersection(fields))
     if misplaced:
         raise UsageError(
             f"{', '.join(misplaced)} in {where} would be sent to the model provider as request fields;"
-            " pass client settings to the ChatWattfare constructor (secret_key=..., base_url=..., timeout=...)"
+            f" pass client settings to the {rules.owner} constructor (secret_key=..., base_url=..., timeout=...)"
         )
 
 
-def _unknown_message(unknown: list[str], accepted: Collection[str]) -> str:
+def _unknown_message(unknown: list[str], accepted: Collection[str], rules: ArgumentRules) -> str:
     hints = [
         f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, accepted, n=1)) else name
         for name in unknown
     ]
     return (
-        f"ChatWattfare does not take {', '.join(hints)}: unknown arguments are not sent anywhere;"
-        " to send a request field, put it in model_kwargs={...} or extra_body={...}"
+        f"{rules.owner} does not take {', '.join(hints)}: unknown arguments are not sent anywhere;"
+        f" to send a request field, put it in {rules.body_routes}"
     )

@@ -12,13 +12,13 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.runnables.retry import ExponentialJitterParams
 from langchain_core.tools import BaseTool
-from langchain_core.utils import from_env, get_pydantic_field_names, secret_from_env
+from langchain_core.utils import from_env, secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 from typing_extensions import override
 
 from wattfare import AsyncWattfare, AsyncWattfareUser, UsageError, Wattfare, WattfareUser
-from wattfare_langchain._arguments import check_arguments, check_request_fields
+from wattfare_langchain._arguments import accepted_names, check_arguments, check_request_fields
 from wattfare_langchain._connections import POOL, ClientSettings
 from wattfare_langchain._convert import ChunkConverter, chat_result, to_openai_messages, tool_choice_param
 from wattfare_langchain._retry import RetryOn, retry_predicate
@@ -144,7 +144,7 @@ class ChatWattfare(BaseChatModel):
         # Unlike ChatOpenAI, nothing unknown becomes a request field: see _arguments.
         if not isinstance(data, dict):
             return data
-        return check_arguments(cast(dict[str, Any], data), _accepted_names(cls))
+        return check_arguments(cast(dict[str, Any], data), accepted_names(cls))
 
     @model_validator(mode="after")
     def _require_secret_key(self) -> Self:
@@ -418,12 +418,3 @@ class ChatWattfare(BaseChatModel):
             exponential_jitter_params=exponential_jitter_params,
             stop_after_attempt=stop_after_attempt,
         )
-
-
-def _accepted_names(model: type[ChatWattfare]) -> set[str]:
-    # Field names and aliases, including alternative names such as `api_key` for `secret_key`.
-    names = get_pydantic_field_names(model)
-    for info in model.model_fields.values():
-        if isinstance(info.validation_alias, AliasChoices):
-            names.update(choice for choice in info.validation_alias.choices if isinstance(choice, str))
-    return names

@@ -9,6 +9,9 @@ keyword argument it does not know (`litellm.utils.add_provider_specific_params_t
 Those are never sent: the proxy forwards body fields to the model provider, and an `openai_api_key=`
 or another provider's credential left in a call would reach it. Only the Chat Completions params
 LiteLLM knows and the caller's explicit `extra_body` make the body.
+
+An embedding call (`read_embedding_call`) follows the same rules with OpenAI's embedding params (`dimensions`,
+`encoding_format`); LiteLLM hands a custom provider those only through `_embedding_params`.
 """
 
 from __future__ import annotations
@@ -85,6 +88,30 @@ class ChatCall:
     client: ClientSettings
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingCall:
+    """One embeddings request for Wattfare.
+
+    Attributes:
+        model: The Wattfare model id (`openai/text-embedding-3-small`).
+        input: What to embed: a text, texts, token ids or lists of token ids, as given.
+        dimensions: The size of each vector, when given.
+        encoding_format: `"float"` or `"base64"`, when given.
+        extra_body: The caller's explicit extra request fields.
+        app_user_id: The end user charged.
+        client: How to reach Wattfare.
+    """
+
+    model: str
+    # As LiteLLM passed them: the SDK checks them (OpenAI's input shapes, an int >= 1, "float" / "base64").
+    input: Any
+    dimensions: Any
+    encoding_format: Any
+    extra_body: dict[str, Any] | None
+    app_user_id: str
+    client: ClientSettings
+
+
 def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
     for key, value in (headers or {}).items():
         if key.lower() == name and isinstance(value, str) and value:
@@ -103,11 +130,13 @@ def _end_user(optional_params: Mapping[str, Any], logging_obj: Any, headers: Map
     return user if isinstance(user, str) and user else None
 
 
+def _litellm_param(litellm_params: object, name: str) -> object:
+    return cast("Mapping[str, object]", litellm_params).get(name) if isinstance(litellm_params, Mapping) else None
+
+
 def _drops_params(litellm_params: object) -> bool:
     # LiteLLM's switch for "drop what a provider does not take": per call (or deployment), else process-wide.
-    per_call: object = None
-    if isinstance(litellm_params, Mapping):
-        per_call = cast("Mapping[str, object]", litellm_params).get("drop_params")
+    per_call = _litellm_param(litellm_params, "drop_params")
     process_wide: object = getattr(litellm, "drop_params", None)
     return per_call is True or (per_call is None and process_wide is True)
 
@@ -161,13 +190,7 @@ def read_call(
         litellm.BadRequestError: No end user was named (pass LiteLLM's `user`), or `extra_body` holds a
             client setting such as `api_key`.
     """
-    app_user_id = _end_user(optional_params, logging_obj, headers)
-    if app_user_id is None:
-        raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
-            message="Wattfare charges every completion to one of your app's users: pass user=<your app's user id>",
-            model=model,
-            llm_provider=PROVIDER,
-        )
+    app_user_id = _require_end_user(_end_user(optional_params, logging_obj, headers), model, "completion")
     unknown = sorted(k for k in optional_params if k not in _REQUEST_FIELDS | _CONNECTION | _CONTROLS)
     if unknown and not _drops_params(litellm_params):
         raise UnsupportedParamsError(
@@ -180,21 +203,8 @@ def read_call(
             model=model,
         )
     params = {k: v for k, v in optional_params.items() if k in _REQUEST_FIELDS}
-    extra_body: object = optional_params.get("extra_body")
-    if isinstance(extra_body, Mapping):
-        extra = cast("Mapping[str, Any]", extra_body)
-        misplaced = sorted(_CONNECTION.intersection(extra))
-        if misplaced:
-            raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
-                message=(
-                    f"{', '.join(misplaced)} in extra_body would be sent to the model provider as request fields;"
-                    " pass the deployment's settings as LiteLLM params (api_key=..., api_base=..., timeout=...)"
-                ),
-                model=model,
-                llm_provider=PROVIDER,
-            )
-        # As in the OpenAI SDK: extra_body fields are merged into the request body.
-        params.update(extra)
+    # As in the OpenAI SDK: extra_body fields are merged into the request body.
+    params.update(_extra_body(optional_params, model) or {})
     if not stream:
         params.pop("stream_options", None)
     return ChatCall(
@@ -208,5 +218,90 @@ def read_call(
             timeout=timeout,
             max_retries=_max_retries(optional_params),
             busy_retries=router_retries(litellm_params),
+        ),
+    )
+
+
+def _require_end_user(app_user_id: str | None, model: str, what: str) -> str:
+    if app_user_id is None:
+        raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
+            message=f"Wattfare charges every {what} to one of your app's users: pass user=<your app's user id>",
+            model=model,
+            llm_provider=PROVIDER,
+        )
+    return app_user_id
+
+
+def _extra_body(optional_params: Mapping[str, Any], model: str) -> dict[str, Any] | None:
+    """The caller's `extra_body`, refused if it holds a connection setting (never a request field)."""
+    extra_body: object = optional_params.get("extra_body")
+    if not isinstance(extra_body, Mapping):
+        return None
+    extra = dict(cast("Mapping[str, Any]", extra_body))
+    misplaced = sorted(_CONNECTION.intersection(extra))
+    if misplaced:
+        raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
+            message=(
+                f"{', '.join(misplaced)} in extra_body would be sent to the model provider as request fields;"
+                " pass the deployment's settings as LiteLLM params (api_key=..., api_base=..., timeout=...)"
+            ),
+            model=model,
+            llm_provider=PROVIDER,
+        )
+    return extra
+
+
+# OpenAI's embedding params: sent as given.
+_EMBEDDING_FIELDS: Final = frozenset({"dimensions", "encoding_format"})
+
+
+def read_embedding_call(
+    *,
+    model: str,
+    input: object,
+    optional_params: Mapping[str, Any],
+    logging_obj: Any,
+    api_key: str | None,
+    api_base: str | None,
+    timeout: float | httpx.Timeout | None,
+    litellm_params: object = None,
+) -> EmbeddingCall:
+    """Read a LiteLLM custom-provider embedding call into an `EmbeddingCall`.
+
+    Raises:
+        litellm.UnsupportedParamsError: The call has params that are not embedding params (unless LiteLLM's
+            `drop_params` is on: then they are dropped).
+        litellm.BadRequestError: No end user was named (pass LiteLLM's `user`), or `extra_body` holds a client
+            setting such as `api_key`.
+    """
+    app_user_id = _require_end_user(_end_user(optional_params, logging_obj, None), model, "embedding")
+    unknown = sorted(k for k in optional_params if k not in _EMBEDDING_FIELDS | _CONNECTION | _CONTROLS)
+    if unknown and not _drops_params(litellm_params):
+        raise UnsupportedParamsError(
+            message=(
+                f"wattfare/ does not send {', '.join(unknown)}: only embedding params (dimensions, encoding_format)"
+                " reach the request body, which Wattfare forwards to the model provider. Put other request fields"
+                " in extra_body={...}, or pass drop_params=True to drop them"
+            ),
+            llm_provider=PROVIDER,
+            model=model,
+        )
+    router = router_retries(litellm_params)
+    max_retries = _count(_litellm_param(litellm_params, "max_retries"))
+    return EmbeddingCall(
+        model=model,
+        input=input,
+        dimensions=optional_params.get("dimensions"),
+        encoding_format=optional_params.get("encoding_format"),
+        extra_body=_extra_body(optional_params, model),
+        app_user_id=app_user_id,
+        client=ClientSettings(
+            secret_key=api_key or None,
+            base_url=api_base or None,
+            timeout=timeout,
+            # A Router retries embeddings itself and, unlike its chat calls, says so to no one: its call records
+            # its retries in the metadata, and the SDK then retries only a busy budget, as for chat.
+            max_retries=max_retries if max_retries is not None or router is None else 0,
+            busy_retries=router,
         ),
     )

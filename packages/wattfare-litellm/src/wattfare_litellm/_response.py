@@ -1,4 +1,5 @@
-"""A Wattfare completion as LiteLLM's `ModelResponse`, with Wattfare's charge as `usage.cost`.
+"""A Wattfare completion as LiteLLM's `ModelResponse` (embeddings as its `EmbeddingResponse`), with Wattfare's charge
+as `usage.cost`.
 
 LiteLLM takes `usage.cost` as the call's `response_cost` (its callbacks, budgets and spend logs),
 so a LiteLLM user's own accounting equals what Wattfare metered. LiteLLM keeps costs as floats:
@@ -17,9 +18,11 @@ from typing import Any
 from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
     convert_to_model_response_object,  # pyright: ignore[reportUnknownVariableType]
 )
+from litellm.types.utils import EmbeddingResponse as LiteLLMEmbeddingResponse
 from litellm.types.utils import ModelResponse
+from litellm.types.utils import Usage as LiteLLMUsage
 
-from wattfare import ChatCompletion, Usage, WattfareInfo
+from wattfare import ChatCompletion, EmbeddingResponse, Usage, WattfareInfo
 
 
 def usage_block(usage: Usage | None, cost_usd: Decimal | None) -> dict[str, Any] | None:
@@ -73,4 +76,23 @@ def model_response(completion: ChatCompletion, into: ModelResponse) -> ModelResp
         model_response_object=into,
         _response_headers=wattfare_headers(completion.wattfare),
     )
+    return converted
+
+
+def embedding_response(result: EmbeddingResponse, into: LiteLLMEmbeddingResponse) -> LiteLLMEmbeddingResponse:
+    """Fill LiteLLM's `EmbeddingResponse` (the one LiteLLM handed the provider) from Wattfare's embeddings."""
+    body = result.model_dump(mode="json", exclude={"wattfare", "usage"}, exclude_none=True)
+    converted: Any = convert_to_model_response_object(
+        response_object=body,
+        model_response_object=into,
+        response_type="embedding",
+        _response_headers=wattfare_headers(result.wattfare),
+    )
+    # LiteLLM's embedding conversion keeps token counts only; the charge goes in as for a completion.
+    usage: dict[str, Any] = {"completion_tokens": 0, "prompt_tokens": 0, "total_tokens": 0}
+    if result.usage is not None:
+        usage |= result.usage.model_dump(include={"prompt_tokens", "total_tokens"})
+    if result.wattfare.cost_usd is not None:
+        usage["cost"] = float(result.wattfare.cost_usd)  # LiteLLM's unit; the exact amount stays in the headers
+    converted.usage = LiteLLMUsage(**usage)
     return converted

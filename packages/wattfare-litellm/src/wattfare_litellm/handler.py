@@ -19,12 +19,14 @@ from typing import Any
 import httpx
 from litellm.exceptions import AuthenticationError, UnsupportedEndpointError
 from litellm.llms.custom_llm import CustomLLM
-from litellm.types.utils import GenericStreamingChunk, ModelResponse
+from litellm.types.utils import EmbeddingResponse, GenericStreamingChunk, ModelResponse
 
 from wattfare import AsyncWattfare, ChatStream, UsageError, Wattfare, WattfareError
-from wattfare_litellm._call import ChatCall, ClientSettings, read_call
+from wattfare_litellm._call import ChatCall, ClientSettings, EmbeddingCall, read_call, read_embedding_call
 from wattfare_litellm._chunks import ChunkTranslator
+from wattfare_litellm._embedding_params import route_embedding_params
 from wattfare_litellm._error_mapping import PROVIDER, litellm_error
+from wattfare_litellm._response import embedding_response
 from wattfare_litellm._response import model_response as to_model_response
 
 __all__ = ["WattfareLLM", "wattfare_llm"]
@@ -59,13 +61,14 @@ class _SyncChunks(Iterator[GenericStreamingChunk]):
 
 
 class WattfareLLM(CustomLLM):
-    """The `wattfare/<model>` provider for LiteLLM: completions charged to your app's end users.
+    """The `wattfare/<model>` provider for LiteLLM: completions and embeddings charged to your app's end users.
 
     Register it once with `wattfare_litellm.register()` (or `custom_provider_map` in the proxy's
     `config.yaml`), then call `litellm.completion(model="wattfare/openai/gpt-4o-mini",
     messages=..., user="user_42")`. The deployment's `api_key` is the app's Wattfare secret key and
     its `api_base` the Wattfare server; without them the SDK reads `WATTFARE_SECRET_KEY` and
-    `WATTFARE_BASE_URL`. The end user is LiteLLM's standard `user` param.
+    `WATTFARE_BASE_URL`. The end user is LiteLLM's standard `user` param. Embeddings too:
+    `litellm.embedding(model="wattfare/openai/text-embedding-3-small", input=[...], user="user_42")`.
 
     Args:
         secret_key: The secret key used when a call names none (`api_key`).
@@ -101,6 +104,8 @@ class WattfareLLM(CustomLLM):
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
+        # LiteLLM hands a custom provider no embedding params unless told to (see _embedding_params).
+        route_embedding_params(WattfareLLM)
 
     def __repr__(self) -> str:
         return f"<WattfareLLM base_url={self._base_url!r}>"
@@ -276,22 +281,90 @@ class WattfareLLM(CustomLLM):
             raise litellm_error(exc, model=call.model, app_user_id=call.app_user_id) from exc
         yield final
 
+    # ------------------------------------------------------------ LiteLLM's two embedding hooks
+
+    def embedding(
+        self,
+        model: str,
+        input: list[Any],
+        model_response: EmbeddingResponse,
+        print_verbose: Callable[..., Any],
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        api_key: str | None = None,
+        api_base: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        litellm_params: Any = None,
+    ) -> EmbeddingResponse:
+        """Embeddings charged to the call's `user` (`litellm.embedding` calls this)."""
+        call = read_embedding_call(
+            model=model,
+            input=input,
+            optional_params=optional_params,
+            logging_obj=logging_obj,
+            api_key=api_key,
+            api_base=api_base,
+            timeout=timeout,
+            litellm_params=litellm_params,
+        )
+        wf = self._client(call)
+        try:
+            result = wf.user(call.app_user_id).embed(
+                model=call.model,
+                input=call.input,
+                dimensions=call.dimensions,
+                encoding_format=call.encoding_format,
+                extra_body=call.extra_body,
+            )
+        except WattfareError as exc:
+            raise litellm_error(exc, model=call.model, app_user_id=call.app_user_id) from exc
+        return embedding_response(result, model_response)
+
+    async def aembedding(
+        self,
+        model: str,
+        input: list[Any],
+        model_response: EmbeddingResponse,
+        print_verbose: Callable[..., Any],
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        api_key: str | None = None,
+        api_base: str | None = None,
+        timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109  (LiteLLM's signature)
+        litellm_params: Any = None,
+    ) -> EmbeddingResponse:
+        """The async twin of `embedding` (`litellm.aembedding` calls this)."""
+        call = read_embedding_call(
+            model=model,
+            input=input,
+            optional_params=optional_params,
+            logging_obj=logging_obj,
+            api_key=api_key,
+            api_base=api_base,
+            timeout=timeout,
+            litellm_params=litellm_params,
+        )
+        wf = self._async_client(call)
+        try:
+            result = await wf.user(call.app_user_id).embed(
+                model=call.model,
+                input=call.input,
+                dimensions=call.dimensions,
+                encoding_format=call.encoding_format,
+                extra_body=call.extra_body,
+            )
+        except WattfareError as exc:
+            raise litellm_error(exc, model=call.model, app_user_id=call.app_user_id) from exc
+        return embedding_response(result, model_response)
+
     # ------------------------------------------------------------ what Wattfare does not serve
 
-    def embedding(self, model: str, *args: Any, **kwargs: Any) -> Any:  # pyright: ignore[reportIncompatibleMethodOverride]
-        """Not served: Wattfare meters chat completions only."""
-        raise _unsupported("embeddings", model)
-
-    async def aembedding(self, model: str, *args: Any, **kwargs: Any) -> Any:  # pyright: ignore[reportIncompatibleMethodOverride]
-        """Not served: Wattfare meters chat completions only."""
-        raise _unsupported("embeddings", model)
-
     def image_generation(self, model: str, *args: Any, **kwargs: Any) -> Any:  # pyright: ignore[reportIncompatibleMethodOverride]
-        """Not served: Wattfare meters chat completions only."""
+        """Not served: Wattfare meters chat completions and embeddings only."""
         raise _unsupported("image generation", model)
 
     async def aimage_generation(self, model: str, *args: Any, **kwargs: Any) -> Any:  # pyright: ignore[reportIncompatibleMethodOverride]
-        """Not served: Wattfare meters chat completions only."""
+        """Not served: Wattfare meters chat completions and embeddings only."""
         raise _unsupported("image generation", model)
 
     # ------------------------------------------------------------ clients and their pools
@@ -321,13 +394,13 @@ class WattfareLLM(CustomLLM):
             **({"timeout": timeout} if timeout is not None else {}),
         }
 
-    def _client(self, call: ChatCall) -> Wattfare:
+    def _client(self, call: ChatCall | EmbeddingCall) -> Wattfare:
         try:
             return Wattfare(**self._options(call.client), http_client=self._sync_http())
         except UsageError as exc:
             raise _misconfigured(exc, call.model) from exc
 
-    def _async_client(self, call: ChatCall) -> AsyncWattfare:
+    def _async_client(self, call: ChatCall | EmbeddingCall) -> AsyncWattfare:
         try:
             return AsyncWattfare(**self._options(call.client), http_client=self._async_http())
         except UsageError as exc:
@@ -363,7 +436,7 @@ def _misconfigured(exc: UsageError, model: str) -> Exception:
 
 def _unsupported(what: str, model: str) -> Exception:
     return UnsupportedEndpointError(  # pyright: ignore[reportUnknownMemberType]
-        message=f"Wattfare serves chat completions only, not {what}", model=model, llm_provider=PROVIDER
+        message=f"Wattfare serves chat completions and embeddings only, not {what}", model=model, llm_provider=PROVIDER
     )
 
 

@@ -1,4 +1,5 @@
-"""What `WattfareLLM` does with each constructor argument: a field, one of `OpenAI`'s names for one, or a refusal.
+"""What `WattfareLLM` and `WattfareEmbedding` do with each constructor argument: a field, a name LlamaIndex's `OpenAI`
+(or `OpenAIEmbedding`) gives one, or a refusal.
 
 LlamaIndex's `OpenAI(api_key=..., api_base=..., default_headers=..., reuse_client=...)` is what
 `WattfareLLM` replaces, and a swapped-in constructor call keeps those arguments. Pydantic would drop the
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from wattfare import UsageError
 
-__all__ = ["check_request_fields", "resolve_arguments"]
+__all__ = ["EMBEDDING", "LLM", "ArgumentRules", "check_request_fields", "resolve_arguments"]
 
 # `OpenAI`'s names for WattfareLLM's parameters.
 ALIASES: Final[Mapping[str, str]] = {"api_key": "secret_key", "api_base": "base_url", "max_new_tokens": "max_tokens"}
@@ -46,34 +48,73 @@ CLIENT_SETTINGS: Final = frozenset(
 )
 
 
-def resolve_arguments(arguments: Mapping[str, Any], accepted: Collection[str]) -> dict[str, Any]:
-    """The constructor's arguments under WattfareLLM's names, with `OpenAI`'s request fields in `additional_kwargs`.
+# `OpenAIEmbedding`'s arguments that have no meaning here, with what to do instead.
+REFUSED_BY_EMBEDDING: Final[Mapping[str, str]] = {
+    "api_version": REFUSED["api_version"],
+    "default_headers": REFUSED["default_headers"],
+    "reuse_client": REFUSED["reuse_client"],
+    "mode": "OpenAIEmbedding's mode picks one of OpenAI's model families; name the model with model=...",
+    "deployment_name": "an Azure deployment means nothing to Wattfare; name the model with model=...",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentRules:
+    """One class's rules: its name, the replaced class's aliases, request fields and refusals.
+
+    Attributes:
+        owner: The class's name, as errors name it.
+        aliases: The replaced class's names for the class's parameters.
+        request_fields: The replaced class's names for request fields, moved into `additional_kwargs`.
+        refused: The replaced class's arguments that mean nothing here, with what to do instead.
+    """
+
+    owner: str
+    aliases: Mapping[str, str]
+    request_fields: frozenset[str]
+    refused: Mapping[str, str]
+
+
+LLM: Final = ArgumentRules("WattfareLLM", ALIASES, REQUEST_FIELDS, REFUSED)
+EMBEDDING: Final = ArgumentRules(
+    "WattfareEmbedding",
+    {name: ALIASES[name] for name in ("api_key", "api_base")},
+    frozenset(),
+    REFUSED_BY_EMBEDDING,
+)
+
+
+def resolve_arguments(
+    arguments: Mapping[str, Any], accepted: Collection[str], rules: ArgumentRules = LLM
+) -> dict[str, Any]:
+    """The constructor's arguments under the class's names, the replaced class's request fields in `additional_kwargs`.
 
     Args:
         arguments: The keyword arguments given (explicit `secret_key` / `base_url` included when not None).
-        accepted: WattfareLLM's parameter and field names.
+        accepted: The class's parameter and field names.
+        rules: Whose rules (WattfareLLM's by default).
 
     Raises:
         UsageError: An argument is refused, unknown or given twice, or `additional_kwargs` holds a client setting.
     """
-    refused = sorted(name for name in arguments if name in REFUSED)
+    refused = sorted(name for name in arguments if name in rules.refused)
     if refused:
-        reasons = "; ".join(f"{name}: {REFUSED[name]}" for name in refused)
-        raise UsageError(f"WattfareLLM does not take {', '.join(refused)} ({reasons})")
-    known = {*accepted, *ALIASES, *REQUEST_FIELDS}
+        reasons = "; ".join(f"{name}: {rules.refused[name]}" for name in refused)
+        raise UsageError(f"{rules.owner} does not take {', '.join(refused)} ({reasons})")
+    known = {*accepted, *rules.aliases, *rules.request_fields}
     unknown = sorted(name for name in arguments if name not in known)
     if unknown:
-        raise UsageError(_unknown_message(unknown, accepted))
+        raise UsageError(_unknown_message(unknown, accepted, rules.owner))
     resolved: dict[str, Any] = {}
     given_as: dict[str, str] = {}
     for name, value in arguments.items():
-        target = ALIASES.get(name, name)
+        target = rules.aliases.get(name, name)
         if target in given_as:
             raise UsageError(f"{target} is given twice (as {given_as[target]} and as {name})")
         resolved[target], given_as[target] = value, name
     additional: dict[str, Any] = dict(resolved.get("additional_kwargs") or {})
-    check_request_fields(additional, "additional_kwargs")
-    for name in REQUEST_FIELDS.intersection(resolved):
+    check_request_fields(additional, "additional_kwargs", rules.owner)
+    for name in rules.request_fields.intersection(resolved):
         if name in additional:
             raise UsageError(f"{name} is given twice: as an argument and in additional_kwargs")
         additional[name] = resolved.pop(name)
@@ -82,7 +123,7 @@ def resolve_arguments(arguments: Mapping[str, Any], accepted: Collection[str]) -
     return resolved
 
 
-def check_request_fields(fields: Mapping[str, Any], where: str) -> None:
+def check_request_fields(fields: Mapping[str, Any], where: str, owner: str = "WattfareLLM") -> None:
     """Refuse request fields that are client settings (`api_key`, `timeout`, ...): they never belong in a body.
 
     Raises:
@@ -92,16 +133,16 @@ def check_request_fields(fields: Mapping[str, Any], where: str) -> None:
     if misplaced:
         raise UsageError(
             f"{', '.join(misplaced)} in {where} would be sent to the model provider as request fields;"
-            " pass client settings to the WattfareLLM constructor (secret_key=..., base_url=..., timeout=...)"
+            f" pass client settings to the {owner} constructor (secret_key=..., base_url=..., timeout=...)"
         )
 
 
-def _unknown_message(unknown: list[str], accepted: Collection[str]) -> str:
+def _unknown_message(unknown: list[str], accepted: Collection[str], owner: str) -> str:
     hints = [
         f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, accepted, n=1)) else name
         for name in unknown
     ]
     return (
-        f"WattfareLLM does not take {', '.join(hints)}: unknown arguments are not sent anywhere;"
+        f"{owner} does not take {', '.join(hints)}: unknown arguments are not sent anywhere;"
         " to send a request field, put it in additional_kwargs={...}"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import TracebackType
@@ -18,7 +18,7 @@ import anyio
 import httpx
 
 from wattfare._client import _core
-from wattfare._client._core import MessageParam, RequestSpec
+from wattfare._client._core import EmbeddingInput, EncodingFormat, MessageParam, RequestSpec
 from wattfare._client._streaming import ChunkReader, first_choice_text
 from wattfare._exceptions import UsageError, error_from_response
 from wattfare._types import (
@@ -26,6 +26,7 @@ from wattfare._types import (
     ChatCompletionChunk,
     ConnectionStatus,
     CreatedSession,
+    EmbeddingResponse,
     ModelInfo,
     Usage,
     UsageReport,
@@ -164,7 +165,7 @@ class AsyncWattfare:
 
 
 class AsyncWattfareUser:
-    """One app user: their connection, and completions charged to their budget.
+    """One app user: their connection, and completions and embeddings charged to their budget.
 
     Get one from `AsyncWattfare.user`.
     """
@@ -209,13 +210,49 @@ class AsyncWattfareUser:
         spec = _core.chat_request(self._app_user_id, model, messages, params, stream=True)
         return AsyncChatStream(self._client, spec)
 
+    async def embed(
+        self,
+        *,
+        model: str,
+        input: EmbeddingInput,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> EmbeddingResponse:
+        """Embeddings of `input` charged to this user (`POST /embeddings`, OpenAI's wire).
+
+        Args:
+            model: An embedding model's id (`openai/text-embedding-3-small`).
+            input: A text, a list of texts, a list of token ids, or a list of lists of token ids.
+            dimensions: The size of each vector, for models that can shorten theirs.
+            encoding_format: `"float"` or `"base64"`; each vector comes back as the server sent it (`vectors()`
+                decodes base64 to floats). The model's default (floats) when None.
+            extra_body: More request fields, sent as given after everything else.
+
+        Returns:
+            One `Embedding` per input, in `data` (by `index`), with the cost, the budget left and the request
+            id on `.wattfare`.
+
+        Raises:
+            UsageError: An argument is malformed (nothing is sent).
+        """
+        spec = _core.embeddings_request(
+            self._app_user_id,
+            model,
+            input,
+            dimensions=dimensions,
+            encoding_format=encoding_format,
+            extra_body=extra_body,
+        )
+        return _core.parse_embeddings(await self._client._send(spec))  # pyright: ignore[reportPrivateUsage]
+
     def model(self, model: str) -> AsyncModelHandle:
         """A handle bound to this user and one model."""
         return AsyncModelHandle(self, model)
 
 
 class AsyncModelHandle:
-    """One model, charged to one user: `chat` and `stream` without repeating either."""
+    """One model, charged to one user: `chat`, `stream` and `embed` without repeating either."""
 
     def __init__(self, user: AsyncWattfareUser, model: str) -> None:
         self._user = user
@@ -241,6 +278,23 @@ class AsyncModelHandle:
     def stream(self, messages: Iterable[MessageParam], **params: Any) -> AsyncChatStream:
         """A streamed chat completion; see `AsyncWattfareUser.stream`."""
         return self._user.stream(model=self._model, messages=messages, **params)
+
+    async def embed(
+        self,
+        input: EmbeddingInput,
+        *,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> EmbeddingResponse:
+        """Embeddings of `input`; see `AsyncWattfareUser.embed`."""
+        return await self._user.embed(
+            model=self._model,
+            input=input,
+            dimensions=dimensions,
+            encoding_format=encoding_format,
+            extra_body=extra_body,
+        )
 
 
 class AsyncChatStream:

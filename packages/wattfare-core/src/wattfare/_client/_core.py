@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -29,7 +29,7 @@ from wattfare._exceptions import (
     parse_retry_after,
 )
 from wattfare._key_shape import key_shape_problem
-from wattfare._types import ChatCompletion, ModelInfo, ModelList, WattfareInfo
+from wattfare._types import ChatCompletion, EmbeddingResponse, ModelInfo, ModelList, WattfareInfo
 from wattfare._version import __version__
 
 DEFAULT_BASE_URL: Final = "http://127.0.0.1:8787"
@@ -42,6 +42,12 @@ RETRYABLE_STATUSES: Final = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 MessageParam = Mapping[str, Any] | BaseModel
 """A chat message: an OpenAI message dict, or a message model from a previous completion."""
+
+EmbeddingInput = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
+"""What an embeddings request embeds, as on OpenAI's wire: a text, texts, a token array, or token arrays."""
+
+EncodingFormat = Literal["float", "base64"]
+"""How the server sends each vector: floats, or base64 of little-endian float32 bytes."""
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -70,6 +76,17 @@ def resolve_config(
     environ: Mapping[str, str],
 ) -> ClientConfig:
     """Validate the constructor's arguments, falling back to `WATTFARE_SECRET_KEY` / `WATTFARE_BASE_URL`."""
+    return ClientConfig(
+        secret_key=resolve_secret_key(secret_key, environ),
+        api_url=resolve_api_url(base_url, environ),
+        timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+        max_retries=_retry_count("max_retries", max_retries),
+        busy_retries=None if busy_retries is None else _retry_count("busy_retries", busy_retries),
+    )
+
+
+def resolve_secret_key(secret_key: str | None, environ: Mapping[str, str]) -> str:
+    """The app's secret key: `secret_key`, else `WATTFARE_SECRET_KEY`; `UsageError` when missing or not one."""
     key = (secret_key if secret_key is not None else environ.get(SECRET_KEY_ENV, "")).strip()
     if not key:
         raise UsageError(f"no secret key: pass secret_key=... or set {SECRET_KEY_ENV}")
@@ -79,6 +96,11 @@ def resolve_config(
     problem = key_shape_problem(key)
     if problem is not None:
         raise UsageError(problem)
+    return key
+
+
+def resolve_api_url(base_url: str | None, environ: Mapping[str, str]) -> str:
+    """The API root (`…/api/v1`) of `base_url`, else `WATTFARE_BASE_URL`, else the dev server."""
     root = (base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
     try:
         url = httpx.URL(root)
@@ -87,14 +109,7 @@ def resolve_config(
     if url.scheme not in ("http", "https") or not url.host:
         raise UsageError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {root!r}")
     # Accept the API root too (what an OpenAI client is given), without doubling the prefix.
-    api_url = root if root.endswith(API_PREFIX) else root + API_PREFIX
-    return ClientConfig(
-        secret_key=key,
-        api_url=api_url,
-        timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-        max_retries=_retry_count("max_retries", max_retries),
-        busy_retries=None if busy_retries is None else _retry_count("busy_retries", busy_retries),
-    )
+    return root if root.endswith(API_PREFIX) else root + API_PREFIX
 
 
 def _retry_count(name: str, value: object) -> int:
@@ -244,6 +259,71 @@ def chat_request(
     return RequestSpec("POST", "/chat/completions", body=content.encode(), app_user_id=app_user_id, stream=stream)
 
 
+def _embedding_input(value: object) -> str | list[str] | list[int] | list[list[int]]:
+    """The input as a JSON-ready list (or text), or `UsageError` if it is none of OpenAI's four shapes."""
+    if isinstance(value, str):
+        return value
+    items = _items(value)
+    if items:
+        if all(isinstance(item, str) for item in items):
+            return cast("list[str]", items)
+        if all(_is_token(item) for item in items):
+            return cast("list[int]", items)
+        arrays = [_items(item) for item in items]
+        if all(array and all(_is_token(token) for token in array) for array in arrays):
+            return cast("list[list[int]]", arrays)
+    shape = type(value).__name__ if items is None else "an empty list" if not items else "a list of mixed items"
+    raise UsageError(
+        "input must be a str, a non-empty list of str, a list of token ids (int) or a list of lists of token ids,"
+        f" got {shape}"
+    )
+
+
+def _items(value: object) -> list[object] | None:
+    """A sequence's items (a text or bytes is not a sequence of items here), or None."""
+    if isinstance(value, str | bytes | bytearray) or not isinstance(value, Sequence):
+        return None
+    return list(cast("Sequence[object]", value))
+
+
+def _is_token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def embeddings_request(
+    app_user_id: str,
+    model: str,
+    input: object,
+    *,
+    dimensions: int | None,
+    encoding_format: str | None,
+    extra_body: Mapping[str, Any] | None,
+) -> RequestSpec:
+    """`POST /embeddings`: OpenAI's embeddings body for one end user; `extra_body` fields are merged in last."""
+    if not app_user_id.isascii() or not app_user_id.isprintable():
+        raise UsageError("app_user_id must be printable ASCII to be sent in the Wattfare-User header")
+    if not isinstance(model, str) or not model:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise UsageError(f"model must be a non-empty str, got {model!r}")
+    body: dict[str, Any] = {"model": model, "input": _embedding_input(input)}
+    if dimensions is not None:
+        if not _is_token(dimensions) or dimensions < 1:
+            raise UsageError(f"dimensions must be an int >= 1, got {dimensions!r}")
+        body["dimensions"] = dimensions
+    if encoding_format is not None:
+        if encoding_format not in ("float", "base64"):
+            raise UsageError(f"encoding_format must be 'float' or 'base64', got {encoding_format!r}")
+        body["encoding_format"] = encoding_format
+    if extra_body is not None:
+        if not isinstance(extra_body, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise UsageError(f"extra_body must be a mapping of request fields, got {type(extra_body).__name__}")
+        body.update(extra_body)
+    try:
+        content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the embeddings request is not valid JSON: {exc}") from exc
+    return RequestSpec("POST", "/embeddings", body=content.encode(), app_user_id=app_user_id)
+
+
 # ---------------------------------------------------------------- responses
 
 
@@ -299,15 +379,13 @@ def clamping_headers(headers: httpx.Headers) -> tuple[int | None, bool | None]:
     return int_header(headers, "wattfare-max-tokens"), bool_header(headers, "wattfare-clamped")
 
 
-def parse_completion(response: httpx.Response) -> ChatCompletion:
-    """A completion, with `wattfare` filled from the `Wattfare-*` headers, else from the body's `wattfare`."""
-    completion = parse(ChatCompletion, response)
-    body = completion.wattfare
+def wattfare_info(response: httpx.Response, body: WattfareInfo) -> WattfareInfo:
+    """What Wattfare says of a request: its `Wattfare-*` headers, else the body's `wattfare` block."""
     headers = response.headers
     cost = decimal_header(headers, "wattfare-cost-usd")
     remaining = decimal_header(headers, "wattfare-remaining-usd")
     max_tokens, clamped = clamping_headers(headers)
-    completion.wattfare = WattfareInfo(
+    return WattfareInfo(
         cost_usd=cost if cost is not None else body.cost_usd,
         remaining_usd=remaining if remaining is not None else body.remaining_usd,
         request_id=request_id(response) or body.request_id,
@@ -315,7 +393,20 @@ def parse_completion(response: httpx.Response) -> ChatCompletion:
         max_tokens=max_tokens if max_tokens is not None or clamped is not None else body.max_tokens,
         clamped=clamped if clamped is not None else body.clamped,
     )
+
+
+def parse_completion(response: httpx.Response) -> ChatCompletion:
+    """A completion, with `wattfare` filled from the `Wattfare-*` headers, else from the body's `wattfare`."""
+    completion = parse(ChatCompletion, response)
+    completion.wattfare = wattfare_info(response, completion.wattfare)
     return completion
+
+
+def parse_embeddings(response: httpx.Response) -> EmbeddingResponse:
+    """Embeddings, with `wattfare` filled from the `Wattfare-*` headers, else from the body's `wattfare`."""
+    embeddings = parse(EmbeddingResponse, response)
+    embeddings.wattfare = wattfare_info(response, embeddings.wattfare)
+    return embeddings
 
 
 # ---------------------------------------------------------------- retries

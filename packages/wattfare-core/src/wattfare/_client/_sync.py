@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import TracebackType
@@ -18,7 +18,7 @@ from typing import Any, Self
 import httpx
 
 from wattfare._client import _core
-from wattfare._client._core import MessageParam, RequestSpec
+from wattfare._client._core import EmbeddingInput, EncodingFormat, MessageParam, RequestSpec
 from wattfare._client._streaming import ChunkReader, first_choice_text
 from wattfare._exceptions import UsageError, error_from_response
 from wattfare._types import (
@@ -26,6 +26,7 @@ from wattfare._types import (
     ChatCompletionChunk,
     ConnectionStatus,
     CreatedSession,
+    EmbeddingResponse,
     ModelInfo,
     Usage,
     UsageReport,
@@ -162,7 +163,7 @@ class Wattfare:
 
 
 class WattfareUser:
-    """One app user: their connection, and completions charged to their budget.
+    """One app user: their connection, and completions and embeddings charged to their budget.
 
     Get one from `Wattfare.user`.
     """
@@ -207,13 +208,49 @@ class WattfareUser:
         spec = _core.chat_request(self._app_user_id, model, messages, params, stream=True)
         return ChatStream(self._client, spec)
 
+    def embed(
+        self,
+        *,
+        model: str,
+        input: EmbeddingInput,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> EmbeddingResponse:
+        """Embeddings of `input` charged to this user (`POST /embeddings`, OpenAI's wire).
+
+        Args:
+            model: An embedding model's id (`openai/text-embedding-3-small`).
+            input: A text, a list of texts, a list of token ids, or a list of lists of token ids.
+            dimensions: The size of each vector, for models that can shorten theirs.
+            encoding_format: `"float"` or `"base64"`; each vector comes back as the server sent it (`vectors()`
+                decodes base64 to floats). The model's default (floats) when None.
+            extra_body: More request fields, sent as given after everything else.
+
+        Returns:
+            One `Embedding` per input, in `data` (by `index`), with the cost, the budget left and the request
+            id on `.wattfare`.
+
+        Raises:
+            UsageError: An argument is malformed (nothing is sent).
+        """
+        spec = _core.embeddings_request(
+            self._app_user_id,
+            model,
+            input,
+            dimensions=dimensions,
+            encoding_format=encoding_format,
+            extra_body=extra_body,
+        )
+        return _core.parse_embeddings(self._client._send(spec))  # pyright: ignore[reportPrivateUsage]
+
     def model(self, model: str) -> ModelHandle:
         """A handle bound to this user and one model."""
         return ModelHandle(self, model)
 
 
 class ModelHandle:
-    """One model, charged to one user: `chat` and `stream` without repeating either."""
+    """One model, charged to one user: `chat`, `stream` and `embed` without repeating either."""
 
     def __init__(self, user: WattfareUser, model: str) -> None:
         self._user = user
@@ -239,6 +276,23 @@ class ModelHandle:
     def stream(self, messages: Iterable[MessageParam], **params: Any) -> ChatStream:
         """A streamed chat completion; see `WattfareUser.stream`."""
         return self._user.stream(model=self._model, messages=messages, **params)
+
+    def embed(
+        self,
+        input: EmbeddingInput,
+        *,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> EmbeddingResponse:
+        """Embeddings of `input`; see `WattfareUser.embed`."""
+        return self._user.embed(
+            model=self._model,
+            input=input,
+            dimensions=dimensions,
+            encoding_format=encoding_format,
+            extra_body=extra_body,
+        )
 
 
 class ChatStream:

@@ -33,6 +33,12 @@ from wattfare.metering.bounds import (
     prompt_token_bound,
 )
 from wattfare.metering.caps import MAX_CAP, MAX_CAP_USD, cap_from_usd_text
+from wattfare.metering.embeddings import (
+    EMBEDDING_OUTPUT_TOKENS,
+    PER_INPUT_TOKEN_ALLOWANCE,
+    embedding_token_bound,
+    trusted_embedding_usage,
+)
 from wattfare.metering.money import (
     NANOS_PER_USD,
     Rounding,
@@ -47,10 +53,12 @@ from wattfare.metering.window import Window, window_containing
 
 __all__ = [
     "BASE_TOKEN_ALLOWANCE",
+    "EMBEDDING_OUTPUT_TOKENS",
     "IMAGE_TOKEN_ALLOWANCE",
     "MAX_CAP",
     "MAX_CAP_USD",
     "NANOS_PER_USD",
+    "PER_INPUT_TOKEN_ALLOWANCE",
     "PER_MESSAGE_TOKEN_ALLOWANCE",
     "Allowed",
     "Budget",
@@ -67,12 +75,14 @@ __all__ = [
     "charge_for",
     "cost_of",
     "decide_admission",
+    "embedding_token_bound",
     "image_part_count",
     "nanos_to_json_number",
     "nanos_to_usd",
     "parse_pricing",
     "parse_usd",
     "prompt_token_bound",
+    "trusted_embedding_usage",
     "trusted_usage",
     "usd_to_nanos",
     "window_containing",

@@ -10,6 +10,7 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -17,12 +18,15 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wattfare.server.api import app_settings, connections, models, sessions, usage
-from wattfare.server.api.browser_cors import BrowserCors
-from wattfare.server.api.json_body import json_response
+from wattfare.server.api import app_settings, connections, models, openapi, probes, sessions, usage
+from wattfare.server.api.browser_cors import BROWSER_PATHS, BrowserCors
 from wattfare.server.errors import ApiError, unavailable
 from wattfare.server.instants import utc_now
+from wattfare.server.observability import metrics
+from wattfare.server.observability.middleware import ObservedRequests
+from wattfare.server.observability.request_log import configure_logging
 from wattfare.server.proxy import chat_completions as proxy
+from wattfare.server.proxy import embeddings
 from wattfare.server.proxy.direct_route import DirectRoute, ErrorHandler
 from wattfare.server.services import Services, build_upstreams, services_of
 from wattfare.server.settings import Settings
@@ -37,6 +41,19 @@ from wattfare.server.web.sessions import SignInRequired, visitor
 _GC_FIRST_GENERATION = 20_000
 
 log = logging.getLogger("wattfare.server")
+
+
+class _AnyText(PathConvertor):
+    """A path parameter of any characters, line breaks too (Starlette's `path` stops at one).
+
+    An app's own id for its user that holds a line break then reaches its handler, which refuses it as a 400
+    naming `appUserId`, rather than matching no route (a 404).
+    """
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("any_text", _AnyText())
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -93,10 +110,6 @@ async def _button_script(request: Request) -> Response:
     )
 
 
-async def _health(request: Request) -> Response:
-    return json_response({"ok": True})
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -125,17 +138,23 @@ def create_app(
     routes = [
         # POSTs are served by `DirectRoute` before they reach the router; the route still answers other methods (405).
         Route(f"{v1}/chat/completions", proxy.chat_completions, methods=["POST"]),
+        # Metered as completions are, through the router: embeddings are not the hot path `DirectRoute` serves.
+        Route(f"{v1}/embeddings", embeddings.embeddings, methods=["POST"]),
         Route(f"{v1}/sessions", sessions.create_session, methods=["POST"]),
         Route(f"{v1}/status", connections.status, methods=["GET"]),
         Route(f"{v1}/connections", connections.get_connection, methods=["GET"]),
         Route(f"{v1}/connections", connections.approve_connection, methods=["POST"]),
         Route(f"{v1}/connections", connections.revoke_connection, methods=["DELETE"]),
-        Route(f"{v1}/connections/{{app_user_id:path}}", connections.disconnect_user, methods=["DELETE"]),
+        Route(f"{v1}/connections/{{app_user_id:any_text}}", connections.disconnect_user, methods=["DELETE"]),
         Route(f"{v1}/models", models.list_models, methods=["GET"]),
         Route(f"{v1}/usage", usage.usage, methods=["GET"]),
         Route(f"{v1}/app", app_settings.get_app, methods=["GET"]),
         Route(f"{v1}/app", app_settings.update_app, methods=["PATCH"]),
-        Route("/healthz", _health, methods=["GET"]),
+        Route(f"{v1}/openapi.json", openapi.openapi_json, methods=["GET"]),
+        # The operator's: liveness, readiness, Prometheus (README, "Operating Wattfare").
+        Route("/healthz", probes.healthz, methods=["GET"]),
+        Route("/readyz", probes.readyz, methods=["GET"]),
+        Route("/metrics", probes.metrics_endpoint, methods=["GET"]),
         # The human side: members, the consent popup, the account and the developer console, the button script.
         *members.routes,
         *consent.routes,
@@ -157,6 +176,8 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            # Outermost: every request, the proxy's included, gets its record, metrics and log line.
+            Middleware(ObservedRequests, fixed_paths=(f"{v1}/chat/completions", *BROWSER_PATHS)),
             Middleware(
                 DirectRoute,
                 method="POST",
@@ -175,8 +196,10 @@ def create_app(
 
 
 def create_served_app() -> Starlette:
-    """The app as `wattfare serve` and `wattfare dev` run it (see `tuned_for_serving`)."""
-    return tuned_for_serving(create_app())
+    """The app as `wattfare serve` and `wattfare dev` run it: its log configured (see `tuned_for_serving`)."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    return tuned_for_serving(create_app(settings))
 
 
 def tuned_for_serving(app: Starlette) -> Starlette:
@@ -194,7 +217,10 @@ def tuned_for_serving(app: Starlette) -> Starlette:
             gc.collect()
             gc.freeze()
             gc.set_threshold(_GC_FIRST_GENERATION, 20, 20)
-            yield
+            try:
+                yield
+            finally:
+                metrics.worker_exited()
 
     app.router.lifespan_context = tuned
     return app

@@ -13,6 +13,7 @@ import orjson
 from starlette.responses import Response
 
 from wattfare._error_codes import STATUS_BY_CODE, ErrorCode
+from wattfare.server.observability.request_log import note_code
 
 _OPENAI_TYPE: Final[dict[str, str]] = {
     "auth": "authentication_error",
@@ -64,10 +65,12 @@ class ApiError(Exception):
 
     def sse_event(self) -> bytes:
         """The same envelope as the SSE event that ends a stream cut short, followed by `[DONE]`."""
+        note_code(self.code)
         return b"data: " + orjson.dumps(self.envelope()) + b"\n\ndata: [DONE]\n\n"
 
     def response(self, request_id: str | None = None) -> Response:
         """The HTTP response."""
+        note_code(self.code)
         headers = dict(self.headers)
         if self.status == 402:
             headers["x-should-retry"] = "false"

@@ -45,6 +45,9 @@ class Settings:
             reasoning tokens (OpenAI advises leaving 25,000 for reasoning and output).
         busy_wait_seconds: how long a request that holds in flight keep from starting waits for them to
             settle before it is refused as `budget_busy` (retryable).
+        metrics_token: the bearer token Prometheus scrapes `/metrics` with; None = `/metrics` answers 404.
+        log_format: `json` (one object per line, the default) or `console` (for people: `wattfare dev`'s).
+        log_level: the least severe log lines written (`info`: one line per request; `warning`: problems only).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -66,6 +69,9 @@ class Settings:
     output_allowance_tokens: int = 4096
     reasoning_output_allowance_tokens: int = 25_000
     busy_wait_seconds: float = 2.0
+    metrics_token: str | None = None
+    log_format: str = "json"
+    log_level: str = "info"
 
     @property
     def secure_cookies(self) -> bool:
@@ -108,6 +114,9 @@ class Settings:
             "output_allowance_tokens": int(env.get("WATTFARE_OUTPUT_ALLOWANCE_TOKENS", "4096")),
             "reasoning_output_allowance_tokens": int(env.get("WATTFARE_REASONING_OUTPUT_ALLOWANCE_TOKENS", "25000")),
             "busy_wait_seconds": float(env.get("WATTFARE_BUSY_WAIT_SECONDS", "2")),
+            "metrics_token": env.get("WATTFARE_METRICS_TOKEN") or None,
+            "log_format": env.get("WATTFARE_LOG_FORMAT", "json"),
+            "log_level": env.get("WATTFARE_LOG_LEVEL", "info").lower(),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from wattfare.server.errors import ApiError
+from wattfare.server.observability import metrics
 from wattfare.server.store.protocols import RateCounters
 
 
@@ -29,6 +30,7 @@ class RateLimit:
         window_start = datetime.fromtimestamp(start_ts, tz=now.tzinfo)
         if await store.count_hit(f"{self.name}:{key}", window_start) <= self.limit:
             return None
+        metrics.rate_limited(self.name)
         return max(1, math.ceil(start_ts + seconds - now.timestamp()))
 
     async def check(self, store: RateCounters, key: str, now: datetime) -> None:

@@ -1,4 +1,8 @@
-"""`GET /usage`: an app's spend per user and model over a range of days."""
+"""`GET /usage`: an app's spend per user and model over a range of days.
+
+Each row names the endpoint its requests called, `chat.completions` or `embeddings` (a model serves one of
+them, so the rows are those of before embeddings existed, each with one more field).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def _end_of(day: date) -> datetime:
 
 
 async def usage(request: Request) -> Response:
-    """`GET /usage?appUserId=&from=&to=`: spend per app user and model (default: this month)."""
+    """`GET /usage?appUserId=&from=&to=`: spend per app user, model and endpoint (default: this month)."""
     services = services_of(request)
     key = await authenticate(services.keys, request)
     query = request.query_params
@@ -53,6 +57,7 @@ async def usage(request: Request) -> Response:
                 {
                     "appUserId": row.app_user_id,
                     "model": row.model,
+                    "endpoint": row.endpoint,
                     "requests": row.requests,
                     "promptTokens": row.prompt_tokens,
                     "completionTokens": row.completion_tokens,

@@ -22,7 +22,7 @@ from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
 from wattfare.server.billing.pricebook import PricedModel
 from wattfare.server.periodic import Periodic
 from wattfare.server.store.protocols import MeteringStore, StoreUnavailableError
-from wattfare.server.store.records import Connection, KeyRecord, NewHold, Settled, Settlement
+from wattfare.server.store.records import Connection, Endpoint, KeyRecord, NewHold, Settled, Settlement
 
 log = logging.getLogger("wattfare.meter")
 
@@ -104,10 +104,13 @@ class Meter:
         choices: int = 1,
         images: int = 0,
         request_id: str | None = None,
+        endpoint: Endpoint = "chat.completions",
     ) -> HeldRequest | Refusal:
         """Hold the worst-case cost of a request, or say why it may not run.
 
         With `n` choices every choice may use `max_tokens`, so the completion price is scaled by `choices`.
+        An embedding request writes nothing: it asks `requested_max_tokens=EMBEDDING_OUTPUT_TOKENS` (0), so its
+        hold is its input bound alone. The hold records the `endpoint`, which its ledger row books.
         The hold comes owned by a `HeldRequest`: enter it (`async with`) around everything the request does.
         """
         now = self._clock()
@@ -178,6 +181,7 @@ class Meter:
                 model=model.id,
                 created_at=now,
                 expires_at=now + self._ttl,
+                endpoint=endpoint,
             )
             try:
                 if funding is not None and credited:

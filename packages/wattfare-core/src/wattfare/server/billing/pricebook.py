@@ -1,6 +1,8 @@
-"""Model prices, read from the upstream's model list and kept fresh, with a bundled snapshot as fallback.
+"""Model prices, read from the upstream's model lists and kept fresh, with a bundled snapshot as fallback.
 
-An unknown or unpriceable model is refused, never served as free.
+Chat models come from the upstream's `/models`; embedding models from its `/embeddings/models` (OpenRouter lists
+them apart, `architecture.output_modalities: ["embeddings"]`, priced per input token). An unknown or unpriceable
+model is refused, never served as free.
 """
 
 from __future__ import annotations
@@ -38,12 +40,50 @@ class PricedModel:
         supported = self.listing.get("supported_parameters")
         return isinstance(supported, list) and ("reasoning" in supported or "include_reasoning" in supported)
 
+    @property
+    def embeds(self) -> bool:
+        """Whether the model answers `/embeddings`, not `/chat/completions` (see `is_embedding_entry`)."""
+        return is_embedding_entry(self.listing)
 
-def load_snapshot() -> list[dict[str, Any]]:
-    """The bundled price snapshot (OpenRouter `/models` entries)."""
-    raw = importlib.resources.files("wattfare.server.billing.data").joinpath("models_snapshot.json").read_bytes()
+
+def is_embedding_entry(entry: Mapping[str, Any]) -> bool:
+    """Whether a `/models` entry is an embedding model: its `architecture.output_modalities` has "embeddings"."""
+    architecture = as_object(entry.get("architecture")) or {}
+    outputs = architecture.get("output_modalities")
+    return isinstance(outputs, list) and "embeddings" in outputs
+
+
+def as_embedding_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry of an embedding model list, marked as one and priced for a model that writes nothing.
+
+    Listings of embedding models may carry only `pricing.prompt` (their output is free) or no `architecture`:
+    they are embedding models all the same, so the entry says so, and its completion price is 0.
+    """
+    marked = dict(entry)
+    architecture = dict(as_object(entry.get("architecture")) or {})
+    if not is_embedding_entry(marked):
+        architecture["output_modalities"] = ["embeddings"]
+        marked["architecture"] = architecture
+    pricing = as_object(entry.get("pricing"))
+    if pricing is not None and pricing.get("completion") is None:
+        marked["pricing"] = {**pricing, "completion": "0"}
+    return marked
+
+
+def _bundled(name: str) -> list[dict[str, Any]]:
+    raw = importlib.resources.files("wattfare.server.billing.data").joinpath(name).read_bytes()
     data: Any = orjson.loads(raw)
     return list(data["data"])
+
+
+def load_snapshot() -> list[dict[str, Any]]:
+    """The bundled price snapshot (OpenRouter `/models` entries): chat models, then embedding models."""
+    return _bundled("models_snapshot.json") + load_embedding_snapshot()
+
+
+def load_embedding_snapshot() -> list[dict[str, Any]]:
+    """The bundled embedding models (OpenRouter `/embeddings/models` entries, each naming its price's source)."""
+    return [as_embedding_entry(entry) for entry in _bundled("embedding_models.json")]
 
 
 def _int_or_none(value: object) -> int | None:
@@ -108,25 +148,41 @@ class PriceBook:
         """The priced model, or None when Wattfare cannot meter it."""
         return self._models.get(model_id)
 
-    def similar(self, model_id: str) -> list[str]:
-        """Up to three priced ids a caller who wrote `model_id` probably meant (for the `model_not_found` hint)."""
-        return similar_model_ids(model_id, self._models)
+    def similar(self, model_id: str, *, embeddings: bool | None = None) -> list[str]:
+        """Up to three priced ids a caller who wrote `model_id` probably meant (for the `model_not_found` hint).
+
+        `embeddings` limits them to embedding models (True) or chat models (False): what the endpoint serves.
+        """
+        known = (i for i, model in self._models.items() if embeddings is None or model.embeds == embeddings)
+        return similar_model_ids(model_id, known)
 
     def models(self) -> list[PricedModel]:
         """Every priced model, sorted by id."""
         return [self._models[k] for k in sorted(self._models)]
 
     async def refresh(self) -> bool:
-        """Re-read prices from the upstream; keep the current ones when it fails."""
+        """Re-read prices from the upstream; keep the current ones when it fails.
+
+        The embedding models are a list of their own, read second: the chat prices apply as soon as they are read
+        (a server starting up serves chat no later for it), and when only the embedding list fails, the embedding
+        prices in force are kept.
+        """
         try:
             fresh = price_models(await self._upstream.list_models())
         except Exception as exc:  # any failure keeps the last good prices
             log.warning("model price refresh from %s failed: %s", self._upstream.name, exc)
             return False
-        if fresh:
-            self._models = fresh
-            self.source = self._upstream.name
-        return bool(fresh)
+        if not fresh:
+            return False
+        self._models = fresh | {model_id: model for model_id, model in self._models.items() if model.embeds}
+        self.source = self._upstream.name
+        try:
+            listed = await self._upstream.list_embedding_models()
+        except Exception as exc:
+            log.warning("embedding model price refresh from %s failed: %s", self._upstream.name, exc)
+            return True
+        self._models = fresh | price_models(as_embedding_entry(entry) for entry in listed)
+        return True
 
     def start(self, every_seconds: float) -> None:
         """Refresh now and then every `every_seconds`, in the background."""

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Generator
 from pathlib import Path
 
 import click
@@ -20,6 +23,8 @@ from wattfare.server.access.keys import hash_key
 from wattfare.server.cli.database import load_settings, shown_url, with_store
 from wattfare.server.cli.output import heading, show_key
 from wattfare.server.malformed_http import HTTP_PROTOCOL
+from wattfare.server.observability.metrics import MULTIPROC_DIR_VARIABLE
+from wattfare.server.observability.request_log import LOG_FORMATS, LOG_LEVELS, LogFormat, logging_config
 from wattfare.server.settings import Settings
 from wattfare.server.store import Store
 
@@ -39,6 +44,37 @@ def listen(host: str, port: int) -> socket.socket:
                 f"port {port} on {host} is already in use: stop what runs there, or pick another with --port"
             ) from None
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def log_settings() -> tuple[LogFormat, str]:
+    """`WATTFARE_LOG_FORMAT` and `WATTFARE_LOG_LEVEL`, checked (one line of error when they are not known)."""
+    log_format = os.environ.get("WATTFARE_LOG_FORMAT", "json")
+    level = os.environ.get("WATTFARE_LOG_LEVEL", "info").lower()
+    if log_format not in LOG_FORMATS:
+        raise click.ClickException(f"WATTFARE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    if level not in LOG_LEVELS:
+        raise click.ClickException(f"WATTFARE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return log_format, level  # pyright: ignore[reportReturnType]  # checked against LOG_FORMATS above
+
+
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Generator[None]:
+    """Several workers share their metrics through a fresh directory of their own, removed when serving ends.
+
+    prometheus-client reads `PROMETHEUS_MULTIPROC_DIR` when it is first imported, which in each worker process
+    comes after this (uvicorn starts them fresh). One worker needs none: its metrics live in its memory. A
+    directory the operator named is theirs: used, never removed.
+    """
+    if workers == 1 or os.environ.get(MULTIPROC_DIR_VARIABLE):
+        yield
+        return
+    shared = tempfile.mkdtemp(prefix="wattfare-metrics-")
+    os.environ[MULTIPROC_DIR_VARIABLE] = shared
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_DIR_VARIABLE, None)
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -84,6 +120,8 @@ def dev(host: str, port: int) -> None:
     """Run Wattfare locally: SQLite, a test app with its keys, sandbox models unless a provider key is set."""
     base_url = f"http://{host}:{port}"
     os.environ.setdefault("WATTFARE_PUBLIC_URL", base_url)
+    os.environ.setdefault("WATTFARE_LOG_FORMAT", "console")  # for the person at the terminal
+    log_format, level = log_settings()
     if os.environ.get("WATTFARE_UPSTREAM_KEY") or os.environ.get("OPENROUTER_API_KEY"):
         # The dev app has test keys only: with a provider key at hand, serve them real models.
         os.environ.setdefault("WATTFARE_TEST_UPSTREAM", "live")
@@ -94,7 +132,17 @@ def dev(host: str, port: int) -> None:
         DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in keys.items()))
         DEV_ENV.chmod(0o600)
         _banner(settings, base_url, keys)
-        server = uvicorn.Server(uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, log_level="info"))
+        config = uvicorn.Config(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            log_level=level,
+            log_config=logging_config(log_format, level),
+            # Each request is one line of the request log already.
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it shut down for
             server.run(sockets=[listener])
     if not server.started:
@@ -111,22 +159,27 @@ def serve(host: str, port: int, workers: int) -> None:
     async def migrate(store: Store) -> None:
         return None  # `with_store` migrated it: reaching it was the point
 
+    log_format, level = log_settings()
     with_store(load_settings(), migrate)
     # Checked, then released for uvicorn to bind (in its parent process when there are several workers).
     listen(host, port).close()
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=os.environ.get("WATTFARE_LOG_LEVEL", "info"),
-        proxy_headers=True,
-        server_header=False,
-        # Named, not left to uvicorn's fallback: the pure-Python loop and parser cost several times more CPU.
-        loop="uvloop",
-        # httptools, with what its parser refuses answered in the error envelope rather than plain text.
-        http=HTTP_PROTOCOL,
-        # Each access-log line costs about as much as a metering write; opt in with WATTFARE_ACCESS_LOG=1.
-        access_log=os.environ.get("WATTFARE_ACCESS_LOG") == "1",
-    )
+    with shared_metrics(workers):
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=level,
+            # uvicorn's own lines and the server's loggers in the request log's format (README, "Operating Wattfare").
+            log_config=logging_config(log_format, level),
+            proxy_headers=True,
+            server_header=False,
+            # Named, not left to uvicorn's fallback: the pure-Python loop and parser cost several times more CPU.
+            loop="uvloop",
+            # httptools, with what its parser refuses answered in the error envelope rather than plain text.
+            http=HTTP_PROTOCOL,
+            # The request log has a line per request; uvicorn's access log would repeat it, so it is only for the
+            # console format, on request (WATTFARE_ACCESS_LOG=1): each line costs about as much as a metering write.
+            access_log=log_format == "console" and os.environ.get("WATTFARE_ACCESS_LOG") == "1",
+        )

@@ -9,7 +9,6 @@ refusal upstream, timeout, hang-up, cancellation, an outage, a bug).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
@@ -19,23 +18,22 @@ from starlette.responses import Response
 from wattfare.metering import nanos_to_usd
 from wattfare.server.access.authentication import authenticate
 from wattfare.server.access.keys import new_request_id
-from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
-from wattfare.server.billing.key_vault import VaultError
+from wattfare.server.billing.hold import HeldRequest, Refusal
 from wattfare.server.billing.pricebook import PricedModel
-from wattfare.server.errors import ApiError, unavailable
+from wattfare.server.errors import ApiError
 from wattfare.server.http_input import read_body
-from wattfare.server.instants import utc_text
 from wattfare.server.json_value import as_array, as_object
-from wattfare.server.proxy.completion_request import (
-    CompletionRequest,
-    UpstreamBody,
-    anonymous_user,
-    parse_completion,
-    require_end_user,
-    upstream_body,
+from wattfare.server.proxy.completion_request import CompletionRequest, UpstreamBody, parse_completion, upstream_body
+from wattfare.server.proxy.exchange import (
+    answered_in_envelope,
+    funding_key,
+    priced_model,
+    refusal_error,
+    refused,
+    unreachable,
+    with_wattfare_field,
 )
 from wattfare.server.proxy.relay import (
-    Message,
     MeteredStream,
     Receive,
     Scope,
@@ -44,25 +42,12 @@ from wattfare.server.proxy.relay import (
     limit_headers,
     wattfare_field,
 )
+from wattfare.server.proxy.request_body import anonymous_user, require_end_user
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import KeyRecord
 from wattfare.server.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailableError
-from wattfare.server.upstream.errors import from_member_key_status, from_status
 from wattfare.server.upstream.usage import metered_usage
-
-log = logging.getLogger("wattfare.proxy")
-
-
-def refusal_error(refusal: Refusal) -> ApiError:
-    """The HTTP error for a metering refusal."""
-    extra: dict[str, object] = {}
-    headers: dict[str, str] = {}
-    if refusal.resets_at is not None:
-        extra["resetsAt"] = utc_text(refusal.resets_at)
-    if refusal.retry_after_seconds is not None:
-        headers["Retry-After"] = str(refusal.retry_after_seconds)
-    return ApiError(refusal.code, refusal.message, extra=extra, headers=headers)
 
 
 async def chat_completions(request: Request) -> MeteredExchange:
@@ -86,17 +71,7 @@ async def _admit(request: Request, request_id: str) -> MeteredExchange:
     body = await read_body(request, services.settings.max_body_bytes)
     completion = parse_completion(body)
     app_user_id = require_end_user(request.headers.get("wattfare-user"), completion.body_user)
-    prices = services.prices[key.mode]
-    model = prices.get(completion.model)
-    if model is None:
-        similar = prices.similar(completion.model)
-        hint = f" Did you mean {' or '.join(repr(i) for i in similar)}?" if similar else ""
-        raise ApiError(
-            "model_not_found",
-            f"Unknown model {completion.model!r}.{hint} Wattfare meters only models with known prices "
-            "(GET /api/v1/models).",
-            param="model",
-        )
+    model = priced_model(services.prices[key.mode], completion.model, embeddings=False)
     end_user = anonymous_user(key.app_id, app_user_id)
     outgoing = upstream_body(completion, end_user=end_user)
     return MeteredExchange(services, key, app_user_id, model, completion, outgoing, end_user, request_id)
@@ -135,28 +110,7 @@ class MeteredExchange:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the exchange."""
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        error: ApiError
-        try:
-            await self._exchange(scope, receive, tracked)
-            return
-        except ApiError as exc:
-            error = exc
-        except StoreUnavailableError as exc:
-            log.error("store unavailable during a completion: %s", exc)
-            error = unavailable()
-        except Exception as exc:
-            # Logged without the request body: prompts never reach the logs.
-            log.error("unhandled %s in a completion", type(exc).__name__, exc_info=exc)
-            error = ApiError("internal", "Internal error in Wattfare; retry shortly.")
-        if not started:
-            await error.response(self._request_id)(scope, receive, send)
+        await answered_in_envelope(self._exchange, self._request_id, "a completion", scope, receive, send)
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
         services, completion = self._services, self._completion
@@ -179,21 +133,16 @@ class MeteredExchange:
                 body=body,
                 payload=payload,
                 stream=completion.stream,
-                api_key=self._api_key(hold),
+                api_key=funding_key(services, hold),
                 end_user=self._end_user,
             )
             try:
                 answer = await services.upstreams[self._key.mode].send(upstream_request)
             except UpstreamUnavailableError as exc:
-                log.warning("the upstream did not answer: %s", exc)
-                if exc.timed_out:
-                    raise ApiError("upstream", "The model provider did not answer in time.", status=504) from None
-                raise ApiError("upstream", "The model provider could not be reached.") from None
+                raise unreachable(exc) from None
             if answer.status != 200:
                 # The provider refused before generating anything: the exit releases the hold.
-                await answer.close()
-                refused = from_member_key_status if upstream_request.api_key is not None else from_status
-                raise refused(answer.status, answer.body, dict(answer.headers))
+                raise await refused(answer, member_key=upstream_request.api_key is not None)
             held.answered = True
             headers = {"Wattfare-Request-Id": hold.id} | limit_headers(hold)
             if completion.stream and answer.chunks is not None:
@@ -208,17 +157,6 @@ class MeteredExchange:
             else:
                 response = await _whole_answer(held, answer, headers)
                 await response(scope, receive, send)
-
-    def _api_key(self, hold: Hold) -> str | None:
-        """The member's own provider key when it pays for the request (else the upstream's key is used)."""
-        if hold.member_key is None or hold.funding is None:
-            return None
-        try:
-            return self._services.vault.open(hold.member_key, hold.funding.member_id)
-        except VaultError:
-            raise ApiError(
-                "funding_invalid", "The user's linked provider key cannot be read: they need to relink it."
-            ) from None
 
 
 async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: dict[str, str]) -> Response:
@@ -246,11 +184,7 @@ async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: di
         # The provider failed after it started (OpenRouter answers 200 with an `error` then): what it
         # processed is charged, as a stream cut by the same failure would be.
         raise ApiError("upstream", "The model provider failed while answering.", headers=costs)
-    field = orjson.dumps({"wattfare": wattfare_field(held.hold, settled)})
-    # The `wattfare` object goes in as the body's last member, spliced into the upstream's bytes (no re-encoding).
-    closing = body.rstrip()
-    if answer_object and closing.endswith(b"}"):
-        body = closing[:-1] + b"," + field[1:]
+    body = with_wattfare_field(body, answer_object, wattfare_field(held.hold, settled))
     return Response(body, 200, headers | costs, media_type="application/json")
 
 

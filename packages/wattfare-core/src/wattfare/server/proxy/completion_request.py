@@ -4,32 +4,23 @@ Every field Wattfare does not meter passes through as the client sent it; only t
 cost (`max_tokens`/`max_completion_tokens`, `n`) and the few it needs (`model`, `messages`, `stream`,
 `user`) are checked, each with a typed 400 naming the field. Everything that could fail once a hold is
 taken is checked here, before it: nesting depth, fields named like credentials (never forwarded to a
-provider), and the encoding of the body the upstream will get (`UpstreamBody`).
+provider), and the encoding of the body the upstream will get (`UpstreamBody`); the checks every proxy body
+shares are `request_body`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from wattfare.metering import image_part_count, prompt_token_bound
-from wattfare.server.errors import ApiError, invalid
+from wattfare.server.errors import invalid
+from wattfare.server.proxy.request_body import anonymous_user as anonymous_user  # where the benchmarks time it
+from wattfare.server.proxy.request_body import encoded_body, json_object_body, model_field, user_field
 
-MAX_USER_ID_LENGTH = 256
 MAX_CHOICES = 16
-# Deeper than any real request: OpenAI caps structured-output schemas at 10 levels of nesting, and a
-# message with content parts and tool calls is 6 deep. The JSON encoder gives up at 255.
-MAX_NESTING_DEPTH = 64
 _MAX_TOKENS_CEILING = 10_000_000
 _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
-# Top-level body fields whose name marks a credential: a provider must never receive one from Wattfare
-# (an app's leftover `openai_api_key` would otherwise reach it in the body). Names are compared lower-case
-# with `_`/`-` removed; "token" fields are credentials unless they count tokens (`max_tokens`).
-_CREDENTIAL_MARKS = ("apikey", "secret", "password", "passwd", "authorization", "bearer", "credential", "privatekey")
-_ACCESS_MARKS = ("accesskey", "token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,54 +47,10 @@ def _positive_int(payload: dict[str, Any], name: str, ceiling: int) -> int | Non
     return value
 
 
-def credential_field(name: str) -> bool:
-    """Whether a body field's name marks it as a credential (an API key, a password, an access token)."""
-    folded = name.lower().replace("_", "").replace("-", "")
-    if any(mark in folded for mark in _CREDENTIAL_MARKS):
-        return True
-    return "accesskey" in folded or ("token" in folded and not folded.endswith("tokens"))
-
-
-def _nesting_depth_within(value: Any, limit: int) -> bool:
-    """Whether `value` nests at most `limit` arrays/objects deep.
-
-    Level by level, containers only (most of a body is strings), and without recursion: a hostile body
-    cannot exhaust the stack. Untyped on purpose: this runs on every request, over every container.
-    """
-    level: list[Any] = [value]
-    for _ in range(limit):
-        below: list[Any] = []
-        for item in level:
-            for child in item.values() if type(item) is dict else item:  # pyright: ignore[reportUnknownVariableType]
-                if type(child) is dict or type(child) is list:  # pyright: ignore[reportUnknownArgumentType]
-                    below.append(child)
-        if not below:
-            return True
-        level = below
-    return False
-
-
 def parse_completion(body: bytes) -> CompletionRequest:
     """Parse and check a `/chat/completions` body; raise `ApiError` (400) naming the bad field."""
-    try:
-        payload: Any = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise invalid("The request body must be a JSON object.")
-    body_dict: dict[str, Any] = payload  # pyright: ignore[reportUnknownVariableType]
-    if not _nesting_depth_within(body_dict, MAX_NESTING_DEPTH):
-        raise invalid(f"The request body nests deeper than {MAX_NESTING_DEPTH} levels of arrays and objects.")
-    for name in body_dict:
-        if credential_field(name):
-            raise invalid(
-                f"The body field {name!r} looks like a credential; Wattfare never forwards credentials to a model "
-                "provider. Authenticate with the 'Authorization' header and remove this field.",
-                name,
-            )
-    model = body_dict.get("model")
-    if not isinstance(model, str) or not model or len(model) > 256:
-        raise invalid("'model' is required and must be a model id such as 'openai/gpt-4o-mini'.", "model")
+    body_dict = json_object_body(body)
+    model = model_field(body_dict)
     messages = body_dict.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("'messages' is required and must be a non-empty array.", "messages")
@@ -119,9 +66,7 @@ def parse_completion(body: bytes) -> CompletionRequest:
         value = body_dict.get(name)
         if value is not None and not isinstance(value, kind):
             raise invalid(f"'{name}' must be {'an array' if kind is list else 'an object'}.", name)
-    user = body_dict.get("user")
-    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER_ID_LENGTH):
-        raise invalid(f"'user' must be a string of at most {MAX_USER_ID_LENGTH} characters.", "user")
+    user = user_field(body_dict)
     max_tokens = _positive_int(body_dict, "max_tokens", _MAX_TOKENS_CEILING)
     max_completion = _positive_int(body_dict, "max_completion_tokens", _MAX_TOKENS_CEILING)
     choices = _positive_int(body_dict, "n", MAX_CHOICES) or 1
@@ -138,11 +83,6 @@ def parse_completion(body: bytes) -> CompletionRequest:
         prompt_token_bound=prompt_token_bound(messages, body_dict.get("tools"), extra or None),  # pyright: ignore[reportUnknownArgumentType]
         images=image_part_count(messages),  # pyright: ignore[reportUnknownArgumentType]
     )
-
-
-def anonymous_user(app_id: str, app_user_id: str) -> str:
-    """A stable id for the end user that reveals neither the app's id for them nor who they are."""
-    return "wf_" + hashlib.sha256(f"{app_id}:{app_user_id}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,22 +125,5 @@ def upstream_body(request: CompletionRequest, *, end_user: str) -> UpstreamBody:
         payload["safety_identifier"] = end_user
     for field in _MAX_TOKENS_FIELDS:
         payload.pop(field, None)
-    try:
-        encoded = orjson.dumps(payload)
-    except orjson.JSONEncodeError as exc:
-        raise invalid(f"The request body cannot be forwarded: {exc}.") from None
+    encoded = encoded_body(payload)
     return UpstreamBody(payload=payload, encoded=encoded, max_tokens_field=request.max_tokens_field)
-
-
-def require_end_user(header_value: str | None, body_user: str | None) -> str:
-    """The app user id from `Wattfare-User`, else the body's `user`; raise 400 when neither names one."""
-    user = header_value if header_value else body_user
-    if not user:
-        raise ApiError(
-            "invalid_request",
-            "Name the end user with the 'Wattfare-User' header (or the 'user' field of the body).",
-            param="user",
-        )
-    if len(user) > MAX_USER_ID_LENGTH or not user.isprintable():
-        raise invalid(f"The end user id must be printable and at most {MAX_USER_ID_LENGTH} characters.", "user")
-    return user

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from wattfare.server.store.records import Connection, Mode
+from wattfare.server.store.records import Connection, Endpoint, Mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,8 @@ class OAuthState:
 
 @dataclass(frozen=True, slots=True)
 class DailySpend:
-    """What a member's connections were charged on one UTC day (`day` is YYYY-MM-DD)."""
+    """What a member's connections were charged on one UTC day (`day` is YYYY-MM-DD) through one endpoint."""
 
     day: str
     amount: int
+    endpoint: Endpoint = "chat.completions"

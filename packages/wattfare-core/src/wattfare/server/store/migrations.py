@@ -204,6 +204,17 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE credit_holds RENAME COLUMN reservation_id TO hold_id",
         ),
     ),
+    (
+        7,
+        (
+            # What each request called: rows written before embeddings existed were all chat completions. The
+            # hold carries it too, so the settle (or the sweep, for a dead process's hold) books the right kind.
+            "ALTER TABLE ledger ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat.completions' "
+            "CHECK (endpoint IN ('chat.completions', 'embeddings'))",
+            "ALTER TABLE holds ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat.completions' "
+            "CHECK (endpoint IN ('chat.completions', 'embeddings'))",
+        ),
+    ),
 )
 
 

@@ -8,6 +8,9 @@ from typing import Literal
 
 Mode = Literal["test", "live"]
 ConnectionState = Literal["active", "revoked"]
+# What a metered request called (the ledger's `endpoint` column, migration 7).
+Endpoint = Literal["chat.completions", "embeddings"]
+ENDPOINTS: tuple[Endpoint, ...] = ("chat.completions", "embeddings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ class NewHold:
     model: str
     created_at: datetime
     expires_at: datetime
+    # Kept with the hold, so whatever settles it (the request, a deferred write, the sweep) books the right kind.
+    endpoint: Endpoint = "chat.completions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,7 @@ class Settled:
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    """Spend of one app user on one model over a period."""
+    """Spend of one app user on one model, through one endpoint, over a period."""
 
     app_user_id: str
     model: str
@@ -116,3 +121,4 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     cost: int
+    endpoint: Endpoint = "chat.completions"

@@ -2,6 +2,7 @@
 
 An upstream takes the rewritten request body and answers with either a whole body or a stream of raw
 bytes. The proxy never re-encodes streamed bytes, so the interface hands them over as they arrive.
+Embeddings are one more call on the same seam (`embed`, always a whole body), with their own model list.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One chat completion request, as the proxy will send it upstream.
+    """One chat completion (or embedding) request, as the proxy will send it upstream.
 
     Attributes:
         body: the JSON body to send, already rewritten by the proxy (`max_tokens` clamped, usage requested).
@@ -60,7 +61,7 @@ class UpstreamUnavailableError(Exception):
 
 
 class Upstream(Protocol):
-    """A model provider speaking the OpenAI Chat Completions wire."""
+    """A model provider speaking the OpenAI Chat Completions and Embeddings wire."""
 
     name: str
 
@@ -68,8 +69,16 @@ class Upstream(Protocol):
         """Return the provider's models in OpenRouter's `/models` format (`data` entries, string prices)."""
         ...
 
+    async def list_embedding_models(self) -> list[dict[str, Any]]:
+        """Return the provider's embedding models (OpenRouter's `/embeddings/models`); [] when it lists none."""
+        ...
+
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Send one chat completion; raise `UpstreamUnavailableError` when no answer arrives."""
+        ...
+
+    async def embed(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send one embedding request (a whole answer, never a stream); raise `UpstreamUnavailableError` as `send`."""
         ...
 
     async def aclose(self) -> None:

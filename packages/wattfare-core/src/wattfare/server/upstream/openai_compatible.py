@@ -1,5 +1,8 @@
 """The OpenAI-compatible upstream: any `/chat/completions` + `/models` provider over HTTP (OpenRouter first).
 
+Embeddings go to `/embeddings`, with the same key handling, timeouts and failure mapping as a whole chat answer;
+embedding models are listed at `/embeddings/models` (OpenRouter's list; a provider without one lists none).
+
 The client is aiohttp: on the proxy's hot path it costs about a tenth of the CPU httpx does per upstream call
 (measured in benchmarks/PROFILE.md), and every request pays for one.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, cast
 
 import aiohttp
@@ -109,7 +113,18 @@ class OpenAICompatibleUpstream:
         Raises:
             UpstreamUnavailableError: the request failed, timed out, or the answer is not a model list.
         """
-        url = f"{self._base_url}/models"
+        return await self._list("models", absent_is_empty=False)
+
+    async def list_embedding_models(self) -> list[dict[str, Any]]:
+        """Fetch `{base_url}/embeddings/models` and return its `data` entries ([] if the provider has no such list).
+
+        Raises:
+            UpstreamUnavailableError: the request failed, timed out, or the answer is not a model list.
+        """
+        return await self._list("embeddings/models", absent_is_empty=True)
+
+    async def _list(self, path: str, *, absent_is_empty: bool) -> list[dict[str, Any]]:
+        url = f"{self._base_url}/{path}"
         try:
             async with self._session().get(url, headers=self._headers(None)) as response:
                 status = response.status
@@ -118,6 +133,8 @@ class OpenAICompatibleUpstream:
             raise UpstreamUnavailableError(
                 f"could not list models at {url}: {exc!r}", timed_out=_timed_out(exc)
             ) from exc
+        if status in (404, 405) and absent_is_empty:
+            return []
         if status != 200:
             raise UpstreamUnavailableError(f"listing models at {url} answered {status}", timed_out=False)
         try:
@@ -138,13 +155,24 @@ class OpenAICompatibleUpstream:
         Raises:
             UpstreamUnavailableError: no answer (connect failure or timeout before it).
         """
+        return await self._post("chat/completions", request)
+
+    async def embed(self, request: UpstreamRequest) -> UpstreamResponse:
+        """POST the request body to `{base_url}/embeddings`; the answer is read whole (`body`).
+
+        Raises:
+            UpstreamUnavailableError: no answer (connect failure or timeout before the whole body).
+        """
+        return await self._post("embeddings", replace(request, stream=False))
+
+    async def _post(self, path: str, request: UpstreamRequest) -> UpstreamResponse:
         headers = self._headers(request.api_key)
         headers["content-type"] = "application/json"
         if request.stream:
             headers["accept"] = "text/event-stream"
             # Raw bytes are relayed as they come: a compressed stream would reach the proxy's parser encoded.
             headers["accept-encoding"] = "identity"
-        url = f"{self._base_url}/chat/completions"
+        url = f"{self._base_url}/{path}"
         try:
             response = await self._session().post(url, data=request.body, headers=headers)
         except _TRANSPORT_ERRORS as exc:

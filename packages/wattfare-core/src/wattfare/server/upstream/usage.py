@@ -1,8 +1,13 @@
-"""Reading what a request used from the upstream's `usage` object (OpenAI wire, OpenRouter extensions)."""
+"""Reading what a request used from the upstream's `usage` object (OpenAI wire, OpenRouter extensions).
+
+A chat completion's usage counts prompt and completion tokens; an embedding request's counts its input as
+`prompt_tokens` (and `total_tokens`, the same number). Both may carry OpenRouter's `cost`.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from wattfare.metering import MeteredUsage, usd_to_nanos
 from wattfare.server.json_value import as_object
@@ -55,12 +60,7 @@ def metered_usage(usage: object) -> MeteredUsage | None:
     prompt_details = as_object(u.get("prompt_tokens_details")) or {}
     completion_details = as_object(u.get("completion_tokens_details")) or {}
     read = _Reading()
-    cost = read.usd(u.get("cost"))
-    # OpenRouter BYOK: `cost` is 0 and the provider's charge is upstream_inference_cost; otherwise the
-    # latter is a breakdown of `cost` and adding it would double-charge.
-    if u.get("is_byok") is True:
-        byok = read.usd((as_object(u.get("cost_details")) or {}).get("upstream_inference_cost"))
-        cost = (cost or 0) + (byok or 0)
+    cost = _reported_cost(read, u)
     return MeteredUsage(
         prompt_tokens=read.count(u.get("prompt_tokens")),
         completion_tokens=read.count(u.get("completion_tokens")),
@@ -70,3 +70,31 @@ def metered_usage(usage: object) -> MeteredUsage | None:
         upstream_cost=cost,
         suspect=read.suspect,
     )
+
+
+def embedding_usage(usage: object) -> MeteredUsage | None:
+    """The usage of an embedding request: its input tokens (`prompt_tokens`, else `total_tokens`), nothing written.
+
+    None when the object is absent or carries no token count; impossible numbers mark it `suspect`, as for chat.
+    """
+    u = as_object(usage)
+    counted = None if u is None else u.get("prompt_tokens")
+    if counted is None and u is not None:
+        counted = u.get("total_tokens")
+    if u is None or counted is None:
+        return None
+    read = _Reading()
+    cost = _reported_cost(read, u)
+    tokens = read.count(counted)
+    return MeteredUsage(prompt_tokens=tokens, completion_tokens=0, upstream_cost=cost, suspect=read.suspect)
+
+
+def _reported_cost(read: _Reading, usage: dict[str, Any]) -> int | None:
+    """OpenRouter's `usage.cost`, in nano-USD (None when the upstream reported none)."""
+    cost = read.usd(usage.get("cost"))
+    # OpenRouter BYOK: `cost` is 0 and the provider's charge is upstream_inference_cost; otherwise the
+    # latter is a breakdown of `cost` and adding it would double-charge.
+    if usage.get("is_byok") is True:
+        byok = read.usd((as_object(usage.get("cost_details")) or {}).get("upstream_inference_cost"))
+        cost = (cost or 0) + (byok or 0)
+    return cost

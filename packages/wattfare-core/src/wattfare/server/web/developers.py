@@ -97,6 +97,9 @@ async def app_page(request: Request) -> Response:
         user["prompt_tokens"] += row.prompt_tokens
         user["completion_tokens"] += row.completion_tokens
         user["cost"] += row.cost
+        if row.endpoint == "embeddings":  # shown apart: what the user's embeddings cost of the total
+            user["embedding_requests"] += row.requests
+            user["embedding_cost"] += row.cost
     context: dict[str, Any] = {
         "app": app,
         "keys": await services.store.app_keys(app.id),

@@ -1,1 +1,1 @@
-"""Data files bundled with the server (the model price snapshot)."""
+"""Data files bundled with the server (the model price snapshot, and the embedding models' prices)."""

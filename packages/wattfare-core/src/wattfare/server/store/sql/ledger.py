@@ -10,10 +10,11 @@ from wattfare.server.store.sql.statement import portable
 from wattfare.server.store.timestamps import to_text
 
 _USAGE = (
-    "SELECT app_user_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount) "
+    "SELECT app_user_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount), endpoint "
     "FROM ledger WHERE app_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
 )
-_BY_USER_AND_MODEL = " GROUP BY app_user_id, model ORDER BY app_user_id, model"
+# A model serves one endpoint, so adding the endpoint to the grouping splits no (user, model) row in two.
+_BY_USER_AND_MODEL = " GROUP BY app_user_id, model, endpoint ORDER BY app_user_id, model, endpoint"
 _USAGE_OF_ALL = portable(f"{_USAGE}{_BY_USER_AND_MODEL}")
 _USAGE_OF_ONE_USER = portable(f"{_USAGE} AND app_user_id = ?{_BY_USER_AND_MODEL}")
 _TOTAL = portable("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE connection_id = ? AND window_key = ?")
@@ -31,14 +32,14 @@ class SqlLedger(SqlConcern):
     async def usage(
         self, app_id: str, mode: Mode, app_user_id: str | None, start: datetime, end: datetime
     ) -> list[UsageRow]:
-        """Ledger totals per app user and model in [start, end)."""
+        """Ledger totals per app user, model and endpoint in [start, end)."""
         period = (app_id, mode, to_text(start), to_text(end))
         if app_user_id is None:
             rows = await self._engine.all(_USAGE_OF_ALL, *period)
         else:
             rows = await self._engine.all(_USAGE_OF_ONE_USER, *period, app_user_id)
         # PostgreSQL sums BIGINTs as NUMERIC (a Decimal): money and tokens are ints.
-        return [UsageRow(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
+        return [UsageRow(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5]), r[6]) for r in rows]
 
     async def ledger_total(self, connection_id: str, window_key: str) -> int:
         """Sum of ledger charges of a connection in a window."""

@@ -31,9 +31,10 @@ _REVOKE = portable(
     f"RETURNING {CONNECTION_COLUMNS}"
 )
 _DAILY_SPEND = portable(
-    "SELECT substr(l.created_at, 1, 10) AS day, SUM(l.amount) FROM ledger l "
+    "SELECT substr(l.created_at, 1, 10) AS day, SUM(l.amount), l.endpoint FROM ledger l "
     "JOIN connections c ON c.id = l.connection_id "
-    "WHERE c.member_id = ? AND l.created_at >= ? AND l.created_at < ? GROUP BY day ORDER BY day"
+    "WHERE c.member_id = ? AND l.created_at >= ? AND l.created_at < ? "
+    "GROUP BY day, l.endpoint ORDER BY day, l.endpoint"
 )
 
 
@@ -65,7 +66,7 @@ class SqlMemberConnections(SqlConcern):
         return connection_from_row(row) if row else None
 
     async def member_daily_spend(self, member_id: str, start: datetime, end: datetime) -> list[DailySpend]:
-        """Ledger charges of a member's connections per UTC day."""
+        """Ledger charges of a member's connections per UTC day and endpoint."""
         rows = await self._engine.all(_DAILY_SPEND, member_id, to_text(start), to_text(end))
         # PostgreSQL sums BIGINTs as NUMERIC (a Decimal): money is an int.
-        return [DailySpend(r[0], int(r[1])) for r in rows]
+        return [DailySpend(r[0], int(r[1]), r[2]) for r in rows]

@@ -30,7 +30,7 @@ _FUNDING = portable(
     "LEFT JOIN provider_keys p ON p.member_id = c.member_id "
     "LEFT JOIN credit_accounts a ON a.member_id = c.member_id WHERE c.id = ?"
 )
-_TAKE_HOLD = portable("DELETE FROM holds WHERE id = ? RETURNING connection_id, window_key, amount, model")
+_TAKE_HOLD = portable("DELETE FROM holds WHERE id = ? RETURNING connection_id, window_key, amount, model, endpoint")
 # The charge is decided against `spent` as it stands: PostgreSQL locks the counters row before reading it (another
 # instance may be settling on it); SQLite's write transaction already excludes every other writer.
 _OWNER_AND_SPENT = (
@@ -44,12 +44,12 @@ _SPEND = portable(
 )
 _APPEND_LEDGER = portable(
     "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "
-    "amount, absorbed, prompt_tokens, completion_tokens, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "amount, absorbed, prompt_tokens, completion_tokens, created_at, endpoint) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _RENEW = with_id_list("UPDATE holds SET expires_at = ? WHERE id IN {ids}")
 _EXPIRED = portable(
-    "SELECT id, connection_id, window_key, amount, model, created_at, expires_at FROM holds "
+    "SELECT id, connection_id, window_key, amount, model, created_at, expires_at, endpoint FROM holds "
     "WHERE expires_at < ? ORDER BY expires_at LIMIT ?"
 )
 
@@ -100,7 +100,7 @@ class SqlMetering(SqlConcern):
     async def expired_holds(self, now: datetime, limit: int = 100) -> list[NewHold]:
         """Holds past their deadline."""
         rows = await self._engine.all(_EXPIRED, to_text(now), limit)
-        return [NewHold(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6])) for r in rows]
+        return [NewHold(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6]), r[7]) for r in rows]
 
 
 async def _reserve(db: Executor, r: NewHold) -> bool:
@@ -125,7 +125,8 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     held = await db.one(_TAKE_HOLD, s.hold_id)
     if held is None:
         return None
-    connection_id, window_key, amount, model = held
+    # The hold says what the request called: the ledger row books it, whoever settles.
+    connection_id, window_key, amount, model, endpoint = held
     owner = await db.one(_LOCK_OWNER_AND_SPENT, window_key, connection_id)
     assert owner is not None  # a hold's counters row exists from its reserve on
     app_id, mode, app_user_id, cap, spent_before = owner
@@ -148,6 +149,7 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
         s.prompt_tokens,
         s.completion_tokens,
         to_text(now),
+        endpoint,
     )
     # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
     if s.holds_credits:

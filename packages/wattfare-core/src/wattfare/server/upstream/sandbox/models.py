@@ -19,6 +19,8 @@ What it answers:
 - Usage: `prompt_tokens` = ceil(UTF-8 bytes / 4) + 3 per message, never above the byte length;
   `completion_tokens` = tokens emitted (tool arguments count one per 4 characters). No `usage.cost`:
   the proxy prices tokens itself. Streams carry usage only with `stream_options.include_usage`.
+- Embeddings (`embed`): deterministic vectors of hashed 3-grams, so similar texts are near each other
+  (`embeddings.py`); `dimensions` and `encoding_format` honoured.
 
 Magic markers, for testing an app's failure paths (like a payment provider's test cards), put in the
 last user message:
@@ -49,10 +51,12 @@ from wattfare.server.upstream.sandbox.content import (
     Choice,
     plan_answer,
 )
+from wattfare.server.upstream.sandbox.embeddings import embedding_answer
 
-__all__ = ["SandboxUpstream", "load_bundled_models"]
+__all__ = ["SandboxUpstream", "load_bundled_embedding_models", "load_bundled_models"]
 
 _SNAPSHOT = "models_snapshot.json"
+_EMBEDDING_SNAPSHOT = "embedding_models.json"
 _FINGERPRINT = "sandbox"
 _SLOW_DELAY = 0.05
 _TOKENS_BEFORE_MIDSTREAM_ERROR = 3
@@ -67,6 +71,12 @@ def load_bundled_models() -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], orjson.loads(raw)["data"])
 
 
+def load_bundled_embedding_models() -> list[dict[str, Any]]:
+    """The bundled embedding models, in OpenRouter's `/embeddings/models` format (string USD per input token)."""
+    raw = resources.files("wattfare.server.billing.data").joinpath(_EMBEDDING_SNAPSHOT).read_bytes()
+    return cast(list[dict[str, Any]], orjson.loads(raw)["data"])
+
+
 class SandboxUpstream:
     """A built-in upstream that answers every chat completion deterministically, without network.
 
@@ -74,6 +84,7 @@ class SandboxUpstream:
         models: the model list `list_models` returns; the bundled price snapshot when None.
         clock: returns the current time (tz-aware UTC); read once per request for `created`, so tests
             that inject a fixed clock get byte-identical answers.
+        embedding_models: the list `list_embedding_models` returns; the bundled embedding models when None.
     """
 
     name = "sandbox"
@@ -83,13 +94,24 @@ class SandboxUpstream:
         models: list[dict[str, Any]] | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        embedding_models: list[dict[str, Any]] | None = None,
     ) -> None:
         self._models = load_bundled_models() if models is None else list(models)
+        self._embedding_models = load_bundled_embedding_models() if embedding_models is None else list(embedding_models)
         self._clock = clock or _utc_now
 
     async def list_models(self) -> list[dict[str, Any]]:
         """Return the configured models (the bundled snapshot by default)."""
         return list(self._models)
+
+    async def list_embedding_models(self) -> list[dict[str, Any]]:
+        """Return the configured embedding models (the bundled ones by default)."""
+        return list(self._embedding_models)
+
+    async def embed(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Answer one embedding request with deterministic vectors (see `embeddings`)."""
+        # A large batch is a few hundred milliseconds of hashing: off the event loop, so streams keep flowing.
+        return await asyncio.to_thread(embedding_answer, request.payload)
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Answer one chat completion, whole or as a stream of server-sent events."""
