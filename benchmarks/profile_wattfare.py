@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -207,6 +208,14 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"    {sql}")
 
 
+def without_machine_paths(text: str) -> str:
+    """The report as committed: no machine's paths (packages as `site-packages/…`, the checkout's files relative)."""
+    text = re.sub(r"[^\s\"'(]*/site-packages/", "site-packages/", text)
+    text = text.replace(str(HERE.parent) + "/", "")
+    # Native frames name the interpreter's build and install directories: their file name is what matters.
+    return re.sub(r"\(/[^)\s]*/([^/)\s]+)\)", r"(\1)", text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -228,7 +237,7 @@ def main() -> int:
             raw = RAW / f"{label.replace(' ', '_').replace('=', '')}{suffix}.txt"
             if raw.exists():
                 profile.update(analyse(raw))
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.write_text(without_machine_paths(json.dumps(report, indent=2)) + "\n")
         print_report(report)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="wattfare-profile-"))
@@ -295,7 +304,7 @@ def main() -> int:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(without_machine_paths(json.dumps(report, indent=2)) + "\n")
     print_report(report)
     return 0
 
