@@ -16,12 +16,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("langchain-server")]
 
 _SANDBOX = "the sandbox upstream is deterministic, not intelligent:"
 NEEDS_A_REAL_MODEL = {
-    "test_tool_calling": f"{_SANDBOX} it fills integer tool arguments with 1, and the test wants the 3 named in prose",
-    "test_tool_calling_async": f"{_SANDBOX} it fills integer tool arguments with 1, and the test wants the 3 named"
-    " in prose",
     "test_json_mode": f"{_SANDBOX} JSON mode sends no schema, and the keys 'setup'/'punchline' are named only in prose",
-    "test_unicode_tool_call_integration": f"{_SANDBOX} it fills a string argument with one word of the prompt, and"
-    " the test wants the company name picked out of prose (for the Japanese prompt it picks 'Hello')",
 }
 
 
