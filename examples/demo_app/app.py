@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -37,10 +38,17 @@ USER_COOKIE = "demo_user"
 MAX_MESSAGE = 4000
 MAX_HISTORY = 20
 
+log = logging.getLogger("demo_app")
+
 
 def _error_line(exc: APIError) -> dict[str, Any]:
-    """The chat route's error event: the Wattfare code picks the UI state (connect, cap reached, reconnect, busy)."""
-    error: dict[str, Any] = {"code": getattr(exc, "code", None) or "unknown", "message": exc.message}
+    """The chat route's error event: the Wattfare code picks the UI state (connect, cap reached, reconnect, busy).
+
+    Wattfare's message is for developers (it names the app's id for its user): it goes to this server's log, and
+    the page words each state for the person in front of it.
+    """
+    log.info("chat refused: %s", exc)
+    error: dict[str, Any] = {"code": getattr(exc, "code", None) or "unknown"}
     if isinstance(exc, BudgetExceededError) and exc.resets_at is not None:
         error["resetsAt"] = exc.resets_at.isoformat()
     if isinstance(exc, BudgetBusyError) and exc.retry_after is not None:

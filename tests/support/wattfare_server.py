@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 from wattfare.metering import usd_to_nanos
 from wattfare.server.access.app_registration import ProvisionedApp, register_app
 from wattfare.server.app import create_app
+from wattfare.server.billing.meter import Meter
 from wattfare.server.instants import utc_now
 from wattfare.server.services import Services
 from wattfare.server.settings import Settings
@@ -102,10 +103,22 @@ async def served(
     database_url: str, clock: Callable[[], datetime] = utc_now, **settings: object
 ) -> AsyncIterator[Served]:
     """Provision `database_url`, then run the app over it in this process; `settings` override `Settings` fields."""
+    async with served_with_meter(database_url, clock, None, settings) as server:
+        yield server
+
+
+@asynccontextmanager
+async def served_with_meter(
+    database_url: str,
+    clock: Callable[[], datetime],
+    meter: Callable[[Services], Meter] | None,
+    settings: Mapping[str, object],
+) -> AsyncIterator[Served]:
+    """`served`, its meter built by `meter` from the app's parts (a test double: `create_app`'s parameter)."""
     # In a thread of its own: provisioning runs its own event loop.
     provisioned = await asyncio.to_thread(provision, database_url)
     config = Settings.from_env({}, database_url=database_url, **settings)
-    app = create_app(config, clock=clock)
+    app = create_app(config, clock=clock, meter=meter)
     services: Services = app.state.services
     await services.start()
     try:

@@ -9,6 +9,7 @@ the table of error codes does not know, fails here too.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from wattfare.server.settings import Settings
 pytestmark = pytest.mark.xdist_group("openapi")
 
 METRICS_TOKEN = "metrics-token-for-the-contract-test"
+EMBEDDING = {"model": "openai/text-embedding-3-small", "input": "hi"}
 DOCUMENT = openapi_document()
 # Routes of the app that are not the HTTP API: the people's pages, their forms and static files.
 _PAGES_ARE_NOT_THE_API = ("/api/", "/healthz", "/readyz", "/metrics")
@@ -57,7 +59,7 @@ def test_every_api_route_of_the_app_is_documented(tmp_path: Path) -> None:
         if isinstance(route, Route) and route.path.startswith(_PAGES_ARE_NOT_THE_API):
             for method in route.methods or ():
                 if method != "HEAD":
-                    served.add((route.path.replace("{app_user_id:path}", "{appUserId}"), method.lower()))
+                    served.add((re.sub(r"\{app_user_id(:\w+)?\}", "{appUserId}", route.path), method.lower()))
     documented = {(path, method) for path, item in DOCUMENT["paths"].items() for method in item}
 
     assert served == documented
@@ -137,8 +139,8 @@ def test_real_answers_of_every_operation_match_the_document(server: ServerProces
         check(client.post(path, json=chat | {"model": "nobody/nothing"}, headers=user), path, seen)
         check(client.post(path, content=b"x" * (8 * 1024 * 1024 + 1), headers=user), path, seen)
         path = f"{v1}/embeddings"
-        check(client.post(path, json={"model": "openai/text-embedding-3-small", "input": "hi"}, headers=user), path, seen)
-        check(client.post(path, json={"model": "openai/text-embedding-3-small", "input": []}, headers=user), path, seen)
+        check(client.post(path, json=EMBEDDING, headers=user), path, seen)
+        check(client.post(path, json=EMBEDDING | {"input": []}, headers=user), path, seen)
         # The apps' API.
         path = f"{v1}/models"
         check(client.get(path, headers=secret), path, seen)
@@ -174,11 +176,8 @@ def test_real_answers_of_every_operation_match_the_document(server: ServerProces
         check(client.patch(path, json={"outputAllowanceTokens": 512}, headers=secret), path, seen)
         check(client.patch(path, json={"colour": "blue"}, headers=secret), path, seen)
         check(client.get(path), path, seen)
-        for _ in range(121):  # the session minting limit: 120 a minute per app
-            answer = client.post(f"{v1}/sessions", json={"appUserId": "many"}, headers=secret)
-            if answer.status_code == 429:
-                break
-        check(answer, f"{v1}/sessions", seen)
+        minting = [client.post(f"{v1}/sessions", json={"appUserId": "many"}, headers=secret) for _ in range(121)]
+        check(minting[-1], f"{v1}/sessions", seen)  # the session minting limit: 120 a minute per app
         # The operator's.
         check(client.get(f"{v1}/openapi.json"), f"{v1}/openapi.json", seen)
         check(client.get("/healthz"), "/healthz", seen)
@@ -197,3 +196,13 @@ def test_the_server_serves_the_document_it_was_built_with(server: ServerProcess)
 
     assert served.status_code == 200
     assert served.json() == json.loads(json.dumps(DOCUMENT))
+
+
+def test_an_app_user_id_with_a_line_break_is_refused_by_its_handler_not_unrouted(server: ServerProcess) -> None:
+    # schemathesis found it: Starlette's `path` parameter stops at a line break, so this matched no route (404).
+    answer = httpx.delete(
+        f"{server.api_url}/connections/ann%0Aboleyn", headers={"Authorization": f"Bearer {server.secret}"}, timeout=10
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "appUserId"

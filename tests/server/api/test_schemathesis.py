@@ -12,7 +12,9 @@ Byte-level bodies and raw header bytes, which schemathesis cannot send, are test
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +60,81 @@ def _session_token(server: ServerProcess, user: str) -> str:
     return minted.json()["token"]
 
 
-def _with_known_model(case: Any, path: str, use_known: bool) -> Any:
-    if use_known and path in KNOWN_MODELS and isinstance(case.body, dict) and "model" in case.body:
+def _metered(case: Any, path: str, known_model: bool, stream: bool) -> Any:
+    """`case`, naming a model the price list knows (and asking for a stream or not) when told to."""
+    if known_model and path in KNOWN_MODELS and isinstance(case.body, dict) and "model" in case.body:
         case.body = {**case.body, "model": KNOWN_MODELS[path]}
+        if path == "/api/v1/chat/completions":
+            case.body["stream"] = stream
     return case
+
+
+def _headers(case: Any, auth: dict[str, str]) -> dict[str, str]:
+    """The case's headers with the app's credentials instead of those schemathesis fills in (empty ones)."""
+    ours = {name.lower() for name in auth}
+    return {name: value for name, value in (case.headers or {}).items() if name.lower() not in ours} | auth
+
+
+@dataclass
+class Findings:
+    """What the fuzzing saw: failures of the checks, and the metered requests' ids by outcome."""
+
+    failures: list[str] = field(default_factory=list)
+    admitted: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
+    calls: int = 0
+    answers: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+
+    def call(self, server: ServerProcess, case: Any, auth: dict[str, str], label: str) -> None:
+        """Send `case`, note its outcome, and record what the checks find wrong with its answer."""
+        path = case.operation.path
+        response = case.call(base_url=server.base_url, headers=_headers(case, auth), timeout=30)
+        self.calls += 1
+        media_type = next(iter(response.headers.get("content-type", [])), "").split(";")[0]
+        self.answers[(path, response.status_code, media_type)] += 1
+        request_id = next(iter(response.headers.get("wattfare-request-id", [])), None)
+        if request_id and path in KNOWN_MODELS:
+            (self.admitted if response.status_code == 200 else self.refused).add(request_id)
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except BaseException as failure:  # schemathesis raises an exception group of its findings
+            self.failures.append(f"{label}: {failure}")
+
+
+# Sent first, on every run: the metered answers that move money, whole and streamed, each checked like the rest.
+ADMITTED: dict[str, list[dict[str, Any]]] = {
+    "/api/v1/chat/completions": [
+        {"model": KNOWN_MODELS["/api/v1/chat/completions"], "messages": [{"role": "user", "content": "hi"}]},
+        {
+            "model": KNOWN_MODELS["/api/v1/chat/completions"],
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        },
+    ],
+    "/api/v1/embeddings": [{"model": KNOWN_MODELS["/api/v1/embeddings"], "input": ["one", "two"]}],
+}
+
+
+def fuzz(server: ServerProcess, operation: Any, mode: Any, auth: dict[str, str], findings: Findings) -> None:
+    """Run `EXAMPLES` cases of one operation in one generation mode against `server`, noting what happened."""
+    path = operation.path
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=tuple(HealthCheck),  # pyright: ignore[reportArgumentType]
+    )
+    @given(drawn=st.tuples(operation.as_strategy(generation_mode=mode), st.booleans(), st.booleans()))
+    def run(drawn: tuple[Any, bool, bool]) -> None:
+        findings.call(server, _metered(*drawn[:1], path, *drawn[1:]), auth, f"{operation.label} ({mode.value})")
+
+    try:
+        run()
+    except Unsatisfiable:
+        # Nothing in this operation can be made invalid (no parameters, no body): nothing to negate.
+        assert mode is schemathesis.GenerationMode.NEGATIVE
 
 
 def test_schemathesis_finds_no_server_error_no_schema_violation_and_no_refusal_in_the_books(
@@ -71,51 +144,25 @@ def test_schemathesis_finds_no_server_error_no_schema_violation_and_no_refusal_i
     secret_auth = {"Authorization": f"Bearer {server.secret}", "Wattfare-User": "fuzz-user"}
     session_auth = {"Authorization": f"Bearer {_session_token(server, 'fuzz-popup-user')}"}
     metrics_auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    admitted: set[str] = set()
-    refused: set[str] = set()
-    failures: list[str] = []
-    calls = 0
-
+    findings = Findings()
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # pyright: ignore[reportAttributeAccessIssue]  # the document is valid
         path = operation.path
         auth = session_auth if path in SESSION_PATHS else metrics_auth if path == "/metrics" else secret_auth
+        for body in ADMITTED.get(path, ()):
+            findings.call(server, operation.Case(body=body, media_type="application/json"), auth, operation.label)
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-            cases = st.tuples(operation.as_strategy(generation_mode=mode), st.booleans())
+            fuzz(server, operation, mode, auth, findings)
 
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(drawn=cases)
-            def fuzz(drawn: tuple[Any, bool], path: str = path, auth: dict[str, str] = auth) -> None:
-                nonlocal calls
-                case = _with_known_model(drawn[0], path, drawn[1])
-                response = case.call(base_url=server.base_url, headers={**auth, **(case.headers or {})}, timeout=30)
-                calls += 1
-                request_id = response.headers.get("wattfare-request-id")
-                if request_id and path in KNOWN_MODELS:
-                    (admitted if response.status_code == 200 else refused).add(request_id)
-                try:
-                    case.validate_response(response, checks=CHECKS)
-                except BaseException as failure:  # schemathesis raises an exception group of its findings
-                    failures.append(f"{operation.label} ({mode.value}): {failure}")
-
-            try:
-                fuzz()
-            except Unsatisfiable:
-                # Nothing in this operation can be made invalid (no parameters, no body): nothing to negate.
-                assert mode is schemathesis.GenerationMode.NEGATIVE
-
-    assert not failures, "\n\n".join(failures[:5])
-    assert calls > 500
-    assert admitted, "no metered request was admitted: the fuzzing missed the path that moves money"
-    assert refused
-    books = Ledger(database_url)
-    rows = books.check()  # nothing held, every account balanced, nothing expired
-    assert set(rows) <= admitted, f"ledger rows for requests not answered 200: {sorted(set(rows) - admitted)}"
-    assert not set(rows) & refused
+    assert not findings.failures, "\n\n".join(findings.failures[:5])
+    assert findings.calls > 500
+    assert findings.admitted, "no metered request was admitted: the fuzzing missed the path that moves money"
+    assert findings.refused
+    assert findings.answers[("/api/v1/chat/completions", 200, "text/event-stream")] >= 1
+    assert findings.answers[("/api/v1/embeddings", 200, "application/json")] >= 1
+    rows = Ledger(database_url).check()  # nothing held, every account balanced, nothing expired
+    assert set(rows) <= findings.admitted, (
+        f"rows for requests not answered 200: {sorted(set(rows) - findings.admitted)}"
+    )
+    assert not set(rows) & findings.refused
     assert "Traceback" not in server.log_text()

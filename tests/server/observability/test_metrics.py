@@ -20,7 +20,10 @@ def sample(name: str, **labels: str) -> float:
 
 
 def test_a_settlement_counts_its_kind_and_its_spend_by_mode() -> None:
-    before = (sample("wattfare_settlements_total", kind="settled"), sample("wattfare_spent_nano_usd_total", mode="live"))
+    before = (
+        sample("wattfare_settlements_total", kind="settled"),
+        sample("wattfare_spent_nano_usd_total", mode="live"),
+    )
 
     metrics.settled("live", "charge", 1234, 0, 0.5)
 
@@ -94,7 +97,11 @@ def test_workers_samples_merge_at_a_scrape_and_an_exited_workers_holds_do_not_co
     for name in ("one", "two", "dead"):
         subprocess.run([sys.executable, "-c", _WORKER, name], env=env, check=True)
     merged = subprocess.run(
-        [sys.executable, "-c", "from wattfare.server.observability import metrics; print(metrics.exposition().decode())"],
+        [
+            sys.executable,
+            "-c",
+            "from wattfare.server.observability import metrics; print(metrics.exposition().decode())",
+        ],
         env=env,
         check=True,
         capture_output=True,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import logging.config
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.support.cli import one_error_line, wattfare_over
+from tests.support.wattfare_server import free_port
 from wattfare.server.errors import ApiError
 from wattfare.server.observability import request_log
 from wattfare.server.observability.middleware import ObservedRequests
@@ -147,7 +152,7 @@ async def test_the_console_format_is_for_people(lines: io.StringIO) -> None:
 
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="WATTFARE_LOG_FORMAT"):
-        configure_logging("xml", "info")  # type: ignore[arg-type]
+        configure_logging("xml", "info")
 
 
 @pytest.mark.anyio
@@ -159,10 +164,39 @@ async def test_nothing_is_written_before_logging_is_configured(capsys: pytest.Ca
 
 
 def test_the_stdlib_formatter_writes_the_servers_own_records_as_json() -> None:
-    import logging
-
     record = logging.LogRecord("wattfare.meter", logging.WARNING, __file__, 1, "settling %s is deferred", ("r1",), None)
     line = json.loads(request_log.stdlib_formatter("json").format(record))
 
     assert line["event"] == "settling r1 is deferred"
     assert (line["level"], line["logger"]) == ("warning", "wattfare.meter")
+
+
+@pytest.mark.parametrize(("variable", "value"), [("WATTFARE_LOG_FORMAT", "xml"), ("WATTFARE_LOG_LEVEL", "loud")])
+@pytest.mark.parametrize("command", ["serve", "dev"])
+def test_serve_and_dev_refuse_an_unknown_log_setting_in_one_line(
+    command: str, variable: str, value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    wattfare = wattfare_over(f"sqlite:///{tmp_path / 'w.db'}", monkeypatch, tmp_path)
+    # Set through monkeypatch, so what `dev` sets by default does not outlive the test.
+    monkeypatch.setenv("WATTFARE_PUBLIC_URL", "http://127.0.0.1:8787")
+    monkeypatch.setenv("WATTFARE_LOG_FORMAT", "json")
+    monkeypatch.setenv(variable, value)
+
+    failed = wattfare(command, "--port", str(free_port()), code=1)
+
+    assert variable in one_error_line(failed)
+    assert not (tmp_path / "w.db").exists()  # refused before anything started
+
+
+def test_the_uvicorn_log_config_sends_every_logger_through_one_formatter() -> None:
+    config = request_log.logging_config("json", "warning")
+    logging.config.dictConfig(config)
+    try:
+        handler = logging.getLogger().handlers[0]
+        line = json.loads(handler.format(logging.LogRecord("uvicorn.error", logging.ERROR, "", 1, "boom", (), None)))
+    finally:
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+        logging.getLogger().handlers.clear()
+
+    assert (line["event"], line["level"], line["logger"]) == ("boom", "error", "uvicorn.error")
+    assert logging.getLogger("uvicorn.access").handlers == []

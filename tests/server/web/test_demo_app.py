@@ -100,9 +100,11 @@ def test_a_member_connects_in_the_popup_chats_sees_the_spend_and_revokes(tmp_pat
         expect(account.locator("[data-test=notice]")).to_contain_text("revoked")
         expect(row).to_have_attribute("data-state", "revoked")
 
-        chat(page, "One more?")
-        expect(budget).to_have_attribute("data-state", "not-connected")
-        expect(page.locator("[data-test=connect]")).to_be_visible()
+        page.fill("[data-test=message]", "One more?")
+        page.click("[data-test=send]")
+        expect(budget).to_have_attribute("data-state", "revoked")
+        expect(page.locator("[data-test=connect]")).to_have_text("Reconnect AI budget")
+        expect(page.locator("[data-test=message]")).to_have_value("One more?")  # nothing was sent: the message is kept
         refused = complete(wattfare, user)
         assert refused.status_code == 402
         assert refused.json()["error"]["code"] == "not_connected"
@@ -122,7 +124,7 @@ def test_a_blocked_or_closed_popup_rejects_clearly_instead_of_hanging(tmp_path: 
         expect(popup.locator("[data-test=app-name]")).to_have_text("Test app")
         popup.close()
         expect(page.locator("[data-test=budget-text]")).to_have_text(
-            "The Wattfare window was closed before the user decided."
+            "You closed the Wattfare window before deciding, so nothing was connected."
         )
         expect(budget).to_have_attribute("data-state", "not-connected")
 

@@ -117,6 +117,7 @@ def test_the_button_script_words_a_connection_status(tmp_path: Path, chromium: C
         assert words({"connected": True, "remainingUsd": 4.2, "reservedUsd": 0.3}) == "$4.20 left · $0.30 in use"
         assert words({"connected": True, "remainingUsd": 4.2, "reservedUsd": 0}) == "$4.20 left"
         assert words({"connected": True, "remainingUsd": 4.2}) == "$4.20 left"  # an older server says nothing held
+        assert words({"connected": True, "remainingUsd": 1.9996}) == "$1.99 left"  # what is left rounds down
         assert words({"connected": True, "remainingUsd": 0.0042, "reservedUsd": 0.000123}) == (
             "$0.004200 left · $0.000123 in use"
         )

@@ -43,7 +43,9 @@ Embeddings (`POST /v1/embeddings`, OpenAI's wire), chosen the same way:
 
 Also `GET /v1/models` (OpenRouter format, every chat id above priced), `GET /v1/embeddings/models` (the
 embedding ids, OpenRouter's shape: `pricing.prompt` only, `architecture.output_modalities: ["embeddings"]`),
-OpenRouter's OAuth PKCE pages at the root (`/auth`, `/api/v1/auth/keys`: `_openrouter_auth.py`), and
+OpenRouter's OAuth PKCE pages at the root (`/auth`, `/api/v1/auth/keys`: `_openrouter_auth.py`; a `limit` asked
+there is carried by the key issued), OpenRouter's key management API (`/api/v1/keys`, `/api/v1/key`, with
+`MANAGEMENT_KEY`: `_openrouter_keys.py`), whose keys' limits chat completions enforce as OpenRouter does, and
 `GET /v1/_stats` (requests per model, chat and embeddings alike, the last request body, parsed and raw, and
 its headers; the OAuth keys issued and exchanges tried) so tests can assert what Wattfare sent the provider.
 
@@ -66,6 +68,7 @@ from tests.support.standin_upstream._answers import (
     PROMPT_PRICE,
     SONNET_TOKENS,
 )
+from tests.support.standin_upstream._openrouter_keys import MANAGEMENT_KEY
 from tests.support.standin_upstream._process import StandIn, main, run_standin
 from tests.support.standin_upstream._server import StandinServer
 
@@ -74,6 +77,7 @@ __all__ = [
     "EMBEDDING_DIMENSIONS",
     "EMBEDDING_MODEL_IDS",
     "EMBEDDING_PRICE",
+    "MANAGEMENT_KEY",
     "MODEL_IDS",
     "NORMAL_TOKENS",
     "PREMIUM_COMPLETION_PRICE",

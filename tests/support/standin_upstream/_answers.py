@@ -85,6 +85,8 @@ class Answer:
         self.prompt_tokens = min(math.ceil(size / 4) + 3 * len(messages), size)
         options = payload.get("stream_options") or {}
         self.include_usage = options.get("include_usage") is True
+        # Set by a key's limit (`_openrouter_keys`): the stream stops after this many tokens with a 402 error chunk.
+        self.cut_at: int | None = None
         self.head = {
             "id": f"chatcmpl-{generation}",
             "created": int(time.time()),
@@ -140,6 +142,10 @@ class Answer:
     async def events(self, delay: float) -> AsyncIterator[bytes]:
         failing = self.mode in ("midstream-error", "hangup")
         for index in range(self.tokens):
+            if self.cut_at is not None and index == self.cut_at:
+                error = _error_object(402, "payment_required", "Key limit exceeded (stand-in)")
+                yield self.event([{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}], error=error)
+                return
             if failing and index == TOKENS_BEFORE_FAILURE:
                 if self.mode == "hangup":
                     raise Hangup("the stand-in drops the connection mid-stream")

@@ -48,6 +48,7 @@ class StandinServer:
                 Route("/v1/embeddings/models", self.embedding_models, methods=["GET"]),
                 Route("/v1/_stats", self.stats, methods=["GET"]),
                 *self.auth.routes(),
+                *self.auth.keyring.routes(),
             ]
         )
 
@@ -70,6 +71,9 @@ class StandinServer:
                 "last_headers": self.last_headers,
                 "keys": self.auth.keys,
                 "exchanges": self.auth.exchanges,
+                "issued": self.auth.issued,
+                "managed_keys": self.auth.keyring.stats(),
+                "key_calls": self.auth.keyring.calls,
             }
         )
 
@@ -121,6 +125,9 @@ class StandinServer:
             status = int(mode[5:])
             headers = {"retry-after": "7"} if status == 429 else {}
             return error_response(status, ERROR_TYPES.get(status, "unmapped"), f"stand-in {status}", headers)
+        refusal = self.auth.keyring.refusal(request)
+        if refusal is not None:
+            return refusal
         if mode == "timeout":
             await asyncio.sleep(self.timeout_delay)
         if mode == "malformed":
@@ -128,6 +135,7 @@ class StandinServer:
             return Response(b"data: {this is not JSON", media_type=kind, headers={"x-generation-id": generation})
 
         answer = Answer(payload, mode, generation)
+        self.auth.keyring.meter(request, answer, stream=stream)
         if mode == "hangup" and not stream:
             whole = orjson.dumps(answer.body())
             return StreamingResponse(hang_up_after(whole[: len(whole) // 2]), media_type="application/json")

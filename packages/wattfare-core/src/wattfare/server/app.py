@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from wattfare.server.api import app_settings, connections, models, openapi, probes, sessions, usage
 from wattfare.server.api.browser_cors import BROWSER_PATHS, BrowserCors
+from wattfare.server.billing.meter import Meter
 from wattfare.server.errors import ApiError, unavailable
 from wattfare.server.instants import utc_now
 from wattfare.server.observability import metrics
@@ -33,8 +34,8 @@ from wattfare.server.settings import Settings
 from wattfare.server.store import Store, StoreUnavailableError, open_store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
-from wattfare.server.web import account, consent, developers, members, openrouter_link
-from wattfare.server.web.render import STATIC, PageError, render
+from wattfare.server.web import account, consent, developers, members, openrouter_link, policies
+from wattfare.server.web.render import STATIC, PageError, prefers_html, render
 from wattfare.server.web.sessions import SignInRequired, visitor
 
 # The collector's first generation: 700 allocations by default, i.e. several passes per request.
@@ -64,6 +65,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
+        if prefers_html(request):  # a person's browser gets a page; API clients and /api/* keep the JSON envelope
+            return await _page_error(request, PageError(404, "Page not found", "There is no page at this address."))
         return ApiError(
             "invalid_request", f"No such endpoint: {request.method} {request.url.path}", status=404
         ).response()
@@ -116,8 +119,12 @@ def create_app(
     store: Store | None = None,
     upstreams: dict[Mode, Upstream] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    meter: Callable[[Services], Meter] | None = None,
 ) -> Starlette:
-    """Build the Wattfare server; parts default to what `settings` (or the environment) describe."""
+    """Build the Wattfare server; parts default to what `settings` (or the environment) describe.
+
+    `meter` builds the meter from the other parts instead of the one `Services` builds (tests' doubles).
+    """
     settings = settings or Settings.from_env()
     services = Services(
         settings=settings,
@@ -125,6 +132,8 @@ def create_app(
         upstreams=upstreams or build_upstreams(settings),
         clock=clock,
     )
+    if meter is not None:
+        services.meter = meter(services)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None]:
@@ -161,6 +170,7 @@ def create_app(
         *account.routes,
         *openrouter_link.routes,
         *developers.routes,
+        *policies.routes,
         Route("/wattfare.js", _button_script, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,12 +14,18 @@ from wattfare.server.access.key_cache import KeyCache
 from wattfare.server.billing.key_vault import KeyVault, new_vault_key
 from wattfare.server.billing.meter import Meter, OutputAllowances
 from wattfare.server.billing.pricebook import PriceBook
+from wattfare.server.billing.provider_ceiling import ProviderCeilings
+from wattfare.server.billing.reconciliation import report
 from wattfare.server.billing.revocations import Revocations
 from wattfare.server.instants import utc_now
+from wattfare.server.periodic import Periodic
 from wattfare.server.settings import Settings, UpstreamKind
 from wattfare.server.store import Store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
+from wattfare.server.upstream.openrouter_keys import OpenRouterKeys
+
+log = logging.getLogger("wattfare.server")
 
 
 @dataclass
@@ -35,6 +42,8 @@ class Services:
     prices: dict[Mode, PriceBook] = field(init=False)
     keys: KeyCache = field(init=False)
     vault: KeyVault = field(init=False)
+    ceilings: ProviderCeilings = field(init=False)
+    _reconciler: Periodic | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.meter = Meter(
@@ -51,9 +60,16 @@ class Services:
         books: dict[int, PriceBook] = {}
         self.prices = {}
         for mode, upstream in self.upstreams.items():
-            self.prices[mode] = books.setdefault(id(upstream), PriceBook(upstream))
+            self.prices[mode] = books.setdefault(id(upstream), PriceBook(upstream, clock=self.clock))
         self.keys = KeyCache(self.store)
         self.vault = KeyVault()
+        management_key = self.settings.openrouter_management_key
+        self.ceilings = ProviderCeilings(
+            self.store,
+            self.vault,
+            OpenRouterKeys(self.settings.openrouter_url, management_key) if management_key else None,
+            self.clock,
+        )
 
     async def start(self) -> None:
         """Migrate, load secrets, and start the background loops."""
@@ -70,10 +86,24 @@ class Services:
             book.start(self.settings.price_refresh_seconds)
         self.meter.start_sweeping(30)
         self.revocations.start()
+        self.ceilings.start(self.settings.ceiling_sync_seconds)
+        keys = self.ceilings.keys
+        if keys is not None:
+            store = self.store
+            clock = self.clock
+
+            async def reconcile() -> None:
+                await report(store, keys, clock())
+
+            self._reconciler = Periodic(reconcile, self.settings.reconcile_seconds, what="reconciliation", log=log)
+            self._reconciler.start()
 
     async def stop(self) -> None:
         """Stop the loops and release connections."""
         await self.revocations.stop()
+        if self._reconciler is not None:
+            await self._reconciler.stop()
+        await self.ceilings.stop()
         await self.meter.stop()
         for book in {id(b): b for b in self.prices.values()}.values():
             await book.stop()

@@ -48,6 +48,10 @@ class Settings:
         metrics_token: the bearer token Prometheus scrapes `/metrics` with; None = `/metrics` answers 404.
         log_format: `json` (one object per line, the default) or `console` (for people: `wattfare dev`'s).
         log_level: the least severe log lines written (`info`: one line per request; `warning`: problems only).
+        openrouter_management_key: the operator's OpenRouter management key; when set, every credit-funded
+            member's requests go out on a key of their own with a hard monthly limit (`billing.provider_ceiling`).
+        ceiling_sync_seconds: how often every member's ceiling is recomputed and the provider told of changes.
+        reconcile_seconds: how often the provider's usage of each member's key is compared with the ledger.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -72,6 +76,9 @@ class Settings:
     metrics_token: str | None = None
     log_format: str = "json"
     log_level: str = "info"
+    openrouter_management_key: str | None = None
+    ceiling_sync_seconds: float = 300.0
+    reconcile_seconds: float = 3600.0
 
     @property
     def secure_cookies(self) -> bool:
@@ -117,6 +124,9 @@ class Settings:
             "metrics_token": env.get("WATTFARE_METRICS_TOKEN") or None,
             "log_format": env.get("WATTFARE_LOG_FORMAT", "json"),
             "log_level": env.get("WATTFARE_LOG_LEVEL", "info").lower(),
+            "openrouter_management_key": env.get("WATTFARE_OPENROUTER_MANAGEMENT_KEY") or None,
+            "ceiling_sync_seconds": float(env.get("WATTFARE_CEILING_SYNC_SECONDS", "300")),
+            "reconcile_seconds": float(env.get("WATTFARE_RECONCILE_SECONDS", "3600")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from wattfare.server.api.json_body import cap_in_usd, checked_app_user_id, json_
 from wattfare.server.billing.connection_status import connection_status
 from wattfare.server.errors import ApiError
 from wattfare.server.http_input import bearer
+from wattfare.server.observability.request_log import note_caller
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.records import Mode
 
@@ -39,13 +40,16 @@ async def _revoke(services: Services, app_id: str, mode: Mode, app_user_id: str)
     revoked = await services.store.revoke_connection(app_id, mode, app_user_id, services.clock())
     if revoked is not None:
         services.revocations.revoked(revoked.id)
+        await services.ceilings.after_connection_change(revoked.id)
 
 
 def _session(services: Services, request: Request) -> SessionClaims:
     try:
-        return verify_session(services.signing_key, bearer(request), services.clock())
+        claims = verify_session(services.signing_key, bearer(request), services.clock())
     except InvalidTokenError as exc:
         raise ApiError("auth", f"Invalid session token: {exc}.") from None
+    note_caller(claims.app_id, claims.mode)
+    return claims
 
 
 async def _browser_session(services: Services, request: Request) -> SessionClaims:

@@ -165,6 +165,31 @@ def _schemas() -> dict[str, Schema]:
             ("choices",),
         )
         | {"description": "One `data:` event of a stream; the last one with `usage` also carries `wattfare`."},
+        "ChatCompletionEvent": _object(
+            {
+                "event": {"type": "string"},
+                "id": {"type": "string"},
+                "data": {
+                    "anyOf": [
+                        {"const": "[DONE]"},
+                        {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"anyOf": [_ref("ChatCompletionChunk"), _ref("Error")]},
+                        },
+                    ]
+                },
+            },
+            ("data",),
+        )
+        | {
+            "description": (
+                "One Server-Sent Event of a streamed completion (`stream: true`): each `data` a "
+                "`ChatCompletionChunk` (the last, with `usage`, carries `wattfare`), then `[DONE]`. A stream Wattfare "
+                "must stop (cap, revocation, provider failure) ends with one event holding the error envelope "
+                "(`Error`), then `[DONE]`."
+            )
+        },
         "EmbeddingRequest": _object(
             {
                 "model": {"type": "string", "minLength": 1, "maxLength": 256},
@@ -218,11 +243,18 @@ def _schemas() -> dict[str, Schema]:
                 "name": {"type": "string"},
                 "context_length": _nullable({"type": "integer"}),
                 "pricing": _nullable(
-                    {
-                        "type": "object",
-                        "additionalProperties": {"type": ["string", "number"]},
-                        "description": "USD per token (OpenRouter's strings): `prompt`, `completion`, ...",
-                    }
+                    _object(
+                        {
+                            "prompt": {"type": "string", "description": "USD per input token (a decimal string)."},
+                            "completion": {"type": "string", "description": "USD per output token."},
+                            "overrides": {
+                                "type": "array",
+                                "items": {"type": "object"},
+                                "description": "Prices from a prompt size on (`min_prompt_tokens`), or by date.",
+                            },
+                        },
+                    )
+                    | {"description": "OpenRouter's prices: decimal strings of USD per token (and per request...)."}
                 ),
                 "top_provider": _object({"max_completion_tokens": _nullable({"type": "integer"})}),
                 "architecture": _nullable({"type": "object"}),
@@ -383,11 +415,6 @@ _METERED_ERRORS: Final = (400, 401, 402, 404, 413, 422, 429, 500, 502, 503, 504)
 
 
 def _paths() -> dict[str, Schema]:
-    stream_description = (
-        "With `stream: true`: Server-Sent Events, each `data:` a `ChatCompletionChunk` (the last, with `usage`, "
-        "carries `wattfare`), then `data: [DONE]`. A stream Wattfare must stop (cap, revocation, provider failure) "
-        "ends with one `data:` event holding the error envelope (`Error`), then `data: [DONE]`."
-    )
     return {
         f"{V1}/chat/completions": {
             "post": {
@@ -403,7 +430,7 @@ def _paths() -> dict[str, Schema]:
                             "headers": _COST_HEADERS,
                             "content": {
                                 "application/json": {"schema": _ref("ChatCompletion")},
-                                "text/event-stream": {"schema": {"type": "string", "description": stream_description}},
+                                "text/event-stream": {"schema": _ref("ChatCompletionEvent")},
                             },
                         }
                     },

@@ -77,6 +77,11 @@ class Hold:
         """The member's encrypted provider key when it pays for this request (else the operator's key does)."""
         return self.funding.provider_key if self.funding is not None else None
 
+    @property
+    def ceiling_key(self) -> str | None:
+        """When credits pay: the member's encrypted ceiling key (`provider_ceiling`), which the request goes out on."""
+        return self.funding.ceiling_key if self.funding is not None and self.credited else None
+
     def prices_at(self, prompt_tokens: int) -> PriceSet:
         """The prices that applied to the request (at its start, for its actual prompt size)."""
         return self.model.pricing.at(self.started_at, prompt_tokens)

@@ -20,6 +20,7 @@ from wattfare.metering import Allowed, Budget, decide_admission, window_containi
 from wattfare.server.access.keys import new_id, new_request_id
 from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
 from wattfare.server.billing.pricebook import PricedModel
+from wattfare.server.observability import metrics
 from wattfare.server.periodic import Periodic
 from wattfare.server.store.protocols import MeteringStore, StoreUnavailableError
 from wattfare.server.store.records import Connection, Endpoint, KeyRecord, NewHold, Settled, Settlement
@@ -74,7 +75,7 @@ class Meter:
         # Holds of requests running in this process: renewed while they run, so only a hold whose process
         # died can expire (a stream may outlast the TTL; its hold must not be swept from under it). A hold
         # leaves this set only once its settlement has committed.
-        self._live: set[str] = set()
+        self._live: set[str] = metrics.LiveHolds()  # kept in `wattfare_holds_in_flight`
         # Settlements being written: the meter, not the request, keeps them alive until they finish.
         self._writing: set[asyncio.Task[Settled | None]] = set()
         # Settlements the store could not take (it was unavailable): written by the sweep once it answers.
@@ -196,6 +197,7 @@ class Meter:
                 raise
             if held:
                 self._live.add(hold_id)
+                metrics.reserved(key.mode, decision.reserve)
                 hold = Hold(
                     id=hold_id,
                     connection=snapshot.connection,
@@ -238,6 +240,9 @@ class Meter:
             self._live.discard(settlement.hold_id)
             raise
         self._live.discard(settlement.hold_id)
+        if settled is not None:
+            lived = (self._clock() - hold.started_at).total_seconds()
+            metrics.settled(settled.mode or "none", settlement.kind, settled.charged, settled.absorbed, lived)
         return settled
 
     async def _write_deferred(self) -> int:
@@ -245,9 +250,11 @@ class Meter:
         written = 0
         for hold_id, settlement in list(self._deferred.items()):
             try:
-                await self._store.settle(settlement, self._clock())
+                settled = await self._store.settle(settlement, self._clock())
             except StoreUnavailableError:
                 break
+            if settled is not None:
+                metrics.settled(settled.mode or "none", settlement.kind, settled.charged, settled.absorbed, None)
             del self._deferred[hold_id]
             self._live.discard(hold_id)
             written += 1
@@ -264,7 +271,9 @@ class Meter:
             await self._write_deferred()
         for dead in await self._store.expired_holds(self._clock()):
             settled = await self._store.settle(Settlement(dead.id, dead.amount, kind="expired"), self._clock())
-            swept += settled is not None
+            if settled is not None:
+                swept += 1
+                metrics.settled(settled.mode or "none", "expired", settled.charged, settled.absorbed, None)
         if swept:
             log.info("settled %d expired holds at their reserved amount", swept)
         return swept

@@ -10,13 +10,15 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from wattfare.metering import ModelPricing, UnpricedModelError, parse_pricing
+from wattfare.server.instants import utc_now
 from wattfare.server.json_value import as_object
 from wattfare.server.periodic import Periodic
 from wattfare.server.upstream.base import Upstream
@@ -137,12 +139,25 @@ def similar_model_ids(wanted: str, known: Iterable[str]) -> list[str]:
 class PriceBook:
     """The priced models one upstream serves, refreshed in the background."""
 
-    def __init__(self, upstream: Upstream, fallback: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        fallback: list[dict[str, Any]] | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         """Start from the fallback list (the bundled snapshot by default) until the upstream answers."""
         self._upstream = upstream
         self._models = price_models(fallback if fallback is not None else load_snapshot())
         self.source = "snapshot"
         self._refresher: Periodic | None = None
+        self._clock = clock
+        # The last good refresh of the chat prices; before the first one, the start (the snapshot is new to us).
+        self._fresh_since = clock()
+
+    def age_seconds(self) -> float:
+        """Seconds since the prices were last read from the upstream (since the start, before the first read)."""
+        return max(0.0, (self._clock() - self._fresh_since).total_seconds())
 
     def get(self, model_id: str) -> PricedModel | None:
         """The priced model, or None when Wattfare cannot meter it."""
@@ -176,6 +191,7 @@ class PriceBook:
             return False
         self._models = fresh | {model_id: model for model_id, model in self._models.items() if model.embeds}
         self.source = self._upstream.name
+        self._fresh_since = self._clock()
         try:
             listed = await self._upstream.list_embedding_models()
         except Exception as exc:

@@ -16,6 +16,7 @@ from wattfare.server.cli.keys import keys
 from wattfare.server.cli.members import members
 from wattfare.server.cli.output import success
 from wattfare.server.cli.params import EmailAddress, UsdAmount
+from wattfare.server.cli.reconcile import operator_ceilings, reconcile_command
 from wattfare.server.cli.serve import dev, serve
 from wattfare.server.instants import utc_now
 from wattfare.server.store import Store
@@ -28,7 +29,7 @@ def main() -> None:
     """Wattfare: your users pay for your app's AI inference."""
 
 
-for command in (dev, serve, apps, keys, members):
+for command in (dev, serve, apps, keys, members, reconcile_command):
     main.add_command(command)
 
 
@@ -43,14 +44,19 @@ def credits() -> None:
 @click.option("--note", default="operator grant", show_default=True, help="Kept with the ledger entry.")
 def credits_grant(email: str, usd: int, note: str) -> None:
     """Grant USD of credits to the member with EMAIL (appended to the credit ledger)."""
+    settings = load_settings()
 
     async def run(store: Store) -> CreditBalance | None:
         found = await store.member_credentials(email)
         if found is None:
             return None
-        return await store.grant_credits(found.member.id, usd, note, utc_now())
+        balance = await store.grant_credits(found.member.id, usd, note, utc_now())
+        # The member's ceiling at the provider rises now, not at the server's next sync (best-effort).
+        async with operator_ceilings(settings, store) as ceilings:
+            await ceilings.after_change(found.member.id)
+        return balance
 
-    balance = with_store(load_settings(), run)
+    balance = with_store(settings, run)
     if balance is None:
         raise click.ClickException(f"no member has the email {email} (see `wattfare members list`)")
     success(f"Granted ${nanos_to_usd(usd):f} to {email}: ${nanos_to_usd(balance.available):f} available.")

@@ -100,6 +100,9 @@ STORE_SECONDS = Histogram(
 )
 STORE_UNAVAILABLE = Counter("wattfare_store_unavailable", "Database calls that failed as unavailable (answered 503).")
 RATE_LIMITED = Counter("wattfare_rate_limited", "Requests refused by a rate limit, by limit.", ["limit"])
+CEILING_REACHED = Counter(
+    "wattfare_provider_ceiling_reached", "Requests refused at a member's hard limit at the provider (the meter missed)."
+)
 
 M = TypeVar("M", Counter, Histogram)
 
@@ -186,9 +189,9 @@ def upstream_failed(kind: str) -> None:
     _upstream_errors(record.mode or "none" if record is not None else "none", kind).inc()
 
 
-def store_timed(operation: str, seconds: float) -> None:
-    """A database call of `operation` took `seconds` (whatever its outcome)."""
-    _store_seconds(operation).observe(seconds)
+def store_timer(operation: str) -> Histogram:
+    """The histogram a database call of `operation` observes its seconds in (looked up once, by the store)."""
+    return _store_seconds(operation)
 
 
 def store_unavailable() -> None:
@@ -199,6 +202,11 @@ def store_unavailable() -> None:
 def rate_limited(limit: str) -> None:
     """A request was refused by the rate limit named `limit`."""
     _rate_limited(limit).inc()
+
+
+def provider_ceiling_reached() -> None:
+    """The provider refused a request at a member's hard limit (`billing.provider_ceiling`)."""
+    CEILING_REACHED.inc()
 
 
 class LiveHolds(set[str]):

@@ -24,8 +24,6 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
-from wattfare.metering import nanos_to_usd
-
 LogFormat = Literal["json", "console"]
 LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("json", "console")
 LOG_LEVELS: Final[tuple[str, ...]] = ("critical", "error", "warning", "info", "debug", "trace")
@@ -100,16 +98,19 @@ def note_code(code: str) -> None:
 # ------------------------------------------------------------------------------------------------ the line
 
 _requests: FilteringBoundLogger | None = None
+# The least severe request line written: INFO writes every request, ERROR only the 5xx ones (None: no line).
+_least: int | None = None
 
 
 def _json(event: EventDict, **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
-def _renderer(log_format: str, stream: TextIO) -> list[Processor]:
+def _renderer(log_format: str, stream: TextIO, *, tracebacks: bool = True) -> list[Processor]:
     if log_format == "json":
-        # Tracebacks become a string field, so a line stays one JSON object.
-        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(serializer=_json)]
+        # Tracebacks become a string field, so a line stays one JSON object (a request line never has one).
+        traceback: list[Processor] = [structlog.processors.format_exc_info] if tracebacks else []
+        return [*traceback, structlog.processors.JSONRenderer(serializer=_json)]
     return [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
 
 
@@ -120,7 +121,7 @@ def _level_number(level: str) -> int:
 
 def configure_logging(log_format: str, level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog for this process: request lines in `log_format`, at `level` and above, on `stream`."""
-    global _requests
+    global _requests, _least
     if log_format not in LOG_FORMATS:
         raise ValueError(f"WATTFARE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     out = stream or sys.stderr
@@ -128,13 +129,15 @@ def configure_logging(log_format: str, level: str = "info", stream: TextIO | Non
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            *_renderer(log_format, out),
+            *_renderer(log_format, out, tracebacks=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
         logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    _requests = structlog.get_logger("wattfare.requests")
+    # Bound now, so a line goes straight to its processors (not through structlog's lazy proxy each time).
+    _requests = structlog.get_logger("wattfare.requests").bind()
+    _least = _level_number(level)
 
 
 def stdlib_formatter(log_format: LogFormat = "json") -> logging.Formatter:
@@ -173,26 +176,42 @@ def log_request(endpoint: str, status: int, code: str, seconds: float, record: R
 
     `endpoint` is the method and route template (`POST /api/v1/chat/completions`), as the metrics label it.
     """
-    logger = _requests
-    if logger is None:
-        return
+    logger, least = _requests, _least
+    error = status >= 500
+    if logger is None or least is None or least > (logging.ERROR if error else logging.INFO):
+        return  # not configured, or below the level: nothing is built
     fields: dict[str, object] = {
         "endpoint": endpoint,
         "status": status,
         "code": code,
         "duration_ms": round(seconds * 1000, 3),
     }
-    for name in ("request_id", "app_id", "mode", "metered", "model", "user", "stream", "held_nano", "cost_nano"):
-        value = getattr(record, name)
-        if value is not None:
-            fields[name] = value
-    if record.cost_nano is not None:
-        fields["cost_usd"] = f"{nanos_to_usd(record.cost_nano):f}"
-    if record.upstream_ttfb is not None:
-        fields["upstream_ttfb_ms"] = round(record.upstream_ttfb * 1000, 3)
-    if record.upstream_started is not None:
-        fields["upstream_ms"] = round((record.started + seconds - record.upstream_started) * 1000, 3)
-    if status >= 500:
+    if record.app_id is not None:
+        fields["app_id"] = record.app_id
+        fields["mode"] = record.mode
+    if record.request_id is not None:  # a metered request: what it was, for whom, what it cost
+        fields["request_id"] = record.request_id
+        fields["metered"] = record.metered
+        fields["model"] = record.model
+        fields["stream"] = record.stream
+        fields["user"] = record.user
+        if record.held_nano is not None:
+            fields["held_nano"] = record.held_nano
+        if record.cost_nano is not None:
+            fields["cost_nano"] = record.cost_nano
+            fields["cost_usd"] = usd_text(record.cost_nano)
+        if record.upstream_started is not None:
+            fields["upstream_ms"] = round((record.started + seconds - record.upstream_started) * 1000, 3)
+        if record.upstream_ttfb is not None:
+            fields["upstream_ttfb_ms"] = round(record.upstream_ttfb * 1000, 3)
+    if error:
         logger.error("request", **fields)
     else:
         logger.info("request", **fields)
+
+
+def usd_text(nanos: int) -> str:
+    """Nano-USD as exact decimal text of US dollars (`1234` -> `0.000001234`), without a Decimal per line."""
+    sign = "-" if nanos < 0 else ""
+    whole, fraction = divmod(abs(nanos), 1_000_000_000)
+    return f"{sign}{whole}.{fraction:09d}"

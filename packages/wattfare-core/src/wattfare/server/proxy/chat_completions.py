@@ -23,6 +23,8 @@ from wattfare.server.billing.pricebook import PricedModel
 from wattfare.server.errors import ApiError
 from wattfare.server.http_input import read_body
 from wattfare.server.json_value import as_array, as_object
+from wattfare.server.observability import metrics
+from wattfare.server.observability.request_log import note_metered
 from wattfare.server.proxy.completion_request import CompletionRequest, UpstreamBody, parse_completion, upstream_body
 from wattfare.server.proxy.exchange import (
     answered_in_envelope,
@@ -73,6 +75,7 @@ async def _admit(request: Request, request_id: str) -> MeteredExchange:
     app_user_id = require_end_user(request.headers.get("wattfare-user"), completion.body_user)
     model = priced_model(services.prices[key.mode], completion.model, embeddings=False)
     end_user = anonymous_user(key.app_id, app_user_id)
+    note_metered(request_id, "chat.completions", model.id, end_user, stream=completion.stream)
     outgoing = upstream_body(completion, end_user=end_user)
     return MeteredExchange(services, key, app_user_id, model, completion, outgoing, end_user, request_id)
 
@@ -136,13 +139,17 @@ class MeteredExchange:
                 api_key=funding_key(services, hold),
                 end_user=self._end_user,
             )
+            metrics.upstream_called()
             try:
                 answer = await services.upstreams[self._key.mode].send(upstream_request)
             except UpstreamUnavailableError as exc:
                 raise unreachable(exc) from None
+            metrics.upstream_answered()
             if answer.status != 200:
                 # The provider refused before generating anything: the exit releases the hold.
-                raise await refused(answer, member_key=upstream_request.api_key is not None)
+                raise await refused(
+                    answer, member_key=upstream_request.api_key is not None, services=services, hold=hold
+                )
             held.answered = True
             headers = {"Wattfare-Request-Id": hold.id} | limit_headers(hold)
             if completion.stream and answer.chunks is not None:
@@ -152,7 +159,9 @@ class MeteredExchange:
                     "x-accel-buffering": "no",
                     "Wattfare-Remaining-Usd": f"{nanos_to_usd(hold.remaining_before):f}",
                 }
-                relay = MeteredStream(answer, held, services.revocations, headers, completion.choices)
+                relay = MeteredStream(
+                    answer, held, services.revocations, headers, completion.choices, services.ceilings.reached
+                )
                 await relay(scope, receive, send)
             else:
                 response = await _whole_answer(held, answer, headers)
@@ -167,6 +176,7 @@ async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: di
     except orjson.JSONDecodeError:
         # Nothing the client can use came back: nothing is charged.
         await held.release()
+        metrics.upstream_failed("malformed")
         raise ApiError("upstream", "The model provider sent a malformed response.") from None
     answer_object = as_object(parsed) or {}
     held.output_bytes = _answer_bytes(answer_object)
@@ -183,6 +193,7 @@ async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: di
     if as_object(answer_object.get("error")) is not None:
         # The provider failed after it started (OpenRouter answers 200 with an `error` then): what it
         # processed is charged, as a stream cut by the same failure would be.
+        metrics.upstream_failed("failed_answering")
         raise ApiError("upstream", "The model provider failed while answering.", headers=costs)
     body = with_wattfare_field(body, answer_object, wattfare_field(held.hold, settled))
     return Response(body, 200, headers | costs, media_type="application/json")

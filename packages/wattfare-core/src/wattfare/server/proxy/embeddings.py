@@ -28,6 +28,8 @@ from wattfare.server.billing.pricebook import PricedModel
 from wattfare.server.errors import ApiError
 from wattfare.server.http_input import read_body
 from wattfare.server.json_value import as_object
+from wattfare.server.observability import metrics
+from wattfare.server.observability.request_log import note_metered
 from wattfare.server.proxy.embedding_request import EmbeddingRequest, parse_embedding, upstream_embedding_body
 from wattfare.server.proxy.exchange import (
     answered_in_envelope,
@@ -65,6 +67,7 @@ async def _admit(request: Request, request_id: str) -> MeteredEmbedding:
     app_user_id = require_end_user(request.headers.get("wattfare-user"), embedding.body_user)
     model = priced_model(services.prices[key.mode], embedding.model, embeddings=True)
     end_user = anonymous_user(key.app_id, app_user_id)
+    note_metered(request_id, "embeddings", model.id, end_user)
     payload, encoded = upstream_embedding_body(embedding, end_user=end_user)
     upstream_request = UpstreamRequest(body=encoded, payload=payload, stream=False, end_user=end_user)
     return MeteredEmbedding(services, key, app_user_id, model, embedding, upstream_request, request_id)
@@ -114,13 +117,15 @@ class MeteredEmbedding:
         async with held:
             api_key = funding_key(services, held.hold)
             outgoing = replace(self._upstream_request, api_key=api_key)
+            metrics.upstream_called()
             try:
                 answer = await services.upstreams[self._key.mode].embed(outgoing)
             except UpstreamUnavailableError as exc:
                 raise unreachable(exc) from None
+            metrics.upstream_answered()
             if answer.status != 200:
                 # The provider refused before embedding anything: the exit releases the hold.
-                raise await refused(answer, member_key=api_key is not None)
+                raise await refused(answer, member_key=api_key is not None, services=services, hold=held.hold)
             held.answered = True
             response = await _whole_answer(held, answer, self._embedding.inputs)
             await response(scope, receive, send)
@@ -134,6 +139,7 @@ async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, inputs: int
     except orjson.JSONDecodeError:
         # Nothing the client can use came back: nothing is charged.
         await held.release()
+        metrics.upstream_failed("malformed")
         raise ApiError("upstream", "The model provider sent a malformed response.") from None
     answer_object = as_object(parsed) or {}
     usage = embedding_usage(answer_object.get("usage"))
@@ -148,6 +154,7 @@ async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, inputs: int
     costs = {} if settled is None else cost_headers(settled.charged, settled.remaining)
     if as_object(answer_object.get("error")) is not None:
         # The provider failed after accepting the request (OpenRouter answers 200 with an `error` then).
+        metrics.upstream_failed("failed_answering")
         raise ApiError("upstream", "The model provider failed while embedding.", headers=costs)
     field: dict[str, Any] = {"requestId": held.hold.id}
     if settled is not None:

@@ -18,11 +18,12 @@ from wattfare.server.billing.key_vault import VaultError
 from wattfare.server.billing.pricebook import PriceBook, PricedModel
 from wattfare.server.errors import ApiError, invalid, unavailable
 from wattfare.server.instants import utc_text
+from wattfare.server.observability import metrics
 from wattfare.server.proxy.relay import Message, Receive, Scope, Send
 from wattfare.server.services import Services
 from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.upstream.base import UpstreamResponse, UpstreamUnavailableError
-from wattfare.server.upstream.errors import from_member_key_status, from_status
+from wattfare.server.upstream.errors import from_ceiling_key_status, from_member_key_status, from_status
 
 log = logging.getLogger("wattfare.proxy")
 
@@ -69,11 +70,23 @@ def priced_model(prices: PriceBook, model_id: str, *, embeddings: bool) -> Price
 
 
 def funding_key(services: Services, hold: Hold) -> str | None:
-    """The member's own provider key when it pays for the request (else None: the upstream's key is used)."""
-    if hold.member_key is None or hold.funding is None:
+    """The member's key the request goes out on (else None: the upstream's key is used).
+
+    Their own linked key when it pays; when credits pay and the operator configured a management key, the
+    member's ceiling key (`billing.provider_ceiling`), without which a credit-funded request is not sent.
+    """
+    if hold.funding is None:
+        return None
+    sealed = hold.member_key or hold.ceiling_key
+    if sealed is None:
+        if hold.credited and services.ceilings.enabled:
+            raise ApiError(
+                "funding_invalid",
+                "The user's provider key with its spending ceiling is not set up yet; Wattfare is making it.",
+            )
         return None
     try:
-        return services.vault.open(hold.member_key, hold.funding.member_id)
+        return services.vault.open(sealed, hold.funding.member_id)
     except VaultError:
         raise ApiError(
             "funding_invalid", "The user's linked provider key cannot be read: they need to relink it."
@@ -83,14 +96,25 @@ def funding_key(services: Services, hold: Hold) -> str | None:
 def unreachable(exc: UpstreamUnavailableError) -> ApiError:
     """The error for an upstream that sent no answer (a 504 when it timed out)."""
     log.warning("the upstream did not answer: %s", exc)
+    metrics.upstream_failed("timeout" if exc.timed_out else "unreachable")
     if exc.timed_out:
         return ApiError("upstream", "The model provider did not answer in time.", status=504)
     return ApiError("upstream", "The model provider could not be reached.")
 
 
-async def refused(answer: UpstreamResponse, *, member_key: bool) -> ApiError:
-    """The error for an upstream's non-200 answer, its connection released (a member's key maps 401-403 apart)."""
+async def refused(answer: UpstreamResponse, *, member_key: bool, services: Services, hold: Hold) -> ApiError:
+    """The error for an upstream's non-200 answer, its connection released (a member's key maps 401-403 apart).
+
+    On a member's ceiling key, 401-403 mean the provider's hard limit stopped what the meter admitted: reported
+    (`ProviderCeilings.reached`) and answered as that member's `funding_invalid`.
+    """
     await answer.close()
+    metrics.upstream_failed("refused_5xx" if answer.status >= 500 else "refused_4xx")
+    if member_key and hold.ceiling_key is not None:
+        error = from_ceiling_key_status(answer.status, answer.body, dict(answer.headers))
+        if error.code == "funding_invalid":
+            await services.ceilings.reached(hold)
+        return error
     mapping = from_member_key_status if member_key else from_status
     return mapping(answer.status, answer.body, dict(answer.headers))
 

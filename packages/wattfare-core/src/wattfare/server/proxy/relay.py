@@ -23,6 +23,7 @@ from wattfare.server.billing.hold import HeldRequest, Hold
 from wattfare.server.billing.revocations import Revocations
 from wattfare.server.errors import ApiError, unavailable
 from wattfare.server.json_value import as_array, as_object
+from wattfare.server.observability import metrics
 from wattfare.server.proxy.sse_frames import SSEFrames, event_data
 from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import Settled
@@ -80,12 +81,14 @@ class MeteredStream:
         revocations: Revocations,
         headers: dict[str, str],
         choices: int,
+        on_ceiling: Callable[[Hold], Awaitable[None]] | None = None,
     ) -> None:
-        """Relay `upstream` under `held`."""
+        """Relay `upstream` under `held`; `on_ceiling` hears of a member's provider ceiling cutting the stream."""
         self._upstream = upstream
         self._held = held
         self._hold = held.hold
         self._revocations = revocations
+        self._on_ceiling = on_ceiling
         self._headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         # Every non-empty chunk carries at least one token, so more chunks than this means the upstream
         # is past max_tokens for some choice.
@@ -160,6 +163,7 @@ class MeteredStream:
                     break
                 except Exception as exc:  # the upstream broke the connection mid-stream
                     log.warning("upstream stream broke: %s", type(exc).__name__)
+                    metrics.upstream_failed("failed_answering")
                     return ApiError("upstream", "The model provider's stream broke off.")
                 # The events of one upstream read go out in one write: one send per read, not per event.
                 ending: ApiError | None = None
@@ -212,7 +216,15 @@ class MeteredStream:
             return None, ApiError("upstream", "The model provider sent a malformed stream event.")
         parsed: dict[str, Any] = chunk  # pyright: ignore[reportUnknownVariableType]
         if isinstance(parsed.get("error"), dict):
-            return None, from_stream_error(parsed["error"])
+            metrics.upstream_failed("failed_answering")
+            hold = self._hold
+            ceiling = hold.ceiling_key is not None
+            error = from_stream_error(
+                parsed["error"], member_funded=ceiling or hold.member_key is not None, ceiling=ceiling
+            )
+            if ceiling and error.code == "funding_invalid" and self._on_ceiling is not None:
+                await self._on_ceiling(hold)
+            return None, error
         self._tally.count(parsed)
         if self._chunk_ceiling is not None and self._tally.content_chunks > self._chunk_ceiling:
             self._settle_requested = True

@@ -11,6 +11,9 @@ from typing import Protocol
 from wattfare.server.store.account_records import (
     AppKey,
     AppProfile,
+    CeilingBudget,
+    CeilingHit,
+    CeilingKey,
     CreditBalance,
     DailySpend,
     Member,
@@ -151,12 +154,54 @@ class ProviderLinks(Protocol):
         """Unlink a member's provider key; False when none was linked."""
         ...
 
-    async def put_oauth_state(self, state_hash: str, member_id: str, verifier: str, expires_at: datetime) -> None:
-        """Remember a pending OAuth PKCE link."""
+    async def put_oauth_state(
+        self, state_hash: str, member_id: str, verifier: str, expires_at: datetime, monthly_limit: int | None = None
+    ) -> None:
+        """Remember a pending OAuth PKCE link (and the monthly limit the member asked the key to carry)."""
         ...
 
     async def take_oauth_state(self, state_hash: str, now: datetime) -> OAuthState | None:
         """Consume a pending OAuth link (single use); None when unknown or expired."""
+        ...
+
+
+class ProviderCeilings(Protocol):
+    """The provider ceiling (`billing.provider_ceiling`): per-member keys with a hard limit at the provider."""
+
+    async def put_ceiling_key(self, key: CeilingKey) -> bool:
+        """Keep a member's new ceiling key; False (nothing written) when they already have one."""
+        ...
+
+    async def ceiling_key(self, member_id: str) -> CeilingKey | None:
+        """A member's ceiling key."""
+        ...
+
+    async def ceiling_keys(self) -> list[CeilingKey]:
+        """Every member's ceiling key."""
+        ...
+
+    async def ceiling_synced(self, member_id: str, monthly_limit: int, disabled: bool, now: datetime) -> None:
+        """Record the limit (and state) the provider accepted for a member's ceiling key."""
+        ...
+
+    async def ceiling_members(self) -> list[str]:
+        """Every member who was ever granted credits or has a ceiling key."""
+        ...
+
+    async def ceiling_budget(self, member_id: str, window_key: str, start: datetime, end: datetime) -> CeilingBudget:
+        """What bounds a member's credit-funded spend in the window `[start, end)` (`window_key`)."""
+        ...
+
+    async def record_ceiling_hit(self, member_id: str, window_key: str, now: datetime) -> None:
+        """Count one refusal of a member's request at the provider's ceiling."""
+        ...
+
+    async def ceiling_hit(self, member_id: str) -> CeilingHit | None:
+        """The member's latest ceiling refusals (any window: compare `window_key` with the current one)."""
+        ...
+
+    async def ceiling_hit_users(self, app_id: str, mode: Mode, window_key: str) -> list[str]:
+        """The app's users whose member's requests were refused at the provider's ceiling in the window."""
         ...
 
 

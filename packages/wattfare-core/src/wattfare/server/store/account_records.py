@@ -91,11 +91,14 @@ class ConnectionFunding:
         member_id: the member who approved the connection.
         provider_key: the member's encrypted provider key, or None (credits pay).
         credits_available: the member's unreserved credits (nano-USD).
+        ceiling_key: when credits pay, the member's encrypted per-member provider key with its hard ceiling
+            (`billing.provider_ceiling`), or None (the operator's key is used, as without a management key).
     """
 
     member_id: str
     provider_key: str | None
     credits_available: int
+    ceiling_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class ProviderKey:
     hint: str
     external_user_id: str | None
     created_at: datetime
+    monthly_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,7 @@ class OAuthState:
 
     member_id: str
     verifier: str
+    monthly_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +130,50 @@ class DailySpend:
     day: str
     amount: int
     endpoint: Endpoint = "chat.completions"
+
+
+@dataclass(frozen=True, slots=True)
+class CeilingKey:
+    """A credit-funded member's own provider key, made by the operator's management key, with its hard ceiling.
+
+    Attributes:
+        member_id: whose key it is.
+        key_hash: the provider's id of the key (what its management API takes; not a secret).
+        ciphertext: the key itself, sealed by the key vault for this member.
+        monthly_limit: the limit (nano-USD a month) the provider last accepted for it.
+        disabled: whether the provider was last told to refuse every request on it.
+        synced_at: when the provider last accepted its limit.
+    """
+
+    member_id: str
+    key_hash: str
+    ciphertext: str
+    monthly_limit: int
+    disabled: bool
+    synced_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CeilingBudget:
+    """What bounds a credit-funded member's spend this month, as the ceiling's limit is computed from it.
+
+    Attributes:
+        charged_this_month: credits charged since the month began (already counted in the key's monthly usage).
+        credits_left: credits granted and not yet charged (holds in flight are inside it).
+        caps_headroom: what the member's active live connections may still spend this month, summed.
+        linked_own_key: whether the member's own provider key pays their requests (credits then pay none).
+    """
+
+    charged_this_month: int
+    credits_left: int
+    caps_headroom: int
+    linked_own_key: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CeilingHit:
+    """The provider refused a member's request at its ceiling: how often this month, and when last."""
+
+    window_key: str
+    hits: int
+    last_at: datetime

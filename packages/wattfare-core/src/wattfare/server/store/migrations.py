@@ -215,6 +215,32 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CHECK (endpoint IN ('chat.completions', 'embeddings'))",
         ),
     ),
+    (
+        8,
+        (
+            # The provider ceiling (billing/provider_ceiling.py): the per-member OpenRouter key the operator's
+            # management key created for a credit-funded member, sealed by the key vault, and the limit OpenRouter
+            # last accepted for it. `key_hash` is OpenRouter's id of the key, not a secret.
+            """CREATE TABLE ceiling_keys (
+                member_id TEXT PRIMARY KEY REFERENCES members(id),
+                key_hash TEXT NOT NULL,
+                ciphertext TEXT NOT NULL,
+                monthly_limit BIGINT NOT NULL CHECK (monthly_limit >= 0),
+                disabled INTEGER NOT NULL DEFAULT 0,
+                synced_at TEXT NOT NULL
+            )""",
+            # When the provider last refused a member's request at its ceiling: shown on /account for that month.
+            """CREATE TABLE ceiling_hits (
+                member_id TEXT PRIMARY KEY REFERENCES members(id),
+                window_key TEXT NOT NULL,
+                hits INTEGER NOT NULL,
+                last_at TEXT NOT NULL
+            )""",
+            # A member's own OpenRouter key carries the monthly limit they chose when linking it (NULL: none).
+            "ALTER TABLE provider_keys ADD COLUMN monthly_limit BIGINT",
+            "ALTER TABLE oauth_states ADD COLUMN monthly_limit BIGINT",
+        ),
+    ),
 )
 
 

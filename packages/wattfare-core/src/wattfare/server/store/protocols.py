@@ -20,6 +20,7 @@ from wattfare.server.store.account_protocols import (
     MemberConnections,
     Members,
     OperatorAdministration,
+    ProviderCeilings,
     ProviderLinks,
     WebSessions,
 )
@@ -28,6 +29,7 @@ from wattfare.server.store.records import (
     AppRecord,
     BudgetSnapshot,
     Connection,
+    HoldCensus,
     KeyRecord,
     Mode,
     NewHold,
@@ -180,6 +182,13 @@ class Metering(Protocol):
         """Holds whose request outlived its deadline (its server likely died)."""
         ...
 
+    async def hold_census(self) -> HoldCensus:
+        """How many holds the store has now (every instance's) and when the oldest was placed.
+
+        The readiness probe's read of the store, and the scrape's `wattfare_holds_open`.
+        """
+        ...
+
 
 class Ledger(Protocol):
     """The append-only ledger, the source of truth: usage reports read it, counters are rebuilt from it."""
@@ -218,6 +227,7 @@ class Store(
     MemberConnections,
     Credits,
     ProviderLinks,
+    ProviderCeilings,
     OperatorAdministration,
     Protocol,
 ):

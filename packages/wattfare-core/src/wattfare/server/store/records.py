@@ -104,11 +104,22 @@ class Settled:
     reserved: int
     cap: int
     charged: int
+    # Who paid (the connection's mode) and what the cap cut from the charge: for the metrics, not the books.
+    mode: Mode | None = None
+    absorbed: int = 0
 
     @property
     def remaining(self) -> int:
         """What the window can still hold after this settlement (never negative)."""
         return max(0, self.cap - self.spent - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldCensus:
+    """The holds in the store now, every instance's: how many, and when the oldest was placed (None: no hold)."""
+
+    open: int
+    oldest: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,11 +52,50 @@ def from_status(status: int, body: bytes | None, headers: dict[str, str] | None 
     return ApiError("upstream", f"The model provider failed ({status}).{said}")
 
 
-def from_stream_error(error: object) -> ApiError:
-    """The client-facing error for an upstream's mid-stream error chunk (`finish_reason: "error"`)."""
-    message = (as_object(error) or {}).get("message")
+# What OpenRouter answers a key past its limit (402; 403 "Key limit exceeded" on some paths) or disabled (401).
+_FUNDING_STATUSES = (401, 402, 403)
+CEILING_REACHED = "provider ceiling reached"
+
+
+def from_stream_error(error: object, *, member_funded: bool = False, ceiling: bool = False) -> ApiError:
+    """The client-facing error for an upstream's mid-stream error chunk (`finish_reason: "error"`).
+
+    On a request paid with a member's key (`member_funded`: their own, or their ceiling key when `ceiling`), an
+    error chunk with a funding status (402 above all: the key's limit was reached mid-answer) is that member's
+    `funding_invalid`, as the same refusal before the answer would be.
+    """
+    found = as_object(error) or {}
+    message = found.get("message")
     detail = f" The provider said: {_told(message)}" if message else ""
+    code = found.get("code")
+    status = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+    if member_funded and status in _FUNDING_STATUSES:
+        return ceiling_error(status, detail) if ceiling else _member_key_error(status, detail)
     return ApiError("upstream", f"The model provider failed mid-stream.{detail}")
+
+
+def ceiling_error(status: int | None, said: str = "") -> ApiError:
+    """A request on a member's ceiling key refused at its hard limit (or disabled): `funding_invalid`."""
+    return ApiError(
+        "funding_invalid",
+        f"The user's spending ceiling at the model provider stopped this request ({CEILING_REACHED}, {status}): "
+        f"they can add funding or raise their caps in their Wattfare account.{said}",
+    )
+
+
+def from_ceiling_key_status(status: int, body: bytes | None, headers: dict[str, str] | None = None) -> ApiError:
+    """The client-facing error for an upstream's non-200 answer to a request on a member's ceiling key."""
+    if status in _FUNDING_STATUSES:
+        detail = _upstream_message(body)
+        return ceiling_error(status, f" The provider said: {detail}" if detail else "")
+    return from_status(status, body, headers)
+
+
+def _member_key_error(status: int | None, said: str) -> ApiError:
+    return ApiError(
+        "funding_invalid",
+        f"The user's own provider key was refused ({status}); they need to relink or top it up.{said}",
+    )
 
 
 def from_member_key_status(status: int, body: bytes | None, headers: dict[str, str] | None = None) -> ApiError:
@@ -65,11 +104,7 @@ def from_member_key_status(status: int, body: bytes | None, headers: dict[str, s
     401/402/403 then mean the member's funding failed (key deleted, out of credit, key limit reached: OpenRouter
     answers the last with 402 or 403), which only the member can fix: `funding_invalid`, shown as "Reconnect".
     """
-    if status in (401, 402, 403):
+    if status in _FUNDING_STATUSES:
         detail = _upstream_message(body)
-        said = f" The provider said: {detail}" if detail else ""
-        return ApiError(
-            "funding_invalid",
-            f"The user's own provider key was refused ({status}); they need to relink or top it up.{said}",
-        )
+        return _member_key_error(status, f" The provider said: {detail}" if detail else "")
     return from_status(status, body, headers)

@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from wattfare.metering import window_containing
+from wattfare.server.billing.provider_ceiling import own_ceiling_refusal
 from wattfare.server.services import Services, services_of
 from wattfare.server.web.charts import daily_chart
 from wattfare.server.web.forms import parse_cap, read_member_form
@@ -28,6 +29,7 @@ NOTICES = {
     "linked": "OpenRouter linked: your requests are now paid with your own OpenRouter key.",
     "unlinked": "OpenRouter unlinked: the key was deleted from Wattfare.",
     "link-failed": "Linking OpenRouter did not complete. Nothing was changed; try again.",
+    "bad-limit": "Enter a monthly OpenRouter limit in US dollars, more than 0 and at most 1,000,000, or none.",
 }
 
 
@@ -43,12 +45,24 @@ async def account_page(request: Request) -> Response:
     window = window_containing(services.clock())
     connections = await services.store.member_connections(member.id, window.key)
     spend = await services.store.member_daily_spend(member.id, window.start, window.end)
+    # A revoked app has no cap to edit: it is listed apart, with how to reconnect, for as long as it matters this
+    # month (revoked this month, or with spend this month); after that it leaves the list by itself.
+    revoked = [
+        item
+        for item in connections
+        if item.connection.state != "active"
+        and (item.spent or item.reserved or item.connection.updated_at >= window.start)
+    ]
     context: dict[str, Any] = {
-        "connections": connections,
+        "active": [item for item in connections if item.connection.state == "active"],
+        "revoked": revoked,
         "chart": daily_chart(spend, window),
         "resets_at": window.end,
         "credits": await services.store.credit_balance(member.id),
         "provider_key": await services.store.provider_key(member.id),
+        "ceiling_reached": hit
+        if (hit := await services.store.ceiling_hit(member.id)) and hit.window_key == window.key
+        else None,
         "notice": NOTICES.get(request.query_params.get("notice", "")),
     }
     return render(services, found, "account.html", context, form_targets=[openrouter_origin(services)])
@@ -61,11 +75,17 @@ async def change_cap(request: Request) -> Response:
     cap = parse_cap(fields.get("monthlyUsd"))
     if cap is None:
         return RedirectResponse("/account?notice=bad-cap", 303)
-    changed = await services.store.set_member_cap(
-        member.id, request.path_params["connection_id"], cap, services.clock()
+    connection_id = request.path_params["connection_id"]
+    window = window_containing(services.clock())
+    over = await own_ceiling_refusal(
+        services.store, member.id, cap, window.key, replacing=lambda c: c.id == connection_id
     )
+    if over is not None:
+        raise PageError(422, "Over your OpenRouter limit", over)
+    changed = await services.store.set_member_cap(member.id, connection_id, cap, services.clock())
     if changed is None:
         raise PageError(404, "Not found", "You have no such connection.")
+    await services.ceilings.after_change(member.id)
     return RedirectResponse("/account?notice=cap", 303)
 
 
@@ -79,6 +99,7 @@ async def revoke(request: Request) -> Response:
     if revoked is None:
         raise PageError(404, "Not found", "You have no such connection.")
     services.revocations.revoked(revoked.id)
+    await services.ceilings.after_change(member.id)
     return RedirectResponse("/account?notice=revoked", 303)
 
 

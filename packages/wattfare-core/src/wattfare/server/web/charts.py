@@ -16,7 +16,7 @@ WIDTH = 620
 HEIGHT = 180
 _TOP = 12
 _BOTTOM = 24  # room for the day labels
-_LEFT = 40  # room for the "$0" of the scale
+_LEFT = 64  # room for the scale's labels ("$0", the busiest day's amount), left of the axis: never over a bar
 _GAP = 2
 
 

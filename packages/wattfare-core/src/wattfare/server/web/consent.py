@@ -19,12 +19,13 @@ from wattfare.metering import usd_to_nanos, window_containing
 from wattfare.server.access.keys import new_id
 from wattfare.server.access.session_tokens import InvalidTokenError, SessionClaims, verify_session
 from wattfare.server.billing.connection_status import connection_status
+from wattfare.server.billing.provider_ceiling import own_ceiling_refusal
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import AppProfile, Member
 from wattfare.server.web.forms import parse_cap, read_form
 from wattfare.server.web.render import PageError, render
 from wattfare.server.web.sessions import Visitor, visitor
-from wattfare.server.web.text_formats import amount_text, usd_text
+from wattfare.server.web.text_formats import amount_text, cents_text
 
 _DEFAULT_CAP = usd_to_nanos("10")
 
@@ -54,7 +55,7 @@ async def _funding_text(services: Services, member: Member | None) -> str | None
         return f"Paid with your linked {key.provider.title()} key ({key.hint})."
     credits = await services.store.credit_balance(member.id)
     if credits.available:
-        return f"Paid from your Wattfare credits: {usd_text(credits.available)} available."
+        return f"Paid from your Wattfare credits: {cents_text(credits.available)} available."
     return "You have no funding yet: link your OpenRouter account or get credits in your Wattfare account."
 
 
@@ -114,7 +115,7 @@ def _done(
         "detail": (
             "Nothing was changed."
             if cap is None
-            else f"{app.name} may now spend up to {usd_text(cap)} a month from your budget."
+            else f"{app.name} may now spend up to {cents_text(cap)} a month from your budget."
         ),
         "result": {"origins": list(app.allowed_origins), "message": message},
     }
@@ -148,6 +149,18 @@ async def decide(request: Request) -> Response:
             services, found, claims, token, app, error=error, cap_text=fields.get("monthlyUsd", ""), status=422
         )
     now = services.clock()
+    if found.member is not None and claims.mode == "live":
+        over = await own_ceiling_refusal(
+            services.store,
+            found.member.id,
+            cap,
+            window_containing(now).key,
+            replacing=lambda c: c.app_id == claims.app_id and c.app_user_id == claims.app_user_id,
+        )
+        if over is not None:
+            return await _consent_page(
+                services, found, claims, token, app, error=over, cap_text=fields.get("monthlyUsd", ""), status=422
+            )
     if not await services.store.spend_token(claims.token_id, datetime.fromtimestamp(claims.expires_at, UTC), now):
         raise PageError(
             409, "Link already used", "This consent link was already used. Go back to the app and press Connect again."
@@ -156,6 +169,7 @@ async def decide(request: Request) -> Response:
         await services.store.approve_member_connection(
             new_id("conn"), claims.app_id, claims.app_user_id, claims.mode, cap, found.member.id, now
         )
+        await services.ceilings.after_change(found.member.id)
     else:  # test mode: no account needed, funded by test credits
         await services.store.approve_connection(
             new_id("conn"), claims.app_id, claims.app_user_id, claims.mode, cap, now

@@ -100,8 +100,13 @@ async def app_page(request: Request) -> Response:
         if row.endpoint == "embeddings":  # shown apart: what the user's embeddings cost of the total
             user["embedding_requests"] += row.requests
             user["embedding_cost"] += row.cost
+    # Users whose funding the provider's hard ceiling stopped this month: listed even with nothing in the ledger.
+    ceiling_users = set(await services.store.ceiling_hit_users(app.id, mode, window.key))
+    for user_id in ceiling_users:
+        totals[user_id]["requests"] += 0
     context: dict[str, Any] = {
         "app": app,
+        "ceiling_users": ceiling_users,
         "keys": await services.store.app_keys(app.id),
         "mode": mode,
         "usage": sorted(totals.items(), key=lambda item: (-item[1]["cost"], item[0])),

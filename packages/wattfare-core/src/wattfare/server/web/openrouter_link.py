@@ -27,10 +27,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from wattfare.metering import nanos_to_usd
 from wattfare.server.json_value import as_object
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import ProviderKey
-from wattfare.server.web.forms import read_member_form
+from wattfare.server.web.forms import parse_cap, read_member_form
 from wattfare.server.web.render import PageError
 from wattfare.server.web.sessions import member_visitor
 
@@ -56,20 +57,30 @@ def key_hint(key: str) -> str:
 
 
 async def start_link(request: Request) -> Response:
-    """`POST /account/openrouter/link`: send the member to OpenRouter's consent page."""
+    """`POST /account/openrouter/link`: send the member to OpenRouter's consent page.
+
+    An optional `monthlyLimitUsd` ("never more than $X a month through Wattfare") asks OpenRouter for a key with
+    that monthly limit (`limit`, `usage_limit_type=monthly`): the provider's own hard ceiling behind the caps.
+    """
     services = services_of(request)
-    _, member, _ = await read_member_form(services, request, "/account")
+    _, member, fields = await read_member_form(services, request, "/account")
+    limit_text = fields.get("monthlyLimitUsd", "").strip()
+    monthly_limit = parse_cap(limit_text) if limit_text else None
+    if limit_text and monthly_limit is None:
+        return RedirectResponse("/account?notice=bad-limit", 303)
     verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-]: within PKCE's 43-128
     state = secrets.token_urlsafe(24)
-    await services.store.put_oauth_state(_digest(state), member.id, verifier, services.clock() + STATE_TTL)
-    query = urlencode(
-        {
-            "callback_url": f"{services.settings.public_url}/account/openrouter/callback/{state}",
-            "code_challenge": code_challenge(verifier),
-            "code_challenge_method": "S256",
-        }
+    await services.store.put_oauth_state(
+        _digest(state), member.id, verifier, services.clock() + STATE_TTL, monthly_limit
     )
-    return RedirectResponse(f"{services.settings.openrouter_url}/auth?{query}", 303)
+    parameters = {
+        "callback_url": f"{services.settings.public_url}/account/openrouter/callback/{state}",
+        "code_challenge": code_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
+    if monthly_limit is not None:
+        parameters |= {"limit": f"{nanos_to_usd(monthly_limit).normalize():f}", "usage_limit_type": "monthly"}
+    return RedirectResponse(f"{services.settings.openrouter_url}/auth?{urlencode(parameters)}", 303)
 
 
 async def _exchange(services: Services, code: str, verifier: str) -> tuple[str, str | None] | None:
@@ -111,11 +122,11 @@ async def callback(request: Request) -> Response:
     if exchanged is None:
         return RedirectResponse("/account?notice=link-failed", 303)
     key, user_id = exchanged
+    sealed = services.vault.seal(key, member.id)
     await services.store.put_provider_key(
-        ProviderKey(
-            member.id, "openrouter", services.vault.seal(key, member.id), key_hint(key), user_id, services.clock()
-        )
+        ProviderKey(member.id, "openrouter", sealed, key_hint(key), user_id, services.clock(), pending.monthly_limit)
     )
+    await services.ceilings.after_change(member.id)  # credits pay nothing now: the ceiling key is disabled
     return RedirectResponse("/account?notice=linked", 303)
 
 
@@ -124,6 +135,7 @@ async def unlink(request: Request) -> Response:
     services = services_of(request)
     _, member, _ = await read_member_form(services, request, "/account")
     await services.store.delete_provider_key(member.id)
+    await services.ceilings.after_change(member.id)
     return RedirectResponse("/account?notice=unlinked", 303)
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from wattfare.server.services import Services
 from wattfare.server.web.sessions import Visitor, remember_browser
-from wattfare.server.web.text_formats import amount_text, date_text, usd_text
+from wattfare.server.web.text_formats import amount_text, cents_text, date_text, usd_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -32,10 +33,19 @@ class PageError(Exception):
         self.message = message
 
 
+def prefers_html(request: Request) -> bool:
+    """A person's browser asking for a page: `Accept` names `text/html`, outside the API (`/api/` keeps JSON)."""
+    path = request.url.path
+    if path == "/api" or path.startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
 @functools.cache
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
     env.filters["usd"] = usd_text
+    env.filters["cents"] = cents_text
     env.filters["date"] = date_text
     env.filters["amount"] = amount_text
     return env

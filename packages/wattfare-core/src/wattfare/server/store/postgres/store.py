@@ -6,6 +6,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Unpack
 
 from wattfare.server.store.postgres.engine import PoolLimits, PostgresEngine
+from wattfare.server.store.sql.measured import MeasuredEngine
 from wattfare.server.store.sql.store import SqlStore
 
 
@@ -15,7 +16,7 @@ class PostgresStore(SqlStore):
     def __init__(self, dsn: str, **limits: Unpack[PoolLimits]) -> None:
         """Connect lazily to `dsn` (`postgresql://user@host:port/db`); `PostgresEngine` documents the limits."""
         self._postgres = PostgresEngine(dsn, **limits)
-        super().__init__(self._postgres)
+        super().__init__(MeasuredEngine(self._postgres))
 
     # The engine's connections, for tests that hold one busy or write behind the store's back.
     def _conn(self) -> AbstractAsyncContextManager[Any]:

@@ -22,11 +22,15 @@ T = TypeVar("T")
 class MeasuredEngine:
     """`engine`, each call timed and each outage counted."""
 
-    __slots__ = ("_engine",)
+    __slots__ = ("_engine", "_exclusive", "_grouped", "_read", "_write")
 
     def __init__(self, engine: Engine) -> None:
         """Measure `engine`."""
         self._engine = engine
+        self._read = metrics.store_timer("read")
+        self._write = metrics.store_timer("write")
+        self._grouped = metrics.store_timer("grouped_write")
+        self._exclusive = metrics.store_timer("exclusive_write")
 
     async def one(self, statement: Statement, *params: object) -> Row | None:
         """`Engine.one`, timed as a `read`."""
@@ -37,7 +41,7 @@ class MeasuredEngine:
             metrics.store_unavailable()
             raise
         finally:
-            metrics.store_timed("read", time.perf_counter() - started)
+            self._read.observe(time.perf_counter() - started)
 
     async def all(self, statement: Statement, *params: object) -> list[Row]:
         """`Engine.all`, timed as a `read`."""
@@ -48,7 +52,7 @@ class MeasuredEngine:
             metrics.store_unavailable()
             raise
         finally:
-            metrics.store_timed("read", time.perf_counter() - started)
+            self._read.observe(time.perf_counter() - started)
 
     async def write(self, work: Work[T]) -> T:
         """`Engine.write`, timed."""
@@ -59,7 +63,7 @@ class MeasuredEngine:
             metrics.store_unavailable()
             raise
         finally:
-            metrics.store_timed("write", time.perf_counter() - started)
+            self._write.observe(time.perf_counter() - started)
 
     async def grouped_write(self, work: Work[T]) -> T:
         """`Engine.grouped_write`, timed (waiting for the group's COMMIT included: that is its latency)."""
@@ -70,7 +74,7 @@ class MeasuredEngine:
             metrics.store_unavailable()
             raise
         finally:
-            metrics.store_timed("grouped_write", time.perf_counter() - started)
+            self._grouped.observe(time.perf_counter() - started)
 
     async def exclusive_write(self, work: Work[T]) -> T:
         """`Engine.exclusive_write`, timed."""
@@ -81,7 +85,7 @@ class MeasuredEngine:
             metrics.store_unavailable()
             raise
         finally:
-            metrics.store_timed("exclusive_write", time.perf_counter() - started)
+            self._exclusive.observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         """`Engine.close`."""

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from wattfare.metering import charge_for
 from wattfare.server.store.account_records import ConnectionFunding
-from wattfare.server.store.records import BudgetSnapshot, Mode, NewHold, Settled, Settlement
+from wattfare.server.store.records import BudgetSnapshot, HoldCensus, Mode, NewHold, Settled, Settlement
 from wattfare.server.store.rows import QUALIFIED_CONNECTION_COLUMNS, connection_from_row
 from wattfare.server.store.sql.cap_guard import hold_on_counters, record_hold
 from wattfare.server.store.sql.credit_holds import hold_credits, record_credit_hold, settle_credit_hold
@@ -26,9 +26,10 @@ _BUDGET = portable(
     "WHERE c.app_id = ? AND c.mode = ? AND c.app_user_id = ?"
 )
 _FUNDING = portable(
-    "SELECT c.member_id, p.ciphertext, COALESCE(a.granted - a.spent - a.reserved, 0) FROM connections c "
+    "SELECT c.member_id, p.ciphertext, COALESCE(a.granted - a.spent - a.reserved, 0), g.ciphertext FROM connections c "
     "LEFT JOIN provider_keys p ON p.member_id = c.member_id "
-    "LEFT JOIN credit_accounts a ON a.member_id = c.member_id WHERE c.id = ?"
+    "LEFT JOIN credit_accounts a ON a.member_id = c.member_id "
+    "LEFT JOIN ceiling_keys g ON g.member_id = c.member_id WHERE c.id = ?"
 )
 _TAKE_HOLD = portable("DELETE FROM holds WHERE id = ? RETURNING connection_id, window_key, amount, model, endpoint")
 # The charge is decided against `spent` as it stands: PostgreSQL locks the counters row before reading it (another
@@ -48,6 +49,7 @@ _APPEND_LEDGER = portable(
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _RENEW = with_id_list("UPDATE holds SET expires_at = ? WHERE id IN {ids}")
+_CENSUS = portable("SELECT COUNT(*), MIN(created_at) FROM holds")
 _EXPIRED = portable(
     "SELECT id, connection_id, window_key, amount, model, created_at, expires_at, endpoint FROM holds "
     "WHERE expires_at < ? ORDER BY expires_at LIMIT ?"
@@ -73,7 +75,7 @@ class SqlMetering(SqlConcern):
         row = await self._engine.one(_FUNDING, connection_id)
         if row is None or row[0] is None:
             return None
-        return ConnectionFunding(row[0], row[1], max(0, int(row[2])))
+        return ConnectionFunding(row[0], row[1], max(0, int(row[2])), row[3] if row[1] is None else None)
 
     async def try_reserve(self, hold: NewHold) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
@@ -96,6 +98,12 @@ class SqlMetering(SqlConcern):
         if not hold_ids:
             return 0
         return await self._engine.write(lambda db: db.run(_RENEW, to_text(expires_at), id_list(hold_ids)))
+
+    async def hold_census(self) -> HoldCensus:
+        """How many holds there are, and the oldest one's creation (one read of the small `holds` table)."""
+        row = await self._engine.one(_CENSUS)
+        assert row is not None  # an aggregate always has its row
+        return HoldCensus(int(row[0]), from_text(row[1]) if row[1] is not None else None)
 
     async def expired_holds(self, now: datetime, limit: int = 100) -> list[NewHold]:
         """Holds past their deadline."""
@@ -154,4 +162,4 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
     if s.holds_credits:
         await settle_credit_hold(db, s.hold_id, charged, now)
-    return Settled(connection_id, window_key, counters[0], counters[1], cap, charged)
+    return Settled(connection_id, window_key, counters[0], counters[1], cap, charged, mode, absorbed)

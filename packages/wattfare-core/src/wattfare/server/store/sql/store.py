@@ -5,6 +5,7 @@ from __future__ import annotations
 from wattfare.server.store.sql.access_counters import SqlAccessCounters
 from wattfare.server.store.sql.administration import SqlAdministration
 from wattfare.server.store.sql.apps_and_keys import SqlAppsAndKeys
+from wattfare.server.store.sql.ceilings import SqlCeilings
 from wattfare.server.store.sql.connections import SqlConnections
 from wattfare.server.store.sql.console import SqlDeveloperConsole
 from wattfare.server.store.sql.funding import SqlFunding
@@ -26,6 +27,7 @@ class SqlStore(
     SqlDeveloperConsole,
     SqlMemberConnections,
     SqlFunding,
+    SqlCeilings,
     SqlAdministration,
 ):
     """A `Store`: each concern is complete on its own over the engine it is given; this is their union.

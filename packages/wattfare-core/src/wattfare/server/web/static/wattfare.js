@@ -42,10 +42,13 @@
     }
   }
 
-  function usd(value) {
+  function usd(value, down) {
     var amount = Number(value);
     // A cent is too coarse for what one request costs: small amounts keep their micro-dollars.
-    return "$" + (amount > 0 && amount < 0.01 ? amount.toFixed(6) : amount.toFixed(2));
+    if (amount > 0 && amount < 0.01) return "$" + amount.toFixed(6);
+    // What is left is rounded down ($1.9996 is "$1.99 left"), so it never reads as more than there is.
+    if (down) amount = Math.floor(amount * 100 + 1e-7) / 100;
+    return "$" + amount.toFixed(2);
   }
 
   function budgetText(status) {
@@ -53,7 +56,7 @@
       return "Not connected";
     }
     var uncapped = status.remainingUsd === null || status.remainingUsd === undefined;
-    var text = uncapped ? "No limit" : usd(status.remainingUsd) + " left";
+    var text = uncapped ? "No limit" : usd(status.remainingUsd, true) + " left";
     // reservedUsd: what the user's requests in flight hold until they settle (absent from older servers).
     var held = Number(status.reservedUsd || 0);
     return held > 0 ? text + " \u00b7 " + usd(held) + " in use" : text;
