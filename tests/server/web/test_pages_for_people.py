@@ -135,7 +135,7 @@ def test_the_demo_and_the_popup_show_each_state_a_person_meets(tmp_path: Path, c
         account.locator("[data-test=revoke]").click()
         row = account.locator("[data-test=connection][data-app='Test app']")
         expect(row).to_have_attribute("data-state", "revoked")
-        expect(row.locator("input, button")).to_have_count(0)
+        expect(row.locator("[data-test=save-cap], [data-test=revoke], input[name=monthlyUsd]")).to_have_count(0)
         expect(row.locator("[data-test=reconnect]")).to_contain_text(
             'To reconnect, open Test app and press its "Connect AI budget" button'
         )
@@ -145,6 +145,15 @@ def test_the_demo_and_the_popup_show_each_state_a_person_meets(tmp_path: Path, c
         assert budget_text(page) == "Access to your AI budget was turned off for this app. Reconnect it to chat again."
         expect(page.locator("[data-test=connect]")).to_have_text("Reconnect AI budget")
         look(page, "demo-revoked")
+
+        # Remove: the revoked app leaves the member's list; its spend stays in the month's total.
+        total = account.locator("[data-test=spend-total]").inner_text()
+        account.reload()
+        row.locator("[data-test=remove]").click()
+        expect(account.locator("[data-test=connection][data-app='Test app']")).to_have_count(0)
+        expect(account.locator("body")).to_contain_text("Removed from the list.")
+        assert account.locator("[data-test=spend-total]").inner_text() == total
+        look(account, "account-removed")
 
 
 def test_the_demo_says_when_the_cap_shortened_an_answer(tmp_path: Path, chromium: Chromium) -> None:

@@ -122,6 +122,13 @@ class MemberConnections(Protocol):
         """Revoke one of this member's connections; None when it is not theirs."""
         ...
 
+    async def remove_member_connection(self, member_id: str, connection_id: str, now: datetime) -> bool:
+        """Take one of this member's revoked connections off their list; its spend stays in the charts and ledger.
+
+        False when it is not theirs, not revoked, or already removed. Approving the app again brings it back.
+        """
+        ...
+
     async def member_daily_spend(self, member_id: str, start: datetime, end: datetime) -> list[DailySpend]:
         """Ledger charges of a member's connections per UTC day in [start, end)."""
         ...

@@ -241,6 +241,13 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE oauth_states ADD COLUMN monthly_limit BIGINT",
         ),
     ),
+    (
+        9,
+        (
+            # A member may remove a revoked app from their /account list; approving the app again brings it back.
+            "ALTER TABLE connections ADD COLUMN removed_at TEXT",
+        ),
+    ),
 )
 
 

@@ -26,6 +26,7 @@ NOTICES = {
     "cap": "Cap updated.",
     "bad-cap": "Enter a monthly cap in US dollars, more than 0 and at most 1,000,000 (to stop an app, revoke it).",
     "revoked": "Access revoked: the app can no longer spend from your budget.",
+    "removed": "Removed from the list. Its spend this month still counts in your totals.",
     "linked": "OpenRouter linked: your requests are now paid with your own OpenRouter key.",
     "unlinked": "OpenRouter unlinked: the key was deleted from Wattfare.",
     "link-failed": "Linking OpenRouter did not complete. Nothing was changed; try again.",
@@ -103,8 +104,19 @@ async def revoke(request: Request) -> Response:
     return RedirectResponse("/account?notice=revoked", 303)
 
 
+async def remove(request: Request) -> Response:
+    """`POST /account/connections/{id}/remove`: take a revoked app off the list (its spend stays on the books)."""
+    services = services_of(request)
+    _, member, _ = await read_member_form(services, request, "/account")
+    connection_id = request.path_params["connection_id"]
+    if not await services.store.remove_member_connection(member.id, connection_id, services.clock()):
+        raise PageError(404, "Not found", "You have no such revoked app.")
+    return RedirectResponse("/account?notice=removed", 303)
+
+
 routes = [
     Route("/account", account_page, methods=["GET"]),
     Route("/account/connections/{connection_id}/cap", change_cap, methods=["POST"]),
     Route("/account/connections/{connection_id}/revoke", revoke, methods=["POST"]),
+    Route("/account/connections/{connection_id}/remove", remove, methods=["POST"]),
 ]

@@ -16,7 +16,7 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, 'active', ?, ?, ?) ON CONFLICT (app_id, mode, app_user_id) "
 )
 _APPROVE = portable(
-    f"{_INSERT}DO UPDATE SET state = 'active', cap = excluded.cap, updated_at = excluded.updated_at "
+    f"{_INSERT}DO UPDATE SET state = 'active', cap = excluded.cap, removed_at = NULL, updated_at = excluded.updated_at "
     f"RETURNING {CONNECTION_COLUMNS}"
 )
 _CREATE_UNLESS_ANY = portable(f"{_INSERT}DO NOTHING")

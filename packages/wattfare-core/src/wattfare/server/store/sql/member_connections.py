@@ -14,14 +14,14 @@ from wattfare.server.store.timestamps import to_text
 _APPROVE = portable(
     "INSERT INTO connections (id, app_id, app_user_id, mode, state, cap, created_at, updated_at, member_id) "
     "VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?) "
-    "ON CONFLICT (app_id, mode, app_user_id) DO UPDATE SET state = 'active', cap = excluded.cap, "
+    "ON CONFLICT (app_id, mode, app_user_id) DO UPDATE SET state = 'active', cap = excluded.cap, removed_at = NULL, "
     f"member_id = excluded.member_id, updated_at = excluded.updated_at RETURNING {CONNECTION_COLUMNS}"
 )
 _OF_MEMBER = portable(
     f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, a.name, COALESCE(k.spent, 0), COALESCE(k.reserved, 0) "
     "FROM connections c JOIN apps a ON a.id = c.app_id "
     "LEFT JOIN counters k ON k.connection_id = c.id AND k.window_key = ? "
-    "WHERE c.member_id = ? ORDER BY c.state, a.name, c.app_user_id"
+    "WHERE c.member_id = ? AND (c.state = 'active' OR c.removed_at IS NULL) ORDER BY c.state, a.name, c.app_user_id"
 )
 _SET_CAP = portable(
     f"UPDATE connections SET cap = ?, updated_at = ? WHERE id = ? AND member_id = ? RETURNING {CONNECTION_COLUMNS}"
@@ -29,6 +29,9 @@ _SET_CAP = portable(
 _REVOKE = portable(
     "UPDATE connections SET state = 'revoked', updated_at = ? WHERE id = ? AND member_id = ? "
     f"RETURNING {CONNECTION_COLUMNS}"
+)
+_REMOVE = portable(
+    "UPDATE connections SET removed_at = ? WHERE id = ? AND member_id = ? AND state = 'revoked' AND removed_at IS NULL"
 )
 _DAILY_SPEND = portable(
     "SELECT substr(l.created_at, 1, 10) AS day, SUM(l.amount), l.endpoint FROM ledger l "
@@ -64,6 +67,10 @@ class SqlMemberConnections(SqlConcern):
         """Revoke one of this member's connections."""
         row = await self._engine.write(lambda db: db.one(_REVOKE, to_text(now), connection_id, member_id))
         return connection_from_row(row) if row else None
+
+    async def remove_member_connection(self, member_id: str, connection_id: str, now: datetime) -> bool:
+        """Take one of this member's revoked connections off their list; False when there is no such one."""
+        return await self._engine.write(lambda db: db.run(_REMOVE, to_text(now), connection_id, member_id)) == 1
 
     async def member_daily_spend(self, member_id: str, start: datetime, end: datetime) -> list[DailySpend]:
         """Ledger charges of a member's connections per UTC day and endpoint."""
