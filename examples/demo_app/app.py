@@ -2,7 +2,11 @@
 
 The app keeps no provider key and no budget: each visitor connects their own AI budget through Wattfare
 (test keys connect at once; live keys open Wattfare's consent popup), and every completion is charged to
-that visitor, within the monthly cap they chose. Configuration, from the environment:
+that visitor, within the monthly cap they chose.
+
+`/tool` is the no-account page: a text rewriter that asks for a one-time grant ("Allow 3 requests") instead of
+a connection; the page sends each text with the grant's token, and this server charges the rewrite to the grant
+(`Wattfare-Grant`) and says how many requests are left. Configuration, from the environment:
 
     WATTFARE_SECRET_KEY       the app's secret key (server side only)
     WATTFARE_PUBLISHABLE_KEY  the app's publishable key (handed to the browser)
@@ -31,12 +35,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from wattfare import APIError, AsyncWattfare, BudgetBusyError, BudgetExceededError
+from wattfare import APIError, AsyncWattfare, BudgetBusyError, BudgetExceededError, UsageError
 
 HERE = Path(__file__).parent
 USER_COOKIE = "demo_user"
 MAX_MESSAGE = 4000
 MAX_HISTORY = 20
+MAX_REWRITE = 2000
+REWRITE_PROMPT = "Rewrite the user's text to be clear and friendly. Answer with the rewritten text only."
 
 log = logging.getLogger("demo_app")
 
@@ -75,24 +81,27 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Wattfare demo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     page = (HERE / "static" / "index.html").read_text()
+    tool_page = (HERE / "static" / "tool.html").read_text()
 
     def user_of(request: Request) -> str | None:
         # The demo's own notion of a user: an anonymous id in a cookie. A real app uses its signed-in user's id.
         value = request.cookies.get(USER_COOKIE, "")
         return value if value.startswith("demo_") and len(value) < 64 else None
 
-    @app.get("/", response_class=HTMLResponse)
-    async def index(request: Request) -> Response:
+    def filled(template: str) -> str:
         config = {
             "publishableKey": publishable_key,
             "wattfareUrl": public_url,
             "model": model,
             "live": publishable_key.startswith("pk_live_"),
         }
-        body = page.replace("{{WATTFARE_URL}}", html.escape(public_url)).replace(
+        return template.replace("{{WATTFARE_URL}}", html.escape(public_url)).replace(
             "{{CONFIG}}", json.dumps(config).replace("<", "\\u003c")
         )
-        response = HTMLResponse(body)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index(request: Request) -> Response:
+        response = HTMLResponse(filled(page))
         if user_of(request) is None:
             user = f"demo_{secrets.token_hex(8)}"
             response.set_cookie(USER_COOKIE, user, httponly=True, samesite="lax", max_age=30 * 86400)
@@ -144,5 +153,43 @@ def create_app() -> FastAPI:
                 yield json.dumps(_error_line(exc)).encode() + b"\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @app.get("/tool", response_class=HTMLResponse)
+    async def tool() -> Response:
+        """The no-account text rewriter: it asks the visitor for a one-time grant, not a connection."""
+        return HTMLResponse(filled(tool_page))
+
+    @app.post("/api/rewrite")
+    async def rewrite(request: Request) -> Response:
+        """Rewrite `text`, charged to the grant `grantToken`: `{text, requestsLeft}`, or `{error: {code, message}}`.
+
+        Wattfare's message is shown when the grant has ended (`grant_invalid`): it says why (used up, expired,
+        revoked), in words meant for the person who approved it.
+        """
+        body: Any = await request.json()
+        text = body.get("text") if isinstance(body, dict) else None
+        token = body.get("grantToken") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text.strip() or not isinstance(token, str):
+            return JSONResponse({"error": {"code": "invalid_request", "message": "Send {text, grantToken}."}}, 400)
+        try:
+            grant = wattfare.grant(token)
+            reply = await grant.chat(
+                model=model,
+                messages=[
+                    {"role": "system", "content": REWRITE_PROMPT},
+                    {"role": "user", "content": text[:MAX_REWRITE]},
+                ],
+            )
+            left = (await grant.status()).requests_left
+        except UsageError:
+            return JSONResponse({"error": {"code": "invalid_request", "message": "That is not a grant token."}}, 400)
+        except APIError as exc:
+            log.info("rewrite refused: %s", exc)
+            code = getattr(exc, "code", None) or "unknown"
+            return JSONResponse(
+                {"error": {"code": code, "message": exc.message}}, 402 if code == "grant_invalid" else 502
+            )
+        answer = reply.choices[0].message.content if reply.choices else None
+        return JSONResponse({"text": answer or "", "requestsLeft": left})
 
     return app

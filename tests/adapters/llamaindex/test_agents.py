@@ -249,6 +249,7 @@ async def test_every_agent_call_is_metered(
     assert row.requests == 2
     assert row.cost_usd == sum(costs)
     assert row.prompt_tokens + row.completion_tokens == sum(tokens)
+    assert llm.user_id is not None
     assert wattfare.user(llm.user_id).status().spent_usd == sum(costs)
 
 
@@ -270,6 +271,7 @@ async def test_a_revoked_user_stops_the_agent_with_not_connected(
 ) -> None:
     async with wattfare_llm(llamaindex_server) as (llm, log):
         await llm.achat([ChatMessage(role=MessageRole.USER, content="Hello")])  # test mode connects the user
+        assert llm.user_id is not None
         wattfare.user(llm.user_id).disconnect()
         agent = FunctionAgent(tools=[weather.get_weather], llm=llm)
         with pytest.raises(NotConnectedError):

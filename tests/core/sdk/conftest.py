@@ -21,6 +21,7 @@ from wattfare import AsyncChatStream, AsyncWattfare, ChatCompletion, ChatComplet
 SECRET = "sk_test_app1_0123456789abcdef"
 BASE_URL = "http://wattfare.test"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+GRANT = "wfg_" + "Gr4nt-t0ken_" * 3 + "0123456"  # the shape of a real token: wfg_ + 43 url-safe base64 chars
 
 Reply = httpx.Response | Exception
 
@@ -181,6 +182,7 @@ class FakeWattfare:
 
     secret = SECRET
     base_url = BASE_URL
+    grant = GRANT
     now = NOW
     hello_stream = HELLO_STREAM
     completion = COMPLETION
@@ -197,6 +199,7 @@ class FakeWattfare:
         self.requests: list[httpx.Request] = []
         self.scripts: dict[str, list[Reply]] = {}
         self.connected: set[str] = {"alice"}
+        self.grants: set[str] = {GRANT}
 
     def script(self, route: str, *replies: Reply) -> None:
         self.scripts.setdefault(route, []).extend(replies)
@@ -219,10 +222,48 @@ class FakeWattfare:
             return reply
         if not request.headers.get("authorization", "").startswith("Bearer sk_"):
             return error_response(401, "auth", "invalid secret key")
-        return self._default(request, route)
+        return self._grant_refusal(request) or self._default(request, route)
+
+    def _grant_refusal(self, request: httpx.Request) -> httpx.Response | None:
+        """What the server answers a request naming a grant it cannot serve, as WIRE.md says."""
+        grant = request.headers.get("wattfare-grant")
+        if grant is None:
+            return None
+        if "wattfare-user" in request.headers:
+            return error_response(400, "invalid_request", "name a grant or a user, not both", param="Wattfare-Grant")
+        if grant not in self.grants:
+            return error_response(402, "grant_invalid", "this grant cannot be used")
+        return None
 
     def _default(self, request: httpx.Request, route: str) -> httpx.Response:
         prefix = "/api/v1"
+        if route == f"POST {prefix}/grants":
+            body = json.loads(request.content)
+            return httpx.Response(
+                201,
+                json={
+                    "grantToken": GRANT,
+                    "grantId": "gr_1",
+                    "expiresAt": 1780003600,
+                    "requests": body["requests"],
+                    "maxUsd": body.get("maxUsd"),
+                },
+            )
+        if route == f"GET {prefix}/grants/current":
+            return httpx.Response(
+                200,
+                json={
+                    "grantId": "gr_1",
+                    "state": "active",
+                    "requestsAllowed": 3,
+                    "requestsUsed": 1,
+                    "requestsLeft": 2,
+                    "maxUsd": "0.50",
+                    "spentUsd": "0.0000072",
+                    "reservedUsd": "0",
+                    "expiresAt": 1780003600,
+                },
+            )
         if route == f"POST {prefix}/sessions":
             body = json.loads(request.content)
             return httpx.Response(

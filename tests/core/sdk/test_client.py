@@ -21,6 +21,7 @@ from wattfare import (
     BudgetBusyError,
     BudgetExceededError,
     FundingInvalidError,
+    GrantInvalidError,
     NotConnectedError,
     NotFoundError,
     RateLimitError,
@@ -199,6 +200,7 @@ ERRORS = [
     (402, "not_connected", NotConnectedError),
     (402, "budget_exceeded", BudgetExceededError),
     (402, "funding_invalid", FundingInvalidError),
+    (402, "grant_invalid", GrantInvalidError),
     (400, "invalid_request", BadRequestError),
     (413, "invalid_request", BadRequestError),
     (422, "invalid_request", BadRequestError),
@@ -223,7 +225,7 @@ async def test_every_error_response_raises_its_typed_exception(
     assert (info.value.param, info.value.request_id) == ("model", "req_err")
 
 
-@pytest.mark.parametrize("code", ["not_connected", "budget_exceeded", "funding_invalid"])
+@pytest.mark.parametrize("code", ["not_connected", "budget_exceeded", "funding_invalid", "grant_invalid"])
 async def test_a_402_is_never_retried(twin: Any, code: str) -> None:
     twin.fake.script(CHAT, twin.fake.error(402, code), twin.fake.error(402, code))
 

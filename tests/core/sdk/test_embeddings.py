@@ -22,6 +22,7 @@ from wattfare import (
     Embedding,
     EmbeddingResponse,
     FundingInvalidError,
+    GrantInvalidError,
     NotConnectedError,
     NotFoundError,
     RateLimitError,
@@ -197,6 +198,7 @@ ERRORS = [
     (402, "not_connected", NotConnectedError),
     (402, "budget_exceeded", BudgetExceededError),
     (402, "funding_invalid", FundingInvalidError),
+    (402, "grant_invalid", GrantInvalidError),
     (400, "invalid_request", BadRequestError),
     (404, "model_not_found", NotFoundError),
     (429, "rate_limited", RateLimitError),
@@ -218,7 +220,7 @@ async def test_every_error_response_raises_the_same_typed_exception_as_chat(
     assert info.value.request_id == "req_err"
 
 
-@pytest.mark.parametrize("code", ["not_connected", "budget_exceeded", "funding_invalid"])
+@pytest.mark.parametrize("code", ["not_connected", "budget_exceeded", "funding_invalid", "grant_invalid"])
 async def test_a_402_on_embeddings_is_never_retried(twin: Any, code: str) -> None:
     twin.fake.script(EMBEDDINGS, twin.fake.error(402, code), twin.fake.error(402, code))
 

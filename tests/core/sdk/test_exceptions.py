@@ -19,6 +19,7 @@ from wattfare import (
     BudgetBusyError,
     BudgetExceededError,
     FundingInvalidError,
+    GrantInvalidError,
     NotConnectedError,
     NotFoundError,
     PaymentRequiredError,
@@ -44,6 +45,7 @@ def body(code: str, message: str = "nope", **extra: object) -> bytes:
         (402, "not_connected", NotConnectedError),
         (402, "budget_exceeded", BudgetExceededError),
         (402, "funding_invalid", FundingInvalidError),
+        (402, "grant_invalid", GrantInvalidError),
         (400, "invalid_request", BadRequestError),
         (413, "invalid_request", BadRequestError),
         (422, "invalid_request", BadRequestError),
@@ -69,8 +71,8 @@ def test_every_error_code_maps_to_its_exception_with_its_fields(status: int, cod
     assert exc.body == json.loads(raw)
 
 
-def test_the_three_402s_share_a_base_that_is_not_a_rate_limit() -> None:
-    for cls in (NotConnectedError, BudgetExceededError, FundingInvalidError):
+def test_the_four_402s_share_a_base_that_is_not_a_rate_limit() -> None:
+    for cls in (NotConnectedError, BudgetExceededError, FundingInvalidError, GrantInvalidError):
         assert issubclass(cls, PaymentRequiredError)
         assert not issubclass(cls, RateLimitError)
 
@@ -139,10 +141,10 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     ],
 )
 def test_an_unknown_code_falls_back_to_the_class_its_status_implies(status: int, cls: type) -> None:
-    exc = error_from_response(status, {}, body("grant_invalid"))
+    exc = error_from_response(status, {}, body("a_code_from_the_future"))
 
     assert type(exc) is cls
-    assert exc.code == "grant_invalid"
+    assert exc.code == "a_code_from_the_future"
 
 
 def test_a_non_json_body_keeps_its_raw_text() -> None:
@@ -197,6 +199,7 @@ ALL_ERRORS = [
     NotConnectedError("connect", status_code=402, code="not_connected"),
     BudgetExceededError("cap", status_code=402, code="budget_exceeded", resets_at=datetime(2026, 12, 1, tzinfo=UTC)),
     FundingInvalidError("funding", status_code=402, code="funding_invalid"),
+    GrantInvalidError("grant", status_code=402, code="grant_invalid", request_id="r6"),
     BadRequestError("bad", status_code=422, code="invalid_request", param="messages"),
     NotFoundError("missing", status_code=404, code="model_not_found"),
     RateLimitError("slow down", status_code=429, code="rate_limited", retry_after=3.5),

@@ -14,10 +14,12 @@ from wattfare import (
     AsyncChatStream,
     AsyncModelHandle,
     AsyncWattfare,
+    AsyncWattfareGrant,
     AsyncWattfareUser,
     ChatStream,
     ModelHandle,
     Wattfare,
+    WattfareGrant,
     WattfareUser,
 )
 
@@ -28,6 +30,7 @@ PROTOCOL = set(ASYNC_NAME) | set(ASYNC_NAME.values())
 TWINS = [
     (Wattfare, AsyncWattfare),
     (WattfareUser, AsyncWattfareUser),
+    (WattfareGrant, AsyncWattfareGrant),
     (ModelHandle, AsyncModelHandle),
     (ChatStream, AsyncChatStream),
 ]
@@ -55,13 +58,13 @@ def test_twin_methods_take_the_same_parameters_and_the_async_ones_that_do_io_are
             continue
         sync_params = list(inspect.signature(sync_attr).parameters)
         assert sync_params == list(inspect.signature(async_attr).parameters), name
-        sync_returns_handle = name in {"user", "model", "stream"}
+        sync_returns_handle = name in {"user", "grant", "model", "stream"}
         assert inspect.iscoroutinefunction(async_attr) is not sync_returns_handle, name
 
 
 @pytest.mark.parametrize(
     ("sync_cls", "async_cls"),
-    [(WattfareUser, AsyncWattfareUser), (ModelHandle, AsyncModelHandle)],
+    [(WattfareUser, AsyncWattfareUser), (WattfareGrant, AsyncWattfareGrant), (ModelHandle, AsyncModelHandle)],
     ids=lambda c: c.__name__,
 )
 def test_both_twins_embed_with_the_same_keyword_arguments(sync_cls: type, async_cls: type) -> None:

@@ -15,6 +15,8 @@ OPENAI_TYPE = {
     "not_connected": "insufficient_quota",
     "budget_exceeded": "insufficient_quota",
     "budget_busy": "rate_limit_error",
+    "funding_invalid": "insufficient_quota",
+    "grant_invalid": "insufficient_quota",
     "invalid_request": "invalid_request_error",
     "model_not_found": "invalid_request_error",
     "upstream": "api_error",

@@ -8,6 +8,7 @@ the table of error codes does not know, fails here too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -25,10 +26,12 @@ from wattfare._error_codes import STATUS_BY_CODE
 from wattfare.server.api.openapi import codes_by_status, openapi_document
 from wattfare.server.app import create_app
 from wattfare.server.settings import Settings
+from wattfare.server.store import open_store
 
 pytestmark = pytest.mark.xdist_group("openapi")
 
 METRICS_TOKEN = "metrics-token-for-the-contract-test"
+PAGE_ORIGIN = "https://tool.example"
 EMBEDDING = {"model": "openai/text-embedding-3-small", "input": "hi"}
 DOCUMENT = openapi_document()
 # Routes of the app that are not the HTTP API: the people's pages, their forms and static files.
@@ -117,10 +120,62 @@ def check(answer: httpx.Response, path: str, seen: set[tuple[str, str, int]]) ->
     return answer
 
 
+def _register_origin(server: ServerProcess, origin: str) -> None:
+    """Let the server's app's pages call it from `origin` (what the developer console does)."""
+
+    async def register() -> None:
+        store = open_store(f"sqlite:///{server.db_path}")
+        try:
+            await store.set_app_origins(server.app.app.id, [origin])
+        finally:
+            await store.close()
+
+    asyncio.run(register())
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with wattfare_process(tmp_path_factory.mktemp("openapi"), env={"WATTFARE_METRICS_TOKEN": METRICS_TOKEN}) as running:
+        _register_origin(running, PAGE_ORIGIN)
         yield running
+
+
+def _grant_calls(client: httpx.Client, server: ServerProcess, seen: set[tuple[str, str, int]]) -> None:
+    """One-time grants: minted (by the app's server, and by its page), read, paid with, used up, refused."""
+    v1 = "/api/v1"
+    secret = {"Authorization": f"Bearer {server.secret}"}
+    page = {"Wattfare-Publishable-Key": server.app.publishable_keys["test"]}
+    chat = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 30}
+    path = f"{v1}/grants"
+    minted = check(client.post(path, json={"requests": 3, "maxUsd": "0.50"}, headers=secret), path, seen).json()
+    assert minted["maxUsd"] == 0.5
+    from_page = client.post(path, json={"requests": 1, "expiresInSeconds": 60}, headers=page | {"Origin": PAGE_ORIGIN})
+    assert check(from_page, path, seen).json()["maxUsd"] is None
+    check(client.post(path, json={"requests": 0}, headers=secret), path, seen)
+    check(client.post(path, json={"requests": 1}), path, seen)
+    check(client.post(path, json={"requests": 1}, headers=page), path, seen)  # a page, but from no origin: 403
+    check(client.post(path, json={"requests": 1}, headers=page | {"Origin": "https://nobody.example"}), path, seen)
+    granted = {**secret, "Wattfare-Grant": minted["grantToken"]}
+    path = f"{v1}/grants/current"
+    assert check(client.get(path, headers=granted), path, seen).json()["state"] == "active"
+    check(client.get(path, headers=secret), path, seen)
+    check(client.get(path, headers={**secret, "Wattfare-Grant": "wfg_" + "x" * 43}), path, seen)
+    check(client.get(path, headers={"Wattfare-Grant": minted["grantToken"]}), path, seen)
+    # Paying with the grant: three requests, whole, streamed and embeddings; refused ones never count.
+    path = f"{v1}/chat/completions"
+    check(client.post(path, json=chat, headers=granted), path, seen)
+    check(client.post(path, json=chat | {"stream": True}, headers=granted), path, seen)
+    check(client.post(path, json=chat, headers={**granted, "Wattfare-User": "contract-user"}), path, seen)
+    check(client.post(path, json=chat | {"model": "nobody/nothing"}, headers=granted), path, seen)
+    path = f"{v1}/embeddings"
+    check(client.post(path, json=EMBEDDING, headers=granted), path, seen)
+    used_up = check(client.post(path, json=EMBEDDING, headers=granted), path, seen)
+    assert used_up.json()["error"]["code"] == "grant_invalid"
+    path = f"{v1}/grants/current"
+    status = check(client.get(path, headers=granted), path, seen).json()
+    assert (status["state"], status["requestsUsed"], status["requestsLeft"]) == ("used_up", 3, 0)
+    minting = [client.post(f"{v1}/grants", json={"requests": 1}, headers=secret) for _ in range(121)]
+    check(minting[-1], f"{v1}/grants", seen)  # the grant minting limit: 120 a minute per app
 
 
 def test_real_answers_of_every_operation_match_the_document(server: ServerProcess) -> None:
@@ -167,6 +222,7 @@ def test_real_answers_of_every_operation_match_the_document(server: ServerProces
         check(client.delete(f"{v1}/connections/contract-user"), path, seen)
         path = f"{v1}/chat/completions"
         check(client.post(path, json=chat, headers=user), path, seen)  # disconnected: 402
+        _grant_calls(client, server, seen)
         path = f"{v1}/usage"
         check(client.get(path, headers=secret), path, seen)
         check(client.get(path, params={"appUserId": "contract-user", "from": "2020-01-01"}, headers=secret), path, seen)
@@ -188,7 +244,8 @@ def test_real_answers_of_every_operation_match_the_document(server: ServerProces
     operations = {(path, method) for path, item in DOCUMENT["paths"].items() for method in item}
     assert {(path, method) for path, method, _ in seen} == operations
     statuses = {status for _, _, status in seen}
-    assert {200, 204, 400, 401, 402, 403, 404, 413, 429} <= statuses
+    assert {200, 201, 204, 400, 401, 402, 403, 404, 413, 429} <= statuses
+    assert ("/api/v1/grants", "post", 429) in seen
 
 
 def test_the_server_serves_the_document_it_was_built_with(server: ServerProcess) -> None:

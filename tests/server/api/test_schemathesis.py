@@ -4,8 +4,10 @@ Every documented operation gets bounded examples that fit its schema (positive) 
 (negative), authenticated as an app with its test secret key and an end user (session-token operations get a
 minted session token). Each answer must be no 5xx, a documented status, and fit the documented schema. Half the
 metered requests name a model the price list knows, so the admitted path (reserve, sandbox upstream, settle)
-is fuzzed as hard as the refusals. Afterwards the books must show no trace of a refused request: nothing held,
-every account balanced, and a ledger row only for requests answered 200.
+is fuzzed as hard as the refusals; the admitted requests are sent once more paid by a one-time grant, whose
+state is then read (the fuzzed grant tokens are forged: they fuzz the refusals). Afterwards the books must show
+no trace of a refused request: nothing held, every account balanced, and a ledger row only for requests
+answered 200.
 
 Byte-level bodies and raw header bytes, which schemathesis cannot send, are tests/server/api/test_bad_input.py's.
 """
@@ -13,7 +15,7 @@ Byte-level bodies and raw header bytes, which schemathesis cannot send, are test
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ KNOWN_MODELS = {
     "/api/v1/embeddings": "openai/text-embedding-3-small",
 }
 SESSION_PATHS = {"/api/v1/connections"}
+GRANTS = "/api/v1/grants"
+GRANT_STATUS = "/api/v1/grants/current"
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
 
 
@@ -60,6 +64,18 @@ def _session_token(server: ServerProcess, user: str) -> str:
     return minted.json()["token"]
 
 
+def _grant_token(server: ServerProcess) -> str:
+    """A one-time grant of the app, minted with its test secret key, enough for every grant-paid request below."""
+    minted = httpx.post(
+        f"{server.api_url}/grants",
+        json={"requests": 10, "maxUsd": "1"},
+        headers={"Authorization": f"Bearer {server.secret}"},
+        timeout=10,
+    )
+    assert minted.status_code == 201, minted.text
+    return minted.json()["grantToken"]
+
+
 def _metered(case: Any, path: str, known_model: bool, stream: bool) -> Any:
     """`case`, naming a model the price list knows (and asking for a stream or not) when told to."""
     if known_model and path in KNOWN_MODELS and isinstance(case.body, dict) and "model" in case.body:
@@ -69,10 +85,15 @@ def _metered(case: Any, path: str, known_model: bool, stream: bool) -> Any:
     return case
 
 
-def _headers(case: Any, auth: dict[str, str]) -> dict[str, str]:
-    """The case's headers with the app's credentials instead of those schemathesis fills in (empty ones)."""
+def _headers(case: Any, auth: Mapping[str, str | None]) -> dict[str, str]:
+    """The case's headers with the app's credentials instead of those schemathesis fills in (empty ones).
+
+    A credential `auth` maps to None is dropped: minting a grant with the secret key, a publishable key
+    schemathesis fills in would be read instead (a page's credential wins), and every case would be a 401.
+    """
     ours = {name.lower() for name in auth}
-    return {name: value for name, value in (case.headers or {}).items() if name.lower() not in ours} | auth
+    kept = {name: value for name, value in (case.headers or {}).items() if name.lower() not in ours}
+    return kept | {name: value for name, value in auth.items() if value is not None}
 
 
 @dataclass
@@ -85,7 +106,7 @@ class Findings:
     calls: int = 0
     answers: Counter[tuple[str, int, str]] = field(default_factory=Counter)
 
-    def call(self, server: ServerProcess, case: Any, auth: dict[str, str], label: str) -> None:
+    def call(self, server: ServerProcess, case: Any, auth: Mapping[str, str | None], label: str) -> None:
         """Send `case`, note its outcome, and record what the checks find wrong with its answer."""
         path = case.operation.path
         response = case.call(base_url=server.base_url, headers=_headers(case, auth), timeout=30)
@@ -115,7 +136,7 @@ ADMITTED: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def fuzz(server: ServerProcess, operation: Any, mode: Any, auth: dict[str, str], findings: Findings) -> None:
+def fuzz(server: ServerProcess, operation: Any, mode: Any, auth: Mapping[str, str | None], findings: Findings) -> None:
     """Run `EXAMPLES` cases of one operation in one generation mode against `server`, noting what happened."""
     path = operation.path
 
@@ -144,13 +165,27 @@ def test_schemathesis_finds_no_server_error_no_schema_violation_and_no_refusal_i
     secret_auth = {"Authorization": f"Bearer {server.secret}", "Wattfare-User": "fuzz-user"}
     session_auth = {"Authorization": f"Bearer {_session_token(server, 'fuzz-popup-user')}"}
     metrics_auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    minting_auth: dict[str, str | None] = {"Authorization": f"Bearer {server.secret}", "Wattfare-Publishable-Key": None}
+    grant_auth = {"Authorization": f"Bearer {server.secret}", "Wattfare-Grant": _grant_token(server)}
     findings = Findings()
     for result in schema.get_all_operations():
         operation = result.ok()  # pyright: ignore[reportAttributeAccessIssue]  # the document is valid
         path = operation.path
-        auth = session_auth if path in SESSION_PATHS else metrics_auth if path == "/metrics" else secret_auth
+        auth: Mapping[str, str | None] = (
+            session_auth
+            if path in SESSION_PATHS
+            else metrics_auth
+            if path == "/metrics"
+            else minting_auth
+            if path == GRANTS
+            else secret_auth
+        )
         for body in ADMITTED.get(path, ()):
             findings.call(server, operation.Case(body=body, media_type="application/json"), auth, operation.label)
+            paid = operation.Case(body=body, media_type="application/json")
+            findings.call(server, paid, grant_auth, f"{operation.label} (paid by a grant)")
+        if path == GRANT_STATUS:
+            findings.call(server, operation.Case(), grant_auth, operation.label)
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             fuzz(server, operation, mode, auth, findings)
 
@@ -160,6 +195,12 @@ def test_schemathesis_finds_no_server_error_no_schema_violation_and_no_refusal_i
     assert findings.refused
     assert findings.answers[("/api/v1/chat/completions", 200, "text/event-stream")] >= 1
     assert findings.answers[("/api/v1/embeddings", 200, "application/json")] >= 1
+    assert findings.answers[(GRANTS, 201, "application/json")] >= 1
+    assert findings.answers[(GRANT_STATUS, 200, "application/json")] >= 1
+    assert findings.answers[(GRANT_STATUS, 402, "application/json")] >= 1
+    # Each admitted request sent paid by the grant counted once against it; nothing else did (forged tokens).
+    grant = httpx.get(f"{server.api_url}/grants/current", headers=grant_auth, timeout=10).json()
+    assert grant["requestsUsed"] == sum(len(bodies) for bodies in ADMITTED.values()), grant
     rows = Ledger(database_url).check()  # nothing held, every account balanced, nothing expired
     assert set(rows) <= findings.admitted, (
         f"rows for requests not answered 200: {sorted(set(rows) - findings.admitted)}"

@@ -35,6 +35,7 @@ from wattfare.server.billing.reconciliation import reconcile
 from wattfare.server.instants import utc_now
 from wattfare.server.services import Services
 from wattfare.server.store import Store
+from wattfare.server.store.grant_records import Grant
 from wattfare.server.store.records import Endpoint, KeyRecord
 
 pytestmark = pytest.mark.anyio
@@ -66,7 +67,9 @@ class AdmitsEverything(Meter):
         images: int = 0,
         request_id: str | None = None,
         endpoint: Endpoint = "chat.completions",
+        grant: Grant | None = None,
     ) -> HeldRequest | Refusal:
+        assert grant is None  # this double meters connections only
         connection = await self._rows.get_connection(key.app_id, key.mode, app_user_id)
         assert connection is not None
         now = utc_now()

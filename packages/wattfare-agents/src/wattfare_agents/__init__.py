@@ -9,9 +9,9 @@
 
 Models use Chat Completions (`OpenAIChatCompletionsModel`); Wattfare has no Responses API. A refusal is the
 `openai.APIStatusError` the SDK raises, with Wattfare's code in `exc.code` (`budget_exceeded`, `not_connected`,
-`funding_invalid`: status 402; `budget_busy`: 429; ...). It reaches you once: nothing retries a 402. Tracing is
-yours to set (`RunConfig(tracing_disabled=True)` or `agents.set_tracing_disabled(True)`); this package never
-changes it.
+`funding_invalid`, `grant_invalid`: status 402; `budget_busy`: 429; ...). It reaches you once: nothing retries a
+402. Tracing is yours to set (`RunConfig(tracing_disabled=True)` or `agents.set_tracing_disabled(True)`); this
+package never changes it.
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
 
 from agents import ModelProvider, OpenAIChatCompletionsModel
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, Omit
 
 from wattfare import UsageError
-from wattfare.openai_compat import api_url, secret_key, user_header
+from wattfare.openai_compat import PAYER_HEADERS, api_url, payer_headers, secret_key
 
 if TYPE_CHECKING:
     import httpx2
@@ -17,7 +18,7 @@ __all__ = ["WattfareModelProvider", "wattfare_model"]
 
 
 class WattfareModelProvider(ModelProvider):
-    """The Agents SDK's model provider for Wattfare: every model call of a run is charged to `user_id`'s budget.
+    """The Agents SDK's model provider for Wattfare: every model call of a run is charged to `user_id` (or a `grant`).
 
     Give it to a run, and name models by their Wattfare ids (`openai/gpt-4o-mini`, `anthropic/claude-sonnet-4`):
 
@@ -30,9 +31,10 @@ class WattfareModelProvider(ModelProvider):
     Models are `OpenAIChatCompletionsModel`s (Wattfare serves Chat Completions, not the Responses API), so
     tools, handoffs, `output_type` and `Runner.run_streamed` work as with OpenAI. Wattfare's refusals reach you
     once, as the `openai.APIStatusError` the SDK raises, with Wattfare's code in `exc.code` (`budget_exceeded`,
-    `not_connected`, `funding_invalid` at status 402, `budget_busy` at 429, ...). The openai client retries what
-    Wattfare's own client retries (connection errors, 408/409/429/5xx, honouring `Retry-After`), never a 402, 401
-    or 404; the runner's opt-in retries (`ModelSettings(retry=...)`) follow the same `x-should-retry: false`.
+    `not_connected`, `funding_invalid`, `grant_invalid` at status 402, `budget_busy` at 429, ...). The openai client
+    retries what Wattfare's own client retries (connection errors, 408/409/429/5xx, honouring `Retry-After`), never
+    a 402, 401 or 404; the runner's opt-in retries (`ModelSettings(retry=...)`) follow the same
+    `x-should-retry: false`.
 
     Tracing is left as you set it: the SDK exports traces (your users' prompts and answers) to OpenAI when an
     OpenAI key is configured. This provider never gives the SDK a key for that, and the Wattfare key is never one.
@@ -42,6 +44,8 @@ class WattfareModelProvider(ModelProvider):
     Args:
         user_id: The app's id for the end user who pays (sent as the `Wattfare-User` header). None: name one
             per run with `for_user`.
+        grant: Instead of a user, a member's one-time grant token (sent as the `Wattfare-Grant` header); see
+            `for_grant`. Once the grant is spent, a model call raises with `exc.code` `grant_invalid`.
         api_key: The app's secret key (`sk_test_…` / `sk_live_…`); defaults to `WATTFARE_SECRET_KEY`.
         base_url: The Wattfare server (or its `/api/v1` root); defaults to `WATTFARE_BASE_URL`, then
             `http://127.0.0.1:8787` (`wattfare dev`).
@@ -50,20 +54,21 @@ class WattfareModelProvider(ModelProvider):
             `http_client` (what `for_user` passes to share a connection pool); the caller closes it.
 
     Raises:
-        wattfare.UsageError: The secret key is missing or is not one, `base_url` is not an http(s) URL, or
-            `user_id` cannot be sent in a header.
+        wattfare.UsageError: The secret key is missing or is not one, `base_url` is not an http(s) URL, both
+            `user_id` and `grant` are given, or one of them cannot be sent in a header.
     """
 
     def __init__(
         self,
         *,
         user_id: str | None = None,
+        grant: str | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         http_client: httpx2.AsyncClient | None = None,
         openai_client: AsyncOpenAI | None = None,
     ) -> None:
-        headers = user_header(user_id) if user_id is not None else None
+        headers = _identity(user_id, grant)
         if openai_client is not None:
             if api_key is not None or base_url is not None or http_client is not None:
                 raise UsageError("pass either openai_client or api_key / base_url / http_client, not both")
@@ -77,7 +82,7 @@ class WattfareModelProvider(ModelProvider):
 
     @property
     def user_id(self) -> str | None:
-        """The end user whose budget this provider's model calls are charged to."""
+        """The end user whose budget this provider's model calls are charged to (None for a grant's provider)."""
         return self._user_id
 
     def for_user(self, user_id: str) -> WattfareModelProvider:
@@ -86,6 +91,10 @@ class WattfareModelProvider(ModelProvider):
         It lives as long as this provider: use it until this provider's `aclose()`.
         """
         return WattfareModelProvider(user_id=user_id, openai_client=self._client)
+
+    def for_grant(self, grant: str) -> WattfareModelProvider:
+        """A provider charged to a member's one-time grant (its token), on this one's connection pool, as `for_user`."""
+        return WattfareModelProvider(grant=grant, openai_client=self._client)
 
     def get_model(self, model_name: str | None) -> OpenAIChatCompletionsModel:
         """The Chat Completions model `model_name` (a Wattfare model id), charged to this provider's user.
@@ -107,12 +116,13 @@ class WattfareModelProvider(ModelProvider):
 def wattfare_model(
     model: str,
     *,
-    user_id: str,
+    user_id: str | None = None,
+    grant: str | None = None,
     api_key: str | None = None,
     base_url: str | None = None,
     openai_client: AsyncOpenAI | None = None,
 ) -> OpenAIChatCompletionsModel:
-    """The Chat Completions model `model` (a Wattfare model id) charged to `user_id`, for `Agent(model=...)`.
+    """The Chat Completions model `model` (a Wattfare model id) charged to `user_id` or `grant`, for `Agent(model=...)`.
 
     A shorthand for `WattfareModelProvider(user_id=..., ...).get_model(model)`: each call without `openai_client`
     opens a connection pool of its own, so for many users prefer one provider and `for_user`.
@@ -124,9 +134,28 @@ def wattfare_model(
     Args:
         model: The Wattfare model id.
         user_id: The end user who pays.
+        grant: Instead of a user, a member's one-time grant token.
         api_key: The app's secret key; defaults to `WATTFARE_SECRET_KEY`.
         base_url: The Wattfare server; defaults to `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`.
         openai_client: An `AsyncOpenAI` already pointed at Wattfare, instead of `api_key` and `base_url`.
+
+    Raises:
+        wattfare.UsageError: Not exactly one of `user_id` and `grant` is given (or see `WattfareModelProvider`).
     """
-    provider = WattfareModelProvider(user_id=user_id, api_key=api_key, base_url=base_url, openai_client=openai_client)
+    if user_id is None and grant is None:
+        raise UsageError("name who pays: user_id=... (your app's user) or grant=... (a member's one-time grant)")
+    provider = WattfareModelProvider(
+        user_id=user_id, grant=grant, api_key=api_key, base_url=base_url, openai_client=openai_client
+    )
     return provider.get_model(model)
+
+
+def _identity(user_id: str | None, grant: str | None) -> Mapping[str, str] | None:
+    """The header naming who pays, with the other payer header omitted (a copy keeps its source's headers)."""
+    headers = payer_headers(user_id=user_id, grant=grant)
+    if headers is None:
+        return None
+    # openai drops an `Omit` header: a provider `for_user` copies may name the other payer, and the server refuses
+    # a request naming both.
+    omitted: dict[str, str | Omit] = {name: Omit() for name in PAYER_HEADERS if name not in headers}
+    return cast("Mapping[str, str]", {**omitted, **headers})

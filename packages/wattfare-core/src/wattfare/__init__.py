@@ -11,6 +11,9 @@ call any model charged to that user:
     >>> reply.wattfare.cost_usd  # doctest: +SKIP
     Decimal('0.0000123')
 
+A member's one-time grant (N requests, with no app user) is charged the same way, through
+`wf.grant(grant_token)`; a spent or unknown grant raises `GrantInvalidError`.
+
 `AsyncWattfare` is the same API with `await`. Errors are typed (`BudgetExceededError`,
 `NotConnectedError`, ...); see `wattfare._exceptions` for the tree. An answer that Wattfare shortened
 because the cap is nearly used says so: `reply.wattfare.clamped`.
@@ -22,10 +25,12 @@ from wattfare._client import (
     AsyncChatStream,
     AsyncModelHandle,
     AsyncWattfare,
+    AsyncWattfareGrant,
     AsyncWattfareUser,
     ChatStream,
     ModelHandle,
     Wattfare,
+    WattfareGrant,
     WattfareUser,
 )
 from wattfare._exceptions import (
@@ -38,6 +43,7 @@ from wattfare._exceptions import (
     BudgetBusyError,
     BudgetExceededError,
     FundingInvalidError,
+    GrantInvalidError,
     NotConnectedError,
     NotFoundError,
     PaymentRequiredError,
@@ -56,6 +62,7 @@ from wattfare._types import (
     CompletionTokensDetails,
     ConnectionLimits,
     ConnectionStatus,
+    CreatedGrant,
     CreatedSession,
     Delta,
     DeltaFunction,
@@ -64,6 +71,7 @@ from wattfare._types import (
     EmbeddingResponse,
     EmbeddingUsage,
     FunctionCall,
+    GrantStatus,
     Message,
     ModelInfo,
     ModelPricing,
@@ -86,6 +94,7 @@ __all__ = [
     "AsyncChatStream",
     "AsyncModelHandle",
     "AsyncWattfare",
+    "AsyncWattfareGrant",
     "AsyncWattfareUser",
     "AuthenticationError",
     "BadRequestError",
@@ -99,6 +108,7 @@ __all__ = [
     "CompletionTokensDetails",
     "ConnectionLimits",
     "ConnectionStatus",
+    "CreatedGrant",
     "CreatedSession",
     "Delta",
     "DeltaFunction",
@@ -108,6 +118,8 @@ __all__ = [
     "EmbeddingUsage",
     "FunctionCall",
     "FundingInvalidError",
+    "GrantInvalidError",
+    "GrantStatus",
     "Message",
     "ModelHandle",
     "ModelInfo",
@@ -130,6 +142,7 @@ __all__ = [
     "UsageRow",
     "Wattfare",
     "WattfareError",
+    "WattfareGrant",
     "WattfareInfo",
     "WattfareUser",
     "__version__",

@@ -14,6 +14,7 @@ Our exception hierarchy:
         + NotConnectedError     - `not_connected`: show "Connect AI budget"
         + BudgetExceededError   - `budget_exceeded`: cap reached until `resets_at`
         + FundingInvalidError   - `funding_invalid`: the user must reconnect
+        + GrantInvalidError     - `grant_invalid`: the one-time grant is unknown, expired, used up or revoked
       + BadRequestError         - 400/413/422 `invalid_request`: fix the request
       + NotFoundError           - 404 `model_not_found`
       + RateLimitError          - 429 `rate_limited`: wait `retry_after` seconds
@@ -48,6 +49,7 @@ __all__ = [
     "BudgetBusyError",
     "BudgetExceededError",
     "FundingInvalidError",
+    "GrantInvalidError",
     "NotConnectedError",
     "NotFoundError",
     "PaymentRequiredError",
@@ -191,6 +193,13 @@ class FundingInvalidError(PaymentRequiredError):
     """402 `funding_invalid`: the user's funding was rejected upstream; they must reconnect."""
 
 
+class GrantInvalidError(PaymentRequiredError):
+    """402 `grant_invalid`: the one-time grant is unknown, expired, used up, revoked or over its dollar cap.
+
+    Whichever it is, the grant will not serve another request: ask the member for a new one.
+    """
+
+
 class BadRequestError(APIStatusError):
     """400/413/422 `invalid_request`: the request is malformed or too large."""
 
@@ -243,6 +252,7 @@ _CLASS_BY_CODE: Final[dict[str, type[APIStatusError]]] = {
     "budget_exceeded": BudgetExceededError,
     "budget_busy": BudgetBusyError,
     "funding_invalid": FundingInvalidError,
+    "grant_invalid": GrantInvalidError,
     "invalid_request": BadRequestError,
     "model_not_found": NotFoundError,
     "rate_limited": RateLimitError,

@@ -24,6 +24,7 @@ __all__ = [
     "CompletionTokensDetails",
     "ConnectionLimits",
     "ConnectionStatus",
+    "CreatedGrant",
     "CreatedSession",
     "Delta",
     "DeltaFunction",
@@ -32,6 +33,7 @@ __all__ = [
     "EmbeddingResponse",
     "EmbeddingUsage",
     "FunctionCall",
+    "GrantStatus",
     "Message",
     "ModelInfo",
     "ModelList",
@@ -113,6 +115,51 @@ class CreatedSession(_WattfareModel):
     token: str
     expires_at: UtcDatetime
     connect_url: str
+
+
+class CreatedGrant(_WattfareModel):
+    """A one-time grant minted in test mode (`POST /grants`).
+
+    Attributes:
+        grant_token: The token to pass to `Wattfare.grant` (sent as `Wattfare-Grant`); a credential, kept out of
+            the repr.
+        grant_id: The grant's public id (`gr_…`), safe to show and log.
+        expires_at: When the grant expires (UTC; unix seconds on the wire).
+        requests: How many requests the grant allows.
+        max_usd: The most the grant may spend, in USD; None: no dollar cap.
+    """
+
+    grant_token: str = Field(repr=False)
+    grant_id: str
+    expires_at: UtcDatetime
+    requests: int
+    max_usd: Decimal | None = None
+
+
+class GrantStatus(_WattfareModel):
+    """A one-time grant's state and what is left of it (`GET /grants/current`).
+
+    Attributes:
+        grant_id: The grant's public id (`gr_…`).
+        state: `"active"`, `"used_up"`, `"expired"` or `"revoked"`; only an active grant serves requests.
+        requests_allowed: How many requests the grant allows.
+        requests_used: How many it has admitted (a request whose hold was released untouched is given back).
+        requests_left: How many it still allows.
+        max_usd: The grant's dollar cap; None: none.
+        spent_usd: What its settled requests cost.
+        reserved_usd: What its requests in flight hold until they settle.
+        expires_at: When the grant expires (UTC; unix seconds on the wire).
+    """
+
+    grant_id: str
+    state: str
+    requests_allowed: int
+    requests_used: int
+    requests_left: int
+    max_usd: Decimal | None = None
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    expires_at: UtcDatetime
 
 
 class ModelPricing(_OpenAIModel):

@@ -12,6 +12,9 @@ reaches Wattfare, and a Wattfare key never reaches OpenAI.
     ...     api_key=openai_compat.secret_key(), base_url=openai_compat.api_url(),
     ...     default_headers=openai_compat.user_header("user_42"),
     ... )
+
+For a member's one-time grant, send `openai_compat.grant_header(grant_token)` instead of the user header: a request
+names exactly one of the two.
 """
 
 from __future__ import annotations
@@ -19,11 +22,24 @@ from __future__ import annotations
 import os
 
 from wattfare._client._core import resolve_api_url, resolve_secret_key
+from wattfare._client._grants import check_grant_token
 from wattfare._exceptions import UsageError
 
-__all__ = ["USER_HEADER", "api_url", "secret_key", "user_header"]
+__all__ = [
+    "GRANT_HEADER",
+    "PAYER_HEADERS",
+    "USER_HEADER",
+    "api_url",
+    "grant_header",
+    "payer_headers",
+    "secret_key",
+    "user_header",
+]
 
 USER_HEADER = "Wattfare-User"
+GRANT_HEADER = "Wattfare-Grant"
+PAYER_HEADERS = (USER_HEADER, GRANT_HEADER)
+"""The headers that name who pays; a request carries exactly one (the server refuses both)."""
 
 
 def secret_key(api_key: str | None = None) -> str:
@@ -47,3 +63,21 @@ def user_header(user_id: object) -> dict[str, str]:
     if not isinstance(user_id, str) or not user_id or not user_id.isascii() or not user_id.isprintable():
         raise UsageError(f"user_id must be a non-empty printable ASCII str (sent as {USER_HEADER}), got {user_id!r}")
     return {USER_HEADER: user_id}
+
+
+def grant_header(grant: object) -> dict[str, str]:
+    """The `Wattfare-Grant` header naming the one-time grant charged; `UsageError` for a token a header cannot carry."""
+    return {GRANT_HEADER: check_grant_token(grant)}
+
+
+def payer_headers(*, user_id: str | None = None, grant: str | None = None) -> dict[str, str] | None:
+    """The header naming who pays: `Wattfare-User` for `user_id`, `Wattfare-Grant` for `grant`; None for neither.
+
+    Raises:
+        UsageError: Both are given (the server refuses a request that names both), or one cannot be sent in a header.
+    """
+    if user_id is not None and grant is not None:
+        raise UsageError("name the end user (user_id=...) or a one-time grant (grant=...) who pays, not both")
+    if user_id is not None:
+        return user_header(user_id)
+    return grant_header(grant) if grant is not None else None

@@ -17,10 +17,19 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 from typing_extensions import override
 
-from wattfare import AsyncWattfare, AsyncWattfareUser, UsageError, Wattfare, WattfareUser
+from wattfare import (
+    AsyncWattfare,
+    AsyncWattfareGrant,
+    AsyncWattfareUser,
+    UsageError,
+    Wattfare,
+    WattfareGrant,
+    WattfareUser,
+)
 from wattfare_langchain._arguments import accepted_names, check_arguments, check_request_fields
 from wattfare_langchain._connections import POOL, ClientSettings
 from wattfare_langchain._convert import ChunkConverter, chat_result, to_openai_messages, tool_choice_param
+from wattfare_langchain._payer import async_payer, check_non_empty, check_one_payer, grant_fingerprint, sync_payer
 from wattfare_langchain._retry import RetryOn, retry_predicate
 from wattfare_langchain._structured import structured_output
 from wattfare_langchain._tokens import count_messages, token_ids
@@ -61,6 +70,8 @@ class ChatWattfare(BaseChatModel):
     Args:
         model: A Wattfare model id, such as `"openai/gpt-4o-mini"` or `"anthropic/claude-sonnet-4"`.
         user_id: Your app's id for the user who pays; see `for_user` for one model shared by many users.
+        grant: Instead of a user, a member's one-time grant token (`wfg_…`, sent as `Wattfare-Grant`): the
+            grant's requests pay, and once it is spent a call raises `wattfare.GrantInvalidError`; see `for_grant`.
         secret_key: Your app's secret key (alias `api_key`, or `ChatOpenAI`'s `openai_api_key`); defaults to
             `WATTFARE_SECRET_KEY`.
         base_url: The Wattfare server (alias `openai_api_base`); defaults to `WATTFARE_BASE_URL`, then the core
@@ -71,10 +82,10 @@ class ChatWattfare(BaseChatModel):
             included) and 5xx; a 402 is never retried.
 
     Raises:
-        wattfare.UsageError: No secret key was given and `WATTFARE_SECRET_KEY` is unset; or an argument is
-            unknown, or one of `ChatOpenAI`'s that means nothing here (`openai_organization`, `openai_proxy`,
-            `default_headers`, `http_client`, ...): the message says what to do instead. Unknown arguments are
-            never sent: request fields go in `model_kwargs` or `extra_body`.
+        wattfare.UsageError: No secret key was given and `WATTFARE_SECRET_KEY` is unset; both `user_id` and `grant`
+            were given; or an argument is unknown, or one of `ChatOpenAI`'s that means nothing here
+            (`openai_organization`, `openai_proxy`, `default_headers`, `http_client`, ...): the message says what to
+            do instead. Unknown arguments are never sent: request fields go in `model_kwargs` or `extra_body`.
 
     Example:
         >>> from wattfare_langchain import ChatWattfare
@@ -88,7 +99,9 @@ class ChatWattfare(BaseChatModel):
     model_name: str = Field(alias="model")
     """The Wattfare model id (`model=` in the constructor)."""
     user_id: str | None = None
-    """Your app's id for the user charged; required by the time a request is sent."""
+    """Your app's id for the user charged; this or `grant` is required by the time a request is sent."""
+    grant: str | None = Field(default=None, repr=False, exclude=True)
+    """A member's one-time grant token, charged instead of a user; never shown in a repr, a dump or a trace."""
     secret_key: SecretStr | None = Field(
         default_factory=secret_from_env(_SECRET_KEY_ENV, default=None),
         validation_alias=AliasChoices("secret_key", "api_key", "openai_api_key"),
@@ -152,6 +165,11 @@ class ChatWattfare(BaseChatModel):
             raise UsageError(f"no secret key: pass secret_key=... (or api_key=...) or set {_SECRET_KEY_ENV}")
         return self
 
+    @model_validator(mode="after")
+    def _one_payer(self) -> Self:
+        check_one_payer("ChatWattfare", self.user_id, self.grant)
+        return self
+
     # ------------------------------------------------------------ identity
 
     @property
@@ -171,8 +189,9 @@ class ChatWattfare(BaseChatModel):
     @property
     @override
     def _identifying_params(self) -> dict[str, Any]:
-        # The user is part of a call's identity: an LLM cache must never serve one user's answer to another.
-        return {"model_name": self.model_name, "user_id": self.user_id, **self._default_params}
+        # Who pays is part of a call's identity: an LLM cache must never serve one user's answer to another.
+        payer = {"grant": grant_fingerprint(self.grant)} if self.grant is not None else {}
+        return {"model_name": self.model_name, "user_id": self.user_id, **payer, **self._default_params}
 
     @override
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -202,9 +221,15 @@ class ChatWattfare(BaseChatModel):
         Raises:
             wattfare.UsageError: `user_id` is not a non-empty string.
         """
-        if not isinstance(user_id, str) or not user_id:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise UsageError(f"user_id must be a non-empty str, got {user_id!r}")
-        return self.model_copy(update={"user_id": user_id})
+        return self.model_copy(update={"user_id": check_non_empty("user_id", user_id), "grant": None})
+
+    def for_grant(self, grant: str) -> Self:
+        """A copy of this model charged to a member's one-time grant (its token) instead of a user; cheap.
+
+        Raises:
+            wattfare.UsageError: `grant` is not a non-empty string.
+        """
+        return self.model_copy(update={"grant": check_non_empty("grant", grant), "user_id": None})
 
     def close(self) -> None:
         """Close the shared sync connection pool this model uses (a `client` you passed in stays yours to close).
@@ -224,18 +249,13 @@ class ChatWattfare(BaseChatModel):
         key = self.secret_key.get_secret_value() if self.secret_key is not None else None
         return ClientSettings(key, self.base_url, self.timeout, self.max_retries)
 
-    def _user_id(self) -> str:
-        if self.user_id is None:
-            raise UsageError("ChatWattfare has no user to charge: pass user_id=... or use llm.for_user(app_user_id)")
-        return self.user_id
-
-    def _sync_user(self) -> WattfareUser:
+    def _sync_payer(self) -> WattfareUser | WattfareGrant:
         client = self.client if self.client is not None else POOL.sync_client(self._settings())
-        return client.user(self._user_id())
+        return sync_payer("ChatWattfare", client, self.user_id, self.grant)
 
-    def _async_user(self) -> AsyncWattfareUser:
+    def _async_payer(self) -> AsyncWattfareUser | AsyncWattfareGrant:
         client = self.async_client if self.async_client is not None else POOL.async_client(self._settings())
-        return client.user(self._user_id())
+        return async_payer("ChatWattfare", client, self.user_id, self.grant)
 
     def _request(self, stop: list[str] | None, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The model id and the request fields of one call: defaults, then the call's kwargs."""
@@ -260,7 +280,7 @@ class ChatWattfare(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         model, params = self._request(stop, kwargs)
-        completion = self._sync_user().chat(model=model, messages=to_openai_messages(messages), **params)
+        completion = self._sync_payer().chat(model=model, messages=to_openai_messages(messages), **params)
         return chat_result(completion)
 
     @override
@@ -272,7 +292,7 @@ class ChatWattfare(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         model, params = self._request(stop, kwargs)
-        completion = await self._async_user().chat(model=model, messages=to_openai_messages(messages), **params)
+        completion = await self._async_payer().chat(model=model, messages=to_openai_messages(messages), **params)
         return chat_result(completion)
 
     @override
@@ -286,7 +306,7 @@ class ChatWattfare(BaseChatModel):
         model, params = self._request(stop, kwargs)
         converter = ChunkConverter()
         # LangChain reports each yielded chunk to the callbacks itself (on_llm_new_token).
-        with self._sync_user().stream(model=model, messages=to_openai_messages(messages), **params) as stream:
+        with self._sync_payer().stream(model=model, messages=to_openai_messages(messages), **params) as stream:
             for chunk in stream:
                 converted = converter.convert(chunk)
                 if converted is not None:
@@ -303,8 +323,8 @@ class ChatWattfare(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         model, params = self._request(stop, kwargs)
         converter = ChunkConverter()
-        user = self._async_user()
-        async with user.stream(model=model, messages=to_openai_messages(messages), **params) as stream:
+        payer = self._async_payer()
+        async with payer.stream(model=model, messages=to_openai_messages(messages), **params) as stream:
             async for chunk in stream:
                 converted = converter.convert(chunk)
                 if converted is not None:

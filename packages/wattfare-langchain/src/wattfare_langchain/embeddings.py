@@ -9,9 +9,18 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from wattfare import AsyncWattfare, AsyncWattfareUser, UsageError, Wattfare, WattfareUser
+from wattfare import (
+    AsyncWattfare,
+    AsyncWattfareGrant,
+    AsyncWattfareUser,
+    UsageError,
+    Wattfare,
+    WattfareGrant,
+    WattfareUser,
+)
 from wattfare_langchain._arguments import EMBEDDINGS, accepted_names, check_arguments
 from wattfare_langchain._connections import POOL, ClientSettings
+from wattfare_langchain._payer import async_payer, check_non_empty, check_one_payer, sync_payer
 
 __all__ = ["WattfareEmbeddings"]
 
@@ -35,6 +44,8 @@ class WattfareEmbeddings(BaseModel, Embeddings):
     Args:
         model: A Wattfare embedding model id, such as `"openai/text-embedding-3-small"`.
         user_id: Your app's id for the user who pays; see `for_user` for one instance shared by many users.
+        grant: Instead of a user, a member's one-time grant token (`wfg_…`, sent as `Wattfare-Grant`); see
+            `for_grant`.
         dimensions: The size of each vector, for models that can shorten theirs (`text-embedding-3-*`).
         chunk_size: The most texts sent in one request (`OpenAIEmbeddings`' default: 1000).
         secret_key: Your app's secret key (alias `api_key`, or `OpenAIEmbeddings`' `openai_api_key`); defaults to
@@ -45,10 +56,10 @@ class WattfareEmbeddings(BaseModel, Embeddings):
         max_retries: Retries of connection errors, timeouts, 429s (a busy budget included) and 5xx; a 402 never.
 
     Raises:
-        wattfare.UsageError: No secret key was given and `WATTFARE_SECRET_KEY` is unset; or an argument is
-            unknown, or one of `OpenAIEmbeddings`' that means nothing here (`openai_organization`,
-            `tiktoken_model_name`, `embedding_ctx_length`, `default_headers`, ...): the message says what to do
-            instead. Unknown arguments are never sent: request fields go in `model_kwargs`.
+        wattfare.UsageError: No secret key was given and `WATTFARE_SECRET_KEY` is unset; both `user_id` and `grant`
+            were given; or an argument is unknown, or one of `OpenAIEmbeddings`' that means nothing here
+            (`openai_organization`, `tiktoken_model_name`, `embedding_ctx_length`, `default_headers`, ...): the
+            message says what to do instead. Unknown arguments are never sent: request fields go in `model_kwargs`.
 
     Example:
         >>> from wattfare_langchain import WattfareEmbeddings
@@ -64,7 +75,9 @@ class WattfareEmbeddings(BaseModel, Embeddings):
     model: str
     """The Wattfare embedding model id."""
     user_id: str | None = None
-    """Your app's id for the user charged; required by the time a request is sent."""
+    """Your app's id for the user charged; this or `grant` is required by the time a request is sent."""
+    grant: str | None = Field(default=None, repr=False, exclude=True)
+    """A member's one-time grant token, charged instead of a user; never shown in a repr or a dump."""
     dimensions: int | None = Field(default=None, ge=1)
     """The size of each vector, for models that can shorten theirs; the model's own when None."""
     chunk_size: int = Field(default=1000, ge=1)
@@ -104,6 +117,11 @@ class WattfareEmbeddings(BaseModel, Embeddings):
             raise UsageError(f"no secret key: pass secret_key=... (or api_key=...) or set {_SECRET_KEY_ENV}")
         return self
 
+    @model_validator(mode="after")
+    def _one_payer(self) -> Self:
+        check_one_payer("WattfareEmbeddings", self.user_id, self.grant)
+        return self
+
     # ------------------------------------------------------------ users and connections
 
     def for_user(self, user_id: str) -> Self:
@@ -114,9 +132,15 @@ class WattfareEmbeddings(BaseModel, Embeddings):
         Raises:
             wattfare.UsageError: `user_id` is not a non-empty string.
         """
-        if not isinstance(user_id, str) or not user_id:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise UsageError(f"user_id must be a non-empty str, got {user_id!r}")
-        return self.model_copy(update={"user_id": user_id})
+        return self.model_copy(update={"user_id": check_non_empty("user_id", user_id), "grant": None})
+
+    def for_grant(self, grant: str) -> Self:
+        """A copy charged to a member's one-time grant (its token) instead of a user; cheap, as `for_user`.
+
+        Raises:
+            wattfare.UsageError: `grant` is not a non-empty string.
+        """
+        return self.model_copy(update={"grant": check_non_empty("grant", grant), "user_id": None})
 
     def close(self) -> None:
         """Close the shared sync connection pool this instance uses (a `client` you passed in stays yours to close).
@@ -136,20 +160,13 @@ class WattfareEmbeddings(BaseModel, Embeddings):
         key = self.secret_key.get_secret_value() if self.secret_key is not None else None
         return ClientSettings(key, self.base_url, self.timeout, self.max_retries)
 
-    def _user_id(self) -> str:
-        if self.user_id is None:
-            raise UsageError(
-                "WattfareEmbeddings has no user to charge: pass user_id=... or use embeddings.for_user(app_user_id)"
-            )
-        return self.user_id
-
-    def _sync_user(self) -> WattfareUser:
+    def _sync_payer(self) -> WattfareUser | WattfareGrant:
         client = self.client if self.client is not None else POOL.sync_client(self._settings())
-        return client.user(self._user_id())
+        return sync_payer("WattfareEmbeddings", client, self.user_id, self.grant)
 
-    def _async_user(self) -> AsyncWattfareUser:
+    def _async_payer(self) -> AsyncWattfareUser | AsyncWattfareGrant:
         client = self.async_client if self.async_client is not None else POOL.async_client(self._settings())
-        return client.user(self._user_id())
+        return async_payer("WattfareEmbeddings", client, self.user_id, self.grant)
 
     def _chunks(self, texts: list[str], chunk_size: int | None) -> Iterator[list[str]]:
         size = self.chunk_size if chunk_size is None else chunk_size
@@ -162,10 +179,10 @@ class WattfareEmbeddings(BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str], chunk_size: int | None = None) -> list[list[float]]:
         """One vector per text, in order, sent `chunk_size` texts per request (this instance's when None)."""
-        user = self._sync_user()
+        payer = self._sync_payer()
         vectors: list[list[float]] = []
         for chunk in self._chunks(texts, chunk_size):
-            response = user.embed(model=self.model, input=chunk, dimensions=self.dimensions, extra_body=self._body())
+            response = payer.embed(model=self.model, input=chunk, dimensions=self.dimensions, extra_body=self._body())
             vectors.extend(response.vectors())
         return vectors
 
@@ -175,10 +192,10 @@ class WattfareEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str], chunk_size: int | None = None) -> list[list[float]]:
         """`embed_documents`, async; the chunks are sent one after another, as `OpenAIEmbeddings` sends them."""
-        user = self._async_user()
+        payer = self._async_payer()
         vectors: list[list[float]] = []
         for chunk in self._chunks(texts, chunk_size):
-            response = await user.embed(
+            response = await payer.embed(
                 model=self.model, input=chunk, dimensions=self.dimensions, extra_body=self._body()
             )
             vectors.extend(response.vectors())

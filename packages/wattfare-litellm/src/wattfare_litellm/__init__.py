@@ -8,6 +8,9 @@
     ...     user="u_123",  # the end user who pays
     ... )
 
+A member's one-time grant pays instead with `wattfare_grant=<grant token>` in place of `user=`; once it is spent,
+the call raises `WattfareGrantInvalidError`.
+
 `wattfare_litellm.register_models()` (once, after `register()`) tells LiteLLM about every model Wattfare
 serves, from one `GET /models`: `litellm.get_model_info("wattfare/<model>")`, `supports_function_calling`,
 `supports_vision`, ... then answer from Wattfare's listing.
@@ -28,6 +31,7 @@ from wattfare_litellm.errors import (
     WattfareBudgetBusyError,
     WattfareBudgetExceededError,
     WattfareFundingInvalidError,
+    WattfareGrantInvalidError,
     WattfareNotConnectedError,
     WattfarePaymentRequiredError,
     WattfareUserRefusalError,
@@ -38,6 +42,7 @@ __all__ = [
     "WattfareBudgetBusyError",
     "WattfareBudgetExceededError",
     "WattfareFundingInvalidError",
+    "WattfareGrantInvalidError",
     "WattfareLLM",
     "WattfareNotConnectedError",
     "WattfarePaymentRequiredError",

@@ -1,8 +1,11 @@
-"""What one LiteLLM call asks of Wattfare: the end user, the OpenAI params, the client settings.
+"""What one LiteLLM call asks of Wattfare: who pays, the OpenAI params, the client settings.
 
 LiteLLM hands a custom provider its arguments in several places. The end user comes from the
 standard `user` param, which LiteLLM keeps out of `optional_params` for custom providers but
 records on the call's logging object; the `Wattfare-User` header (`extra_headers`) also names one.
+A member's one-time grant pays instead when the call names one: `wattfare_grant=<grant token>` (a
+keyword LiteLLM does not know, so it reaches `optional_params`), or the `Wattfare-Grant` header. A call
+names exactly one of the two.
 
 `optional_params` holds the Chat Completions params LiteLLM knows and, for a custom provider, every
 keyword argument it does not know (`litellm.utils.add_provider_specific_params_to_optional_params`).
@@ -17,7 +20,7 @@ An embedding call (`read_embedding_call`) follows the same rules with OpenAI's e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 import httpx
@@ -43,8 +46,10 @@ _CONNECTION: Final = frozenset(
         "max_retries",
     }
 )
-# LiteLLM's own controls, each read apart: the end user, streaming, the explicit extra fields.
-_CONTROLS: Final = frozenset({"user", "stream", "extra_body"})
+# The keyword naming a one-time grant: read apart, never sent as a body field.
+GRANT_PARAM: Final = "wattfare_grant"
+# LiteLLM's own controls and ours, each read apart: who pays, streaming, the explicit extra fields.
+_CONTROLS: Final = frozenset({"user", GRANT_PARAM, "stream", "extra_body"})
 # The Chat Completions params LiteLLM knows (its list grows with OpenAI's): sent as given.
 _REQUEST_FIELDS: Final = frozenset(OPENAI_CHAT_COMPLETION_PARAMS) - _CONNECTION - _CONTROLS
 
@@ -77,15 +82,17 @@ class ChatCall:
         model: The Wattfare model id (`anthropic/claude-sonnet-4`).
         messages: The OpenAI messages.
         params: OpenAI body fields, passed through verbatim (tools, temperature, ...).
-        app_user_id: The end user charged.
+        app_user_id: The end user charged, or None when a grant is.
         client: How to reach Wattfare.
+        grant: The one-time grant charged instead of a user (its token), or None.
     """
 
     model: str
     messages: list[Any]
     params: dict[str, Any]
-    app_user_id: str
+    app_user_id: str | None
     client: ClientSettings
+    grant: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +105,9 @@ class EmbeddingCall:
         dimensions: The size of each vector, when given.
         encoding_format: `"float"` or `"base64"`, when given.
         extra_body: The caller's explicit extra request fields.
-        app_user_id: The end user charged.
+        app_user_id: The end user charged, or None when a grant is.
         client: How to reach Wattfare.
+        grant: The one-time grant charged instead of a user (its token), or None.
     """
 
     model: str
@@ -108,8 +116,9 @@ class EmbeddingCall:
     dimensions: Any
     encoding_format: Any
     extra_body: dict[str, Any] | None
-    app_user_id: str
+    app_user_id: str | None
     client: ClientSettings
+    grant: str | None = field(default=None, repr=False)
 
 
 def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
@@ -128,6 +137,34 @@ def _end_user(optional_params: Mapping[str, Any], logging_obj: Any, headers: Map
     if not user:
         user = _header(headers, "wattfare-user")
     return user if isinstance(user, str) and user else None
+
+
+def _grant(optional_params: Mapping[str, Any], headers: Mapping[str, Any] | None) -> str | None:
+    grant: object = optional_params.get(GRANT_PARAM) or _header(headers, "wattfare-grant")
+    return grant if isinstance(grant, str) and grant else None
+
+
+def _payer(user: str | None, grant: str | None, model: str, what: str) -> tuple[str | None, str | None]:
+    """The (end user, grant) a call is charged to: exactly one is set, else LiteLLM's `BadRequestError`."""
+    if user is not None and grant is not None:
+        raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
+            message=(
+                f"a Wattfare {what} is charged to one of your app's users or to a one-time grant, not both:"
+                f" pass user=<your app's user id> or {GRANT_PARAM}=<grant token>"
+            ),
+            model=model,
+            llm_provider=PROVIDER,
+        )
+    if user is None and grant is None:
+        raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
+            message=(
+                f"Wattfare charges every {what} to one of your app's users: pass user=<your app's user id>"
+                f" (or {GRANT_PARAM}=<grant token> for a member's one-time grant)"
+            ),
+            model=model,
+            llm_provider=PROVIDER,
+        )
+    return user, grant
 
 
 def _litellm_param(litellm_params: object, name: str) -> object:
@@ -187,10 +224,12 @@ def read_call(
     Raises:
         litellm.UnsupportedParamsError: The call has params that are not Chat Completions params (unless
             LiteLLM's `drop_params` is on: then they are dropped).
-        litellm.BadRequestError: No end user was named (pass LiteLLM's `user`), or `extra_body` holds a
-            client setting such as `api_key`.
+        litellm.BadRequestError: Not exactly one of an end user (LiteLLM's `user`) and a grant (`wattfare_grant`)
+            was named, or `extra_body` holds a client setting such as `api_key`.
     """
-    app_user_id = _require_end_user(_end_user(optional_params, logging_obj, headers), model, "completion")
+    app_user_id, grant = _payer(
+        _end_user(optional_params, logging_obj, headers), _grant(optional_params, headers), model, "completion"
+    )
     unknown = sorted(k for k in optional_params if k not in _REQUEST_FIELDS | _CONNECTION | _CONTROLS)
     if unknown and not _drops_params(litellm_params):
         raise UnsupportedParamsError(
@@ -212,6 +251,7 @@ def read_call(
         messages=list(messages),
         params=params,
         app_user_id=app_user_id,
+        grant=grant,
         client=ClientSettings(
             secret_key=api_key or None,
             base_url=api_base or None,
@@ -220,16 +260,6 @@ def read_call(
             busy_retries=router_retries(litellm_params),
         ),
     )
-
-
-def _require_end_user(app_user_id: str | None, model: str, what: str) -> str:
-    if app_user_id is None:
-        raise BadRequestError(  # pyright: ignore[reportUnknownMemberType]
-            message=f"Wattfare charges every {what} to one of your app's users: pass user=<your app's user id>",
-            model=model,
-            llm_provider=PROVIDER,
-        )
-    return app_user_id
 
 
 def _extra_body(optional_params: Mapping[str, Any], model: str) -> dict[str, Any] | None:
@@ -271,10 +301,12 @@ def read_embedding_call(
     Raises:
         litellm.UnsupportedParamsError: The call has params that are not embedding params (unless LiteLLM's
             `drop_params` is on: then they are dropped).
-        litellm.BadRequestError: No end user was named (pass LiteLLM's `user`), or `extra_body` holds a client
-            setting such as `api_key`.
+        litellm.BadRequestError: Not exactly one of an end user (LiteLLM's `user`) and a grant (`wattfare_grant`)
+            was named, or `extra_body` holds a client setting such as `api_key`.
     """
-    app_user_id = _require_end_user(_end_user(optional_params, logging_obj, None), model, "embedding")
+    app_user_id, grant = _payer(
+        _end_user(optional_params, logging_obj, None), _grant(optional_params, None), model, "embedding"
+    )
     unknown = sorted(k for k in optional_params if k not in _EMBEDDING_FIELDS | _CONNECTION | _CONTROLS)
     if unknown and not _drops_params(litellm_params):
         raise UnsupportedParamsError(
@@ -295,6 +327,7 @@ def read_embedding_call(
         encoding_format=optional_params.get("encoding_format"),
         extra_body=_extra_body(optional_params, model),
         app_user_id=app_user_id,
+        grant=grant,
         client=ClientSettings(
             secret_key=api_key or None,
             base_url=api_base or None,

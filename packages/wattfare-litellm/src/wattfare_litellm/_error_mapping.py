@@ -35,6 +35,7 @@ from wattfare_litellm.errors import (
     WattfareBudgetBusyError,
     WattfareBudgetExceededError,
     WattfareFundingInvalidError,
+    WattfareGrantInvalidError,
     WattfareNotConnectedError,
     WattfarePaymentRequiredError,
     WattfareUserRefusalError,
@@ -42,15 +43,18 @@ from wattfare_litellm.errors import (
 
 PROVIDER = "wattfare"
 
-# Wattfare's error codes for the state of one end user: never retried, never a cooldown, never a fallback
-# to another deployment, whatever their HTTP status. A code added here gets all of that.
-PER_USER_REFUSALS: Final = frozenset({"not_connected", "budget_exceeded", "funding_invalid", "budget_busy"})
+# Wattfare's error codes for the state of one end user (or one grant): never retried, never a cooldown, never a
+# fallback to another deployment, whatever their HTTP status. A code added here gets all of that.
+PER_USER_REFUSALS: Final = frozenset(
+    {"not_connected", "budget_exceeded", "funding_invalid", "grant_invalid", "budget_busy"}
+)
 
 # The class a refusal is raised as, by code; a refusal whose code is not here is the base class of its status.
 _REFUSAL_CLASSES: Final[Mapping[str, type[WattfareUserRefusalError]]] = {
     "not_connected": WattfareNotConnectedError,
     "budget_exceeded": WattfareBudgetExceededError,
     "funding_invalid": WattfareFundingInvalidError,
+    "grant_invalid": WattfareGrantInvalidError,
     "budget_busy": WattfareBudgetBusyError,
 }
 
@@ -108,7 +112,7 @@ def litellm_error(exc: wattfare.WattfareError, *, model: str, app_user_id: str |
     Args:
         exc: What the Wattfare SDK raised.
         model: The model asked for, without the `wattfare/` prefix.
-        app_user_id: The end user the request was for.
+        app_user_id: The end user the request was for (None for a grant's).
     """
     message = str(exc)
     if isinstance(exc, wattfare.APIStatusError) and (

@@ -1,16 +1,15 @@
 """What a LiteLLM caller catches when Wattfare refuses one end user.
 
-A spent cap, a missing connection, rejected funding or a budget busy with the user's other requests
-in flight is the state of one end user, not of the deployment that many users share, and no other
-deployment may serve that user instead. Wattfare answers these with HTTP 402 (429 for a busy budget),
-but LiteLLM's Router would cool a deployment down after a 402 or a 429 (and retry a 429), so one
-user's empty or busy budget would block every other user for the cooldown; and it
-falls back on almost any error, so a fallback to a model outside Wattfare would serve the user
-anyway, billed to the app. These exceptions are therefore `litellm.BadRequestError`s with
-`status_code` 400, which the Router neither retries nor cools a deployment down for, and also
-LiteLLM `GuardrailRaisedException`s, which it never falls back from (see `WattfareUserRefusalError`).
-They reach the caller with their class and data intact; the real status stays on
-`wattfare_status_code`.
+A spent cap, a missing connection, rejected funding, a spent one-time grant or a budget busy with the
+user's other requests in flight is the state of one end user (or one grant), not of the deployment that
+many users share, and no other deployment may serve that user instead. Wattfare answers these with HTTP
+402 (429 for a busy budget), but LiteLLM's Router would cool a deployment down after a 402 or a 429 (and
+retry a 429), so one user's empty or busy budget would block every other user for the cooldown; and it
+falls back on almost any error, so a fallback to a model outside Wattfare would serve the user anyway,
+billed to the app. These exceptions are therefore `litellm.BadRequestError`s with `status_code` 400,
+which the Router neither retries nor cools a deployment down for, and also LiteLLM
+`GuardrailRaisedException`s, which it never falls back from (see `WattfareUserRefusalError`). They reach
+the caller with their class and data intact; the real status stays on `wattfare_status_code`.
 
 * litellm.BadRequestError (and litellm.exceptions.GuardrailRaisedException)
   + WattfareUserRefusalError          - one end user's state: never retried by a Router, never falls back
@@ -18,6 +17,7 @@ They reach the caller with their class and data intact; the real status stays on
       + WattfareNotConnectedError     - `not_connected`: show "Connect AI budget"
       + WattfareBudgetExceededError   - `budget_exceeded`: cap reached until `resets_at`
       + WattfareFundingInvalidError   - `funding_invalid`: the user must reconnect
+      + WattfareGrantInvalidError     - `grant_invalid`: the one-time grant is unknown, spent, expired or revoked
     + WattfareBudgetBusyError         - 429 `budget_busy`: still busy after the SDK's retries; retry shortly
 
 Every other Wattfare error becomes LiteLLM's matching class (see the package README).
@@ -35,6 +35,7 @@ __all__ = [
     "WattfareBudgetBusyError",
     "WattfareBudgetExceededError",
     "WattfareFundingInvalidError",
+    "WattfareGrantInvalidError",
     "WattfareNotConnectedError",
     "WattfarePaymentRequiredError",
     "WattfareUserRefusalError",
@@ -145,6 +146,13 @@ class WattfareBudgetExceededError(WattfarePaymentRequiredError):
 
 class WattfareFundingInvalidError(WattfarePaymentRequiredError):
     """`funding_invalid`: the end user's funding was rejected; they must reconnect."""
+
+
+class WattfareGrantInvalidError(WattfarePaymentRequiredError):
+    """`grant_invalid`: the one-time grant is unknown, used up, expired, revoked or over its dollar cap.
+
+    `app_user_id` is None: a grant names no app user. Ask the member for a new grant.
+    """
 
 
 class WattfareBudgetBusyError(WattfareUserRefusalError):

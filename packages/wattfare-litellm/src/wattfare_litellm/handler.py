@@ -21,7 +21,17 @@ from litellm.exceptions import AuthenticationError, UnsupportedEndpointError
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import EmbeddingResponse, GenericStreamingChunk, ModelResponse
 
-from wattfare import AsyncWattfare, ChatStream, UsageError, Wattfare, WattfareError
+from wattfare import (
+    AsyncWattfare,
+    AsyncWattfareGrant,
+    AsyncWattfareUser,
+    ChatStream,
+    UsageError,
+    Wattfare,
+    WattfareError,
+    WattfareGrant,
+    WattfareUser,
+)
 from wattfare_litellm._call import ChatCall, ClientSettings, EmbeddingCall, read_call, read_embedding_call
 from wattfare_litellm._chunks import ChunkTranslator
 from wattfare_litellm._embedding_params import route_embedding_params
@@ -67,7 +77,8 @@ class WattfareLLM(CustomLLM):
     `config.yaml`), then call `litellm.completion(model="wattfare/openai/gpt-4o-mini",
     messages=..., user="user_42")`. The deployment's `api_key` is the app's Wattfare secret key and
     its `api_base` the Wattfare server; without them the SDK reads `WATTFARE_SECRET_KEY` and
-    `WATTFARE_BASE_URL`. The end user is LiteLLM's standard `user` param. Embeddings too:
+    `WATTFARE_BASE_URL`. The end user is LiteLLM's standard `user` param; a member's one-time grant pays instead
+    with `wattfare_grant=<grant token>` (or the `Wattfare-Grant` header in `extra_headers`). Embeddings too:
     `litellm.embedding(model="wattfare/openai/text-embedding-3-small", input=[...], user="user_42")`.
 
     Args:
@@ -146,7 +157,7 @@ class WattfareLLM(CustomLLM):
         )
         wf = self._client(call)
         try:
-            completion = wf.user(call.app_user_id).chat(model=call.model, messages=call.messages, **call.params)
+            completion = _payer(wf, call).chat(model=call.model, messages=call.messages, **call.params)
         except WattfareError as exc:
             raise litellm_error(exc, model=call.model, app_user_id=call.app_user_id) from exc
         return to_model_response(completion, model_response)
@@ -191,7 +202,7 @@ class WattfareLLM(CustomLLM):
         stack = ExitStack()
         try:
             stream = stack.enter_context(
-                wf.user(call.app_user_id).stream(model=call.model, messages=call.messages, **call.params)
+                _payer(wf, call).stream(model=call.model, messages=call.messages, **call.params)
             )
         except WattfareError as exc:
             stack.close()
@@ -232,7 +243,7 @@ class WattfareLLM(CustomLLM):
         )
         wf = self._async_client(call)
         try:
-            completion = await wf.user(call.app_user_id).chat(model=call.model, messages=call.messages, **call.params)
+            completion = await _apayer(wf, call).chat(model=call.model, messages=call.messages, **call.params)
         except WattfareError as exc:
             raise litellm_error(exc, model=call.model, app_user_id=call.app_user_id) from exc
         return to_model_response(completion, model_response)
@@ -272,7 +283,7 @@ class WattfareLLM(CustomLLM):
         wf = self._async_client(call)
         translator = ChunkTranslator()
         try:
-            async with wf.user(call.app_user_id).stream(model=call.model, messages=call.messages, **call.params) as s:
+            async with _apayer(wf, call).stream(model=call.model, messages=call.messages, **call.params) as s:
                 async for chunk in s:
                     for generic in translator.translate(chunk):
                         yield generic
@@ -309,7 +320,7 @@ class WattfareLLM(CustomLLM):
         )
         wf = self._client(call)
         try:
-            result = wf.user(call.app_user_id).embed(
+            result = _payer(wf, call).embed(
                 model=call.model,
                 input=call.input,
                 dimensions=call.dimensions,
@@ -346,7 +357,7 @@ class WattfareLLM(CustomLLM):
         )
         wf = self._async_client(call)
         try:
-            result = await wf.user(call.app_user_id).embed(
+            result = await _apayer(wf, call).embed(
                 model=call.model,
                 input=call.input,
                 dimensions=call.dimensions,
@@ -424,6 +435,15 @@ class WattfareLLM(CustomLLM):
             if owned is None or owned.is_closed:
                 owned = self._owned_async_http[loop] = httpx.AsyncClient()
             return owned
+
+
+def _payer(wf: Wattfare, call: ChatCall | EmbeddingCall) -> WattfareUser | WattfareGrant:
+    # `read_call` named exactly one of the two.
+    return wf.grant(call.grant) if call.grant is not None else wf.user(call.app_user_id or "")
+
+
+def _apayer(wf: AsyncWattfare, call: ChatCall | EmbeddingCall) -> AsyncWattfareUser | AsyncWattfareGrant:
+    return wf.grant(call.grant) if call.grant is not None else wf.user(call.app_user_id or "")
 
 
 def _misconfigured(exc: UsageError, model: str) -> Exception:

@@ -1,6 +1,7 @@
 """The Wattfare clients behind a `WattfareLLM`: one sync client, one async client per event loop, one catalog.
 
-Per-user copies (`WattfareLLM.for_user`) share one `Connection`, hence its connection pools.
+Per-user copies (`WattfareLLM.for_user`, `for_grant`) share one `Connection`, hence its connection pools; it also
+hands out the SDK's handle for whoever pays a request, one app user or one one-time grant.
 
 An `httpx.AsyncClient`'s pooled connections belong to the event loop that opened them, and LlamaIndex
 code often runs `asyncio.run(...)` more than once with the same LLM; so the async client is kept per
@@ -15,7 +16,15 @@ import weakref
 
 import httpx
 
-from wattfare import AsyncWattfare, Wattfare
+from wattfare import (
+    AsyncWattfare,
+    AsyncWattfareGrant,
+    AsyncWattfareUser,
+    UsageError,
+    Wattfare,
+    WattfareGrant,
+    WattfareUser,
+)
 from wattfare_llamaindex._catalog import ModelCatalog
 
 __all__ = ["Connection"]
@@ -85,6 +94,28 @@ class Connection:
         )
         self._async, self._async_loop = current, weakref.ref(loop)
         return current
+
+    def check_payer(self, owner: str, user_id: str | None, grant: str | None) -> None:
+        """`UsageError` unless exactly one of a user and a grant is named, in a form the SDK accepts.
+
+        A request names one or the other (the server refuses both, and neither); checked when a model is built,
+        rather than at its first call.
+        """
+        if (user_id is None) == (grant is None):
+            raise UsageError(
+                f"{owner} is charged to exactly one of your app's users (user_id=...) and a member's one-time grant"
+                f" (grant=...), {'not both' if user_id is not None else 'and neither was given'}"
+            )
+        self.payer(user_id, grant)
+
+    def payer(self, user_id: str | None, grant: str | None) -> WattfareUser | WattfareGrant:
+        """The sync client's handle for whoever pays: the grant when one is named, else the user."""
+        return self.sync.grant(grant) if grant is not None else self.sync.user(user_id or "")
+
+    def async_payer(self, user_id: str | None, grant: str | None) -> AsyncWattfareUser | AsyncWattfareGrant:
+        """`payer`, on the running event loop's async client (call it from a coroutine)."""
+        client = self.async_client()
+        return client.grant(grant) if grant is not None else client.user(user_id or "")
 
     def close(self) -> None:
         """Close the sync client's pool."""

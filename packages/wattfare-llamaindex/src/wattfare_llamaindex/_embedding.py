@@ -8,7 +8,6 @@ import httpx
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from wattfare import AsyncModelHandle, ModelHandle
 from wattfare_llamaindex._arguments import EMBEDDING, resolve_arguments
 from wattfare_llamaindex._connection import Connection
 
@@ -29,6 +28,8 @@ class WattfareEmbedding(BaseEmbedding):
     Args:
         model: An embedding model id, as in Wattfare's model list (`openai/text-embedding-3-small`).
         user_id: Your app's id for the end user who pays.
+        grant: Instead of a user, a member's one-time grant token (`wfg_…`, sent as `Wattfare-Grant`); see
+            `for_grant`.
         secret_key: Your app's secret key (alias `api_key`, as in `OpenAIEmbedding`); `WATTFARE_SECRET_KEY` when
             None.
         base_url: The Wattfare server (alias `api_base`); `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`, when
@@ -39,17 +40,20 @@ class WattfareEmbedding(BaseEmbedding):
             (`callback_manager`, `num_workers`, `embeddings_cache`, ...).
 
     Raises:
-        UsageError: The secret key is missing or malformed, or `user_id` is empty; or an argument is unknown, or
-            one of `OpenAIEmbedding`'s that means nothing here (`mode`, `default_headers`, `reuse_client`, ...):
-            the message says what to do instead. Unknown arguments are never sent: request fields go in
-            `additional_kwargs`.
+        UsageError: The secret key is missing or malformed; `user_id` is empty, or not exactly one of `user_id` and
+            `grant` is given; or an argument is unknown, or one of `OpenAIEmbedding`'s that means nothing here
+            (`mode`, `default_headers`, `reuse_client`, ...): the message says what to do instead. Unknown arguments
+            are never sent: request fields go in `additional_kwargs`.
 
     Example:
         >>> embed_model = WattfareEmbedding(model="openai/text-embedding-3-small", user_id="user_42")  # doctest: +SKIP
         >>> index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)  # doctest: +SKIP
     """
 
-    user_id: str = Field(description="The app's id for the end user whose budget pays.")
+    user_id: str | None = Field(default=None, description="The app's id for the end user whose budget pays.")
+    grant: str | None = Field(
+        default=None, exclude=True, repr=False, description="A one-time grant's token, charged instead of a user."
+    )
     base_url: str | None = Field(default=None, description="The Wattfare server (WATTFARE_BASE_URL when None).")
     dimensions: int | None = Field(
         default=None, gt=0, description="The size of each vector, for models that can shorten theirs."
@@ -69,10 +73,11 @@ class WattfareEmbedding(BaseEmbedding):
     def __init__(
         self,
         model: str,
-        user_id: str,
+        user_id: str | None = None,
         secret_key: str | None = None,
         base_url: str | None = None,
         *,
+        grant: str | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
@@ -85,7 +90,7 @@ class WattfareEmbedding(BaseEmbedding):
         )
         secret_key = arguments.pop("secret_key", None)
         # BaseEmbedding's signature names only its own fields; this class's reach pydantic through `**data`.
-        data: dict[str, Any] = {"model_name": model, "user_id": user_id, **arguments}
+        data: dict[str, Any] = {"model_name": model, "user_id": user_id, "grant": grant, **arguments}
         super().__init__(**data)
         self._connection = Connection(
             secret_key=secret_key,
@@ -95,7 +100,7 @@ class WattfareEmbedding(BaseEmbedding):
             http_client=http_client,
             async_http_client=async_http_client,
         )
-        self._connection.sync.user(user_id)  # the SDK's check of the id, now rather than at the first call
+        self._connection.check_payer("WattfareEmbedding", user_id, grant)
 
     @classmethod
     def class_name(cls) -> str:
@@ -108,8 +113,17 @@ class WattfareEmbedding(BaseEmbedding):
         Raises:
             UsageError: `user_id` is empty.
         """
-        self._connection.sync.user(user_id)
-        return self.model_copy(update={"user_id": user_id})
+        self._connection.check_payer("WattfareEmbedding", user_id, None)
+        return self.model_copy(update={"user_id": user_id, "grant": None})
+
+    def for_grant(self, grant: str) -> WattfareEmbedding:
+        """The same model charged to a member's one-time grant (its token) instead of a user: a cheap copy.
+
+        Raises:
+            UsageError: `grant` is not a non-empty printable ASCII str.
+        """
+        self._connection.check_payer("WattfareEmbedding", None, grant)
+        return self.model_copy(update={"grant": grant, "user_id": None})
 
     def close(self) -> None:
         """Close the sync connection pool (shared with `for_user` copies)."""
@@ -136,19 +150,18 @@ class WattfareEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         if not texts:
             return []
-        return self._handle().embed(texts, dimensions=self.dimensions, extra_body=self._body()).vectors()
+        payer = self._connection.payer(self.user_id, self.grant)
+        response = payer.embed(model=self.model_name, input=texts, dimensions=self.dimensions, extra_body=self._body())
+        return response.vectors()
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         if not texts:
             return []
-        response = await self._ahandle().embed(texts, dimensions=self.dimensions, extra_body=self._body())
+        payer = self._connection.async_payer(self.user_id, self.grant)
+        response = await payer.embed(
+            model=self.model_name, input=texts, dimensions=self.dimensions, extra_body=self._body()
+        )
         return response.vectors()
-
-    def _handle(self) -> ModelHandle:
-        return self._connection.sync.user(self.user_id).model(self.model_name)
-
-    def _ahandle(self) -> AsyncModelHandle:
-        return self._connection.async_client().user(self.user_id).model(self.model_name)
 
     def _body(self) -> dict[str, Any] | None:
         return dict(self.additional_kwargs) or None

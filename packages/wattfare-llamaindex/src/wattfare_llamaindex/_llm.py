@@ -32,7 +32,7 @@ from llama_index.core.llms.callbacks import (
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from wattfare import AsyncModelHandle, ModelHandle
+from wattfare import AsyncWattfareGrant, AsyncWattfareUser, WattfareGrant, WattfareUser
 from wattfare_llamaindex._arguments import check_request_fields, resolve_arguments
 from wattfare_llamaindex._connection import Connection
 from wattfare_llamaindex._messages import to_wire_messages
@@ -76,6 +76,8 @@ class WattfareLLM(FunctionCallingLLM):
     Args:
         model: The model id, as in Wattfare's model list (`openai/gpt-4o-mini`, `anthropic/claude-sonnet-4`).
         user_id: Your app's id for the end user who pays.
+        grant: Instead of a user, a member's one-time grant token (`wfg_…`, sent as `Wattfare-Grant`): the grant's
+            requests pay, and once it is spent a call raises `GrantInvalidError`; see `for_grant`.
         secret_key: Your app's secret key (alias `api_key`, as in LlamaIndex's `OpenAI`); `WATTFARE_SECRET_KEY`
             when None.
         base_url: The Wattfare server (alias `api_base`); `WATTFARE_BASE_URL`, then `http://127.0.0.1:8787`, when
@@ -87,10 +89,10 @@ class WattfareLLM(FunctionCallingLLM):
             and `reasoning_effort` are sent as request fields.
 
     Raises:
-        UsageError: The secret key is missing or malformed, or `user_id` is empty; or an argument is unknown, or
-            one of `OpenAI`'s that means nothing here (`default_headers`, `api_version`, `reuse_client`, ...): the
-            message says what to do instead. Unknown arguments are never sent: request fields go in
-            `additional_kwargs`.
+        UsageError: The secret key is missing or malformed; `user_id` is empty, or not exactly one of `user_id` and
+            `grant` is given; or an argument is unknown, or one of `OpenAI`'s that means nothing here
+            (`default_headers`, `api_version`, `reuse_client`, ...): the message says what to do instead. Unknown
+            arguments are never sent: request fields go in `additional_kwargs`.
 
     Example:
         >>> llm = WattfareLLM(model="openai/gpt-4o-mini", user_id="user_42")  # doctest: +SKIP
@@ -99,7 +101,10 @@ class WattfareLLM(FunctionCallingLLM):
     """
 
     model: str = Field(description="The model id, as in Wattfare's model list.")
-    user_id: str = Field(description="The app's id for the end user whose budget pays.")
+    user_id: str | None = Field(default=None, description="The app's id for the end user whose budget pays.")
+    grant: str | None = Field(
+        default=None, exclude=True, repr=False, description="A one-time grant's token, charged instead of a user."
+    )
     base_url: str | None = Field(default=None, description="The Wattfare server (WATTFARE_BASE_URL when None).")
     temperature: float | None = Field(default=None, description="Sampling temperature; the model's default when None.")
     max_tokens: int | None = Field(
@@ -124,10 +129,11 @@ class WattfareLLM(FunctionCallingLLM):
     def __init__(
         self,
         model: str,
-        user_id: str,
+        user_id: str | None = None,
         secret_key: str | None = None,
         base_url: str | None = None,
         *,
+        grant: str | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
@@ -138,7 +144,7 @@ class WattfareLLM(FunctionCallingLLM):
             accepted={*type(self).model_fields, "secret_key"},
         )
         secret_key = arguments.pop("secret_key", None)
-        super().__init__(model=model, user_id=user_id, **arguments)
+        super().__init__(model=model, user_id=user_id, grant=grant, **arguments)
         self._connection = Connection(
             secret_key=secret_key,
             base_url=self.base_url,
@@ -147,7 +153,7 @@ class WattfareLLM(FunctionCallingLLM):
             http_client=http_client,
             async_http_client=async_http_client,
         )
-        self._connection.sync.user(user_id)  # the SDK's check of the id, now rather than at the first call
+        self._connection.check_payer("WattfareLLM", user_id, grant)
 
     @classmethod
     def class_name(cls) -> str:
@@ -160,8 +166,17 @@ class WattfareLLM(FunctionCallingLLM):
         Raises:
             UsageError: `user_id` is empty.
         """
-        self._connection.sync.user(user_id)
-        return self.model_copy(update={"user_id": user_id})
+        self._connection.check_payer("WattfareLLM", user_id, None)
+        return self.model_copy(update={"user_id": user_id, "grant": None})
+
+    def for_grant(self, grant: str) -> WattfareLLM:
+        """The same LLM charged to a member's one-time grant (its token) instead of a user: a cheap copy, as `for_user`.
+
+        Raises:
+            UsageError: `grant` is not a non-empty printable ASCII str.
+        """
+        self._connection.check_payer("WattfareLLM", None, grant)
+        return self.model_copy(update={"grant": grant, "user_id": None})
 
     def close(self) -> None:
         """Close the sync connection pool (shared with `for_user` copies)."""
@@ -244,14 +259,16 @@ class WattfareLLM(FunctionCallingLLM):
         return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return chat_response(self._handle().chat(to_wire_messages(messages), **self._params(kwargs)))
+        wire = to_wire_messages(messages)
+        return chat_response(self._payer().chat(model=self.model, messages=wire, **self._params(kwargs)))
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return chat_response(await self._ahandle().chat(to_wire_messages(messages), **self._params(kwargs)))
+        wire = to_wire_messages(messages)
+        return chat_response(await self._apayer().chat(model=self.model, messages=wire, **self._params(kwargs)))
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         # Built now, so that a malformed request fails at the call rather than at the first `next()`.
-        stream = self._handle().stream(to_wire_messages(messages), **self._params(kwargs))
+        stream = self._payer().stream(model=self.model, messages=to_wire_messages(messages), **self._params(kwargs))
 
         def responses() -> Generator[ChatResponse]:
             state = StreamState()
@@ -265,7 +282,7 @@ class WattfareLLM(FunctionCallingLLM):
         return responses()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        stream = self._ahandle().stream(to_wire_messages(messages), **self._params(kwargs))
+        stream = self._apayer().stream(model=self.model, messages=to_wire_messages(messages), **self._params(kwargs))
 
         async def responses() -> AsyncGenerator[ChatResponse]:
             state = StreamState()
@@ -277,11 +294,11 @@ class WattfareLLM(FunctionCallingLLM):
 
         return responses()
 
-    def _handle(self) -> ModelHandle:
-        return self._connection.sync.user(self.user_id).model(self.model)
+    def _payer(self) -> WattfareUser | WattfareGrant:
+        return self._connection.payer(self.user_id, self.grant)
 
-    def _ahandle(self) -> AsyncModelHandle:
-        return self._connection.async_client().user(self.user_id).model(self.model)
+    def _apayer(self) -> AsyncWattfareUser | AsyncWattfareGrant:
+        return self._connection.async_payer(self.user_id, self.grant)
 
     def _params(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         check_request_fields(kwargs, "the call's arguments")

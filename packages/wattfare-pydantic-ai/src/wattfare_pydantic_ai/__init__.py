@@ -7,9 +7,9 @@
     >>> agent = Agent(OpenAIChatModel("openai/gpt-4o-mini", provider=provider))  # doctest: +SKIP
 
 A refusal is Pydantic AI's `ModelHTTPError` carrying Wattfare's code: `exc.provider_error_code` is
-`budget_exceeded`, `not_connected`, `funding_invalid` (402, also a `ModelQuotaExceededError`), `budget_busy`
-(429), `auth`, `model_not_found`, ... It reaches you once: nothing retries a 402. Under a `FallbackModel`,
-pass `fallback_on=not_a_user_refusal` so that no other model serves a user Wattfare refused.
+`budget_exceeded`, `not_connected`, `funding_invalid`, `grant_invalid` (402, also a `ModelQuotaExceededError`),
+`budget_busy` (429), `auth`, `model_not_found`, ... It reaches you once: nothing retries a 402. Under a
+`FallbackModel`, pass `fallback_on=not_a_user_refusal` so that no other model serves a user Wattfare refused.
 """
 
 from __future__ import annotations

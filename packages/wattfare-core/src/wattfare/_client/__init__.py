@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from wattfare._client._async import AsyncChatStream, AsyncModelHandle, AsyncWattfare, AsyncWattfareUser
-from wattfare._client._sync import ChatStream, ModelHandle, Wattfare, WattfareUser
+from wattfare._client._async import (
+    AsyncChatStream,
+    AsyncModelHandle,
+    AsyncWattfare,
+    AsyncWattfareGrant,
+    AsyncWattfareUser,
+)
+from wattfare._client._sync import ChatStream, ModelHandle, Wattfare, WattfareGrant, WattfareUser
 
 __all__ = [
     "AsyncChatStream",
     "AsyncModelHandle",
     "AsyncWattfare",
+    "AsyncWattfareGrant",
     "AsyncWattfareUser",
     "ChatStream",
     "ModelHandle",
     "Wattfare",
+    "WattfareGrant",
     "WattfareUser",
 ]

@@ -1,4 +1,4 @@
-"""The asynchronous client: `AsyncWattfare`, its per-user and per-model handles, and `AsyncChatStream`.
+"""The asynchronous client: `AsyncWattfare`, its per-user, per-grant and per-model handles, and `AsyncChatStream`.
 
 Mirrors `_sync.py` name for name (`close` is `aclose`, as in httpx); everything that is not
 sending, sleeping or reading lives in `_core.py` and `_streaming.py`.
@@ -17,7 +17,7 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from wattfare._client import _core
+from wattfare._client import _core, _grants
 from wattfare._client._core import EmbeddingInput, EncodingFormat, MessageParam, RequestSpec
 from wattfare._client._streaming import ChunkReader, first_choice_text
 from wattfare._exceptions import UsageError, error_from_response
@@ -25,15 +25,17 @@ from wattfare._types import (
     ChatCompletion,
     ChatCompletionChunk,
     ConnectionStatus,
+    CreatedGrant,
     CreatedSession,
     EmbeddingResponse,
+    GrantStatus,
     ModelInfo,
     Usage,
     UsageReport,
 )
 from wattfare._usage import StreamAccumulator
 
-__all__ = ["AsyncChatStream", "AsyncModelHandle", "AsyncWattfare", "AsyncWattfareUser"]
+__all__ = ["AsyncChatStream", "AsyncModelHandle", "AsyncWattfare", "AsyncWattfareGrant", "AsyncWattfareUser"]
 
 
 class AsyncWattfare:
@@ -102,6 +104,26 @@ class AsyncWattfare:
         """
         return _core.parse(CreatedSession, await self._send(_core.session_request(app_user_id, monthly_usd)))
 
+    async def create_test_grant(
+        self, requests: int, *, max_usd: Decimal | int | str | None = None, expires_in_seconds: int | None = None
+    ) -> CreatedGrant:
+        """Mint a one-time grant without a member's approval (`POST /grants`): test keys only, for tests and demos.
+
+        A live grant needs the member's approval in the browser (`wattfare.requestGrant`); a live key gets a
+        `BadRequestError` here.
+
+        Args:
+            requests: How many requests the grant allows (the server takes 1 to 1000).
+            max_usd: The most the grant may spend, in USD (never a float); no dollar cap when None.
+            expires_in_seconds: The grant's lifetime (the server takes 60 to 86400); the server's default (an
+                hour) when None.
+
+        Returns:
+            The grant: pass `grant_token` to `grant()`.
+        """
+        spec = _grants.create_grant_request(requests, max_usd, expires_in_seconds)
+        return _core.parse(CreatedGrant, await self._send(spec))
+
     async def models(self) -> list[ModelInfo]:
         """The models Wattfare serves, with their prices (`GET /models`)."""
         return _core.parse_models(await self._send(_core.models_request()))
@@ -121,6 +143,14 @@ class AsyncWattfare:
     def user(self, app_user_id: str) -> AsyncWattfareUser:
         """A handle for one app user; cheap, and shares this client's connection pool."""
         return AsyncWattfareUser(self, app_user_id)
+
+    def grant(self, token: str) -> AsyncWattfareGrant:
+        """A handle for one one-time grant (its token, `wfg_…`); cheap, and shares this client's connection pool.
+
+        Raises:
+            UsageError: `token` is not a non-empty printable ASCII str.
+        """
+        return AsyncWattfareGrant(self, token)
 
     async def aclose(self) -> None:
         """Close the connection pool (not an `http_client` the caller passed in)."""
@@ -164,50 +194,35 @@ class AsyncWattfare:
             retries += 1
 
 
-class AsyncWattfareUser:
-    """One app user: their connection, and completions and embeddings charged to their budget.
+class _Charged:
+    """What a user's handle and a grant's share: completions and embeddings, charged to the one who pays.
 
-    Get one from `AsyncWattfare.user`.
+    Exactly one of `app_user_id` (sent as `Wattfare-User`) and `grant` (sent as `Wattfare-Grant`) is set.
     """
 
-    def __init__(self, client: AsyncWattfare, app_user_id: str) -> None:
+    def __init__(self, client: AsyncWattfare, *, app_user_id: str | None = None, grant: str | None = None) -> None:
         self._client = client
-        self._app_user_id = _core.check_app_user_id(app_user_id)
-
-    def __repr__(self) -> str:
-        return f"<AsyncWattfareUser {self._app_user_id!r}>"
-
-    @property
-    def app_user_id(self) -> str:
-        """The app's id for this user."""
-        return self._app_user_id
-
-    async def status(self) -> ConnectionStatus:
-        """The user's connection and budget; `connected` is False (not an error) when they never connected."""
-        return _core.parse(ConnectionStatus, await self._client._send(_core.status_request(self._app_user_id)))  # pyright: ignore[reportPrivateUsage]
-
-    async def disconnect(self) -> None:
-        """Revoke the user's connection to this app; spending stops at once, streams in flight included."""
-        await self._client._send(_core.disconnect_request(self._app_user_id))  # pyright: ignore[reportPrivateUsage]
+        self._charged_user = app_user_id
+        self._charged_grant = grant
 
     async def chat(self, *, model: str, messages: Iterable[MessageParam], **params: Any) -> ChatCompletion:
-        """A chat completion charged to this user; `params` (tools, temperature, ...) pass through verbatim.
+        """A chat completion charged here (the user's budget, or the grant); `params` pass through verbatim.
 
         Returns:
             The OpenAI completion, with the cost, the budget left and the request id on `.wattfare`.
         """
-        spec = _core.chat_request(self._app_user_id, model, messages, params, stream=False)
+        spec = _core.chat_request(self._charged_user, model, messages, params, stream=False, grant=self._charged_grant)
         return _core.parse_completion(await self._client._send(spec))  # pyright: ignore[reportPrivateUsage]
 
     def stream(self, *, model: str, messages: Iterable[MessageParam], **params: Any) -> AsyncChatStream:
-        """A streamed chat completion charged to this user; use it as a context manager.
+        """A streamed chat completion charged here (the user's budget, or the grant); use it as a context manager.
 
         Example:
             >>> async with user.stream(model="openai/gpt-4o-mini", messages=msgs) as s:  # doctest: +SKIP
             ...     async for text in s.text_stream:
             ...         print(text, end="")
         """
-        spec = _core.chat_request(self._app_user_id, model, messages, params, stream=True)
+        spec = _core.chat_request(self._charged_user, model, messages, params, stream=True, grant=self._charged_grant)
         return AsyncChatStream(self._client, spec)
 
     async def embed(
@@ -219,7 +234,7 @@ class AsyncWattfareUser:
         encoding_format: EncodingFormat | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> EmbeddingResponse:
-        """Embeddings of `input` charged to this user (`POST /embeddings`, OpenAI's wire).
+        """Embeddings of `input` charged here, the user's budget or the grant (`POST /embeddings`, OpenAI's wire).
 
         Args:
             model: An embedding model's id (`openai/text-embedding-3-small`).
@@ -237,18 +252,71 @@ class AsyncWattfareUser:
             UsageError: An argument is malformed (nothing is sent).
         """
         spec = _core.embeddings_request(
-            self._app_user_id,
+            self._charged_user,
             model,
             input,
             dimensions=dimensions,
             encoding_format=encoding_format,
             extra_body=extra_body,
+            grant=self._charged_grant,
         )
         return _core.parse_embeddings(await self._client._send(spec))  # pyright: ignore[reportPrivateUsage]
+
+
+class AsyncWattfareUser(_Charged):
+    """One app user: their connection, and completions and embeddings charged to their budget.
+
+    Get one from `AsyncWattfare.user`.
+    """
+
+    def __init__(self, client: AsyncWattfare, app_user_id: str) -> None:
+        self._app_user_id = _core.check_app_user_id(app_user_id)
+        super().__init__(client, app_user_id=self._app_user_id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncWattfareUser {self._app_user_id!r}>"
+
+    @property
+    def app_user_id(self) -> str:
+        """The app's id for this user."""
+        return self._app_user_id
+
+    async def status(self) -> ConnectionStatus:
+        """The user's connection and budget; `connected` is False (not an error) when they never connected."""
+        return _core.parse(ConnectionStatus, await self._client._send(_core.status_request(self._app_user_id)))  # pyright: ignore[reportPrivateUsage]
+
+    async def disconnect(self) -> None:
+        """Revoke the user's connection to this app; spending stops at once, streams in flight included."""
+        await self._client._send(_core.disconnect_request(self._app_user_id))  # pyright: ignore[reportPrivateUsage]
 
     def model(self, model: str) -> AsyncModelHandle:
         """A handle bound to this user and one model."""
         return AsyncModelHandle(self, model)
+
+
+class AsyncWattfareGrant(_Charged):
+    """One one-time grant: completions and embeddings charged to it (`Wattfare-Grant`, no app user), and its state.
+
+    Get one from `AsyncWattfare.grant`. Once the grant is used up, expired, revoked or over its dollar cap, a
+    request raises `GrantInvalidError` (never retried).
+    """
+
+    def __init__(self, client: AsyncWattfare, token: str) -> None:
+        self._token = _grants.check_grant_token(token)
+        super().__init__(client, grant=self._token)
+
+    def __repr__(self) -> str:
+        # The token is a credential: never in a repr, hence never in a log line or a traceback.
+        return "<AsyncWattfareGrant>"
+
+    async def status(self) -> GrantStatus:
+        """The grant's state, the requests it has left and what it has spent (`GET /grants/current`).
+
+        Raises:
+            GrantInvalidError: The grant is unknown, or another app's.
+        """
+        spec = _grants.grant_status_request(self._token)
+        return _core.parse(GrantStatus, await self._client._send(spec))  # pyright: ignore[reportPrivateUsage]
 
 
 class AsyncModelHandle:

@@ -132,6 +132,7 @@ class RequestSpec:
         body: The JSON body, encoded.
         app_user_id: The end user a completion is charged to (sent as `Wattfare-User`).
         stream: Whether the response is an SSE stream (read lazily).
+        grant: The one-time grant a completion is charged to instead (sent as `Wattfare-Grant`).
     """
 
     method: str
@@ -140,6 +141,7 @@ class RequestSpec:
     body: bytes | None = None
     app_user_id: str | None = None
     stream: bool = False
+    grant: str | None = field(default=None, repr=False)
 
 
 def build_request(http: httpx.Client | httpx.AsyncClient, config: ClientConfig, spec: RequestSpec) -> httpx.Request:
@@ -153,6 +155,8 @@ def build_request(http: httpx.Client | httpx.AsyncClient, config: ClientConfig, 
         headers["Content-Type"] = "application/json"
     if spec.app_user_id is not None:
         headers["Wattfare-User"] = spec.app_user_id
+    if spec.grant is not None:
+        headers["Wattfare-Grant"] = spec.grant
     return http.build_request(
         spec.method,
         config.api_url + spec.path,
@@ -170,16 +174,26 @@ def check_app_user_id(app_user_id: object) -> str:
     return app_user_id
 
 
-def _usd(value: object) -> Decimal:
+def _check_payer(app_user_id: str | None, grant: str | None) -> None:
+    # The server refuses a request that names both, or neither; so does the client, before sending anything.
+    if (app_user_id is None) == (grant is None):
+        raise UsageError("a request is charged to exactly one of an app user and a grant")
+    for value, name, header in ((app_user_id, "app_user_id", "Wattfare-User"), (grant, "the grant", "Wattfare-Grant")):
+        if value is not None and not (value.isascii() and value.isprintable()):
+            raise UsageError(f"{name} must be printable ASCII to be sent in the {header} header")
+
+
+def usd_amount(value: object, name: str) -> Decimal:
+    """`value` (a Decimal, int or str; never a float) as a finite `Decimal` >= 0, or `UsageError` naming `name`."""
     if isinstance(value, bool | float) or not isinstance(value, Decimal | int | str):
         # Money is never a float here: 0.1 is not 0.1 in binary.
-        raise UsageError(f"monthly_usd must be a Decimal, int or str, got {type(value).__name__}")
+        raise UsageError(f"{name} must be a Decimal, int or str, got {type(value).__name__}")
     try:
         amount = Decimal(value)
     except InvalidOperation as exc:
-        raise UsageError(f"monthly_usd is not a number: {value!r}") from exc
+        raise UsageError(f"{name} is not a number: {value!r}") from exc
     if not amount.is_finite() or amount < 0:
-        raise UsageError(f"monthly_usd must be a finite amount >= 0, got {value!r}")
+        raise UsageError(f"{name} must be a finite amount >= 0, got {value!r}")
     return amount
 
 
@@ -190,7 +204,8 @@ def session_request(app_user_id: str, monthly_usd: object) -> RequestSpec:
         body = f'{{"appUserId":{user}}}'
     else:
         # Written by hand so the amount goes out as the exact decimal the caller gave, never via a float.
-        body = f'{{"appUserId":{user},"requestLimit":{{"monthlyUsd":{format(_usd(monthly_usd), "f")}}}}}'
+        cap = format(usd_amount(monthly_usd, "monthly_usd"), "f")
+        body = f'{{"appUserId":{user},"requestLimit":{{"monthlyUsd":{cap}}}}}'
     return RequestSpec("POST", "/sessions", body=body.encode())
 
 
@@ -235,11 +250,16 @@ def _json_default(value: object) -> object:
 
 
 def chat_request(
-    app_user_id: str, model: str, messages: Iterable[MessageParam], params: Mapping[str, Any], *, stream: bool
+    app_user_id: str | None,
+    model: str,
+    messages: Iterable[MessageParam],
+    params: Mapping[str, Any],
+    *,
+    stream: bool,
+    grant: str | None = None,
 ) -> RequestSpec:
-    """`POST /chat/completions`: an OpenAI body, passed through verbatim, for one end user."""
-    if not app_user_id.isascii() or not app_user_id.isprintable():
-        raise UsageError("app_user_id must be printable ASCII to be sent in the Wattfare-User header")
+    """`POST /chat/completions`: an OpenAI body, passed through verbatim, for one end user or one grant."""
+    _check_payer(app_user_id, grant)
     if not isinstance(model, str) or not model:  # pyright: ignore[reportUnnecessaryIsInstance]
         raise UsageError(f"model must be a non-empty str, got {model!r}")
     body: dict[str, Any] = {"model": model, "messages": list(messages), **params}
@@ -256,7 +276,9 @@ def chat_request(
         content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"the chat request is not valid JSON: {exc}") from exc
-    return RequestSpec("POST", "/chat/completions", body=content.encode(), app_user_id=app_user_id, stream=stream)
+    return RequestSpec(
+        "POST", "/chat/completions", body=content.encode(), app_user_id=app_user_id, stream=stream, grant=grant
+    )
 
 
 def _embedding_input(value: object) -> str | list[str] | list[int] | list[list[int]]:
@@ -291,17 +313,17 @@ def _is_token(value: object) -> bool:
 
 
 def embeddings_request(
-    app_user_id: str,
+    app_user_id: str | None,
     model: str,
     input: object,
     *,
     dimensions: int | None,
     encoding_format: str | None,
     extra_body: Mapping[str, Any] | None,
+    grant: str | None = None,
 ) -> RequestSpec:
-    """`POST /embeddings`: OpenAI's embeddings body for one end user; `extra_body` fields are merged in last."""
-    if not app_user_id.isascii() or not app_user_id.isprintable():
-        raise UsageError("app_user_id must be printable ASCII to be sent in the Wattfare-User header")
+    """`POST /embeddings`: OpenAI's embeddings body for one end user or one grant; `extra_body` is merged in last."""
+    _check_payer(app_user_id, grant)
     if not isinstance(model, str) or not model:  # pyright: ignore[reportUnnecessaryIsInstance]
         raise UsageError(f"model must be a non-empty str, got {model!r}")
     body: dict[str, Any] = {"model": model, "input": _embedding_input(input)}
@@ -321,7 +343,7 @@ def embeddings_request(
         content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"the embeddings request is not valid JSON: {exc}") from exc
-    return RequestSpec("POST", "/embeddings", body=content.encode(), app_user_id=app_user_id)
+    return RequestSpec("POST", "/embeddings", body=content.encode(), app_user_id=app_user_id, grant=grant)
 
 
 # ---------------------------------------------------------------- responses
@@ -427,7 +449,7 @@ def connection_error(exc: httpx.RequestError) -> APIConnectionError:
 def should_retry(status_code: int, headers: httpx.Headers) -> bool:
     """Whether an error status may be retried: `x-should-retry` decides, then the status; a 402 never is."""
     if status_code == 402:
-        # A spent cap or a missing connection does not heal by waiting; retrying only adds load.
+        # A spent cap, a missing connection or a spent grant does not heal by waiting; retrying only adds load.
         return False
     verdict = headers.get("x-should-retry")
     if verdict == "true":

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wattfare.server.api import app_settings, connections, models, openapi, probes, sessions, usage
+from wattfare.server.api import app_settings, connections, grants, models, openapi, probes, sessions, usage
 from wattfare.server.api.browser_cors import BROWSER_PATHS, BrowserCors
 from wattfare.server.billing.meter import Meter
 from wattfare.server.errors import ApiError, unavailable
@@ -34,7 +34,8 @@ from wattfare.server.settings import Settings
 from wattfare.server.store import Store, StoreUnavailableError, open_store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
-from wattfare.server.web import account, consent, developers, members, openrouter_link, policies
+from wattfare.server.web import account, consent, developers, members, openrouter_link, password_reset, policies
+from wattfare.server.web import grants as grant_popup
 from wattfare.server.web.render import STATIC, PageError, prefers_html, render
 from wattfare.server.web.sessions import SignInRequired, visitor
 
@@ -155,6 +156,8 @@ def create_app(
         Route(f"{v1}/connections", connections.approve_connection, methods=["POST"]),
         Route(f"{v1}/connections", connections.revoke_connection, methods=["DELETE"]),
         Route(f"{v1}/connections/{{app_user_id:any_text}}", connections.disconnect_user, methods=["DELETE"]),
+        Route(f"{v1}/grants", grants.create_grant, methods=["POST"]),
+        Route(f"{v1}/grants/current", grants.current_grant, methods=["GET"]),
         Route(f"{v1}/models", models.list_models, methods=["GET"]),
         Route(f"{v1}/usage", usage.usage, methods=["GET"]),
         Route(f"{v1}/app", app_settings.get_app, methods=["GET"]),
@@ -164,9 +167,11 @@ def create_app(
         Route("/healthz", probes.healthz, methods=["GET"]),
         Route("/readyz", probes.readyz, methods=["GET"]),
         Route("/metrics", probes.metrics_endpoint, methods=["GET"]),
-        # The human side: members, the consent popup, the account and the developer console, the button script.
+        # The human side: members, the consent and grant popups, the account, the developer console, the button script.
         *members.routes,
+        *password_reset.routes,
         *consent.routes,
+        *grant_popup.routes,
         *account.routes,
         *openrouter_link.routes,
         *developers.routes,

@@ -22,6 +22,7 @@ _OPENAI_TYPE: Final[dict[str, str]] = {
     # Busy is retryable: OpenAI clients back off and retry a `rate_limit_error` 429 by themselves.
     "budget_busy": "rate_limit_error",
     "funding_invalid": "insufficient_quota",
+    "grant_invalid": "insufficient_quota",
     "invalid_request": "invalid_request_error",
     "model_not_found": "invalid_request_error",
     "rate_limited": "rate_limit_error",

@@ -18,6 +18,8 @@ from wattfare.server.billing.provider_ceiling import ProviderCeilings
 from wattfare.server.billing.reconciliation import report
 from wattfare.server.billing.revocations import Revocations
 from wattfare.server.instants import utc_now
+from wattfare.server.mail.courier import Courier
+from wattfare.server.mail.mailer import mailer_for
 from wattfare.server.periodic import Periodic
 from wattfare.server.settings import Settings, UpstreamKind
 from wattfare.server.store import Store
@@ -43,6 +45,7 @@ class Services:
     keys: KeyCache = field(init=False)
     vault: KeyVault = field(init=False)
     ceilings: ProviderCeilings = field(init=False)
+    courier: Courier = field(init=False)
     _reconciler: Periodic | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -70,6 +73,7 @@ class Services:
             OpenRouterKeys(self.settings.openrouter_url, management_key) if management_key else None,
             self.clock,
         )
+        self.courier = Courier(mailer_for(self.settings))
 
     async def start(self) -> None:
         """Migrate, load secrets, and start the background loops."""
@@ -99,7 +103,8 @@ class Services:
             self._reconciler.start()
 
     async def stop(self) -> None:
-        """Stop the loops and release connections."""
+        """Stop the loops, finish sending email, and release connections."""
+        await self.courier.drain()
         await self.revocations.stop()
         if self._reconciler is not None:
             await self._reconciler.stop()

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
 from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from wattfare.metering import usd_to_nanos
 
 DEFAULT_UPSTREAM_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DATABASE_URL = "sqlite:///.wattfare/wattfare.db"
 DEFAULT_OPENROUTER_URL = "https://openrouter.ai"
+DEFAULT_MAIL_FROM = "Wattfare <wattfare@localhost>"
 
 UpstreamKind = Literal["sandbox", "openai-compatible"]
+SmtpSecurity = Literal["plain", "starttls", "tls"]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """The mail server `WATTFARE_SMTP_URL` names (see `smtp_server`)."""
+
+    host: str
+    port: int
+    security: SmtpSecurity
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +67,9 @@ class Settings:
             member's requests go out on a key of their own with a hard monthly limit (`billing.provider_ceiling`).
         ceiling_sync_seconds: how often every member's ceiling is recomputed and the provider told of changes.
         reconcile_seconds: how often the provider's usage of each member's key is compared with the ledger.
+        smtp_url: where members' email goes (`smtp://user:pass@host:587?starttls=true`, `smtps://…:465`); None =
+            each message is written to the outbox folder as an .eml file instead (`wattfare dev`'s way).
+        mail_from: the `From` of members' email.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -79,6 +97,13 @@ class Settings:
     openrouter_management_key: str | None = None
     ceiling_sync_seconds: float = 300.0
     reconcile_seconds: float = 3600.0
+    smtp_url: str | None = None
+    mail_from: str = DEFAULT_MAIL_FROM
+
+    @property
+    def smtp_server(self) -> SmtpServer | None:
+        """The mail server members' email goes through; None: write it to the outbox folder."""
+        return smtp_server(self.smtp_url) if self.smtp_url is not None else None
 
     @property
     def secure_cookies(self) -> bool:
@@ -127,6 +152,55 @@ class Settings:
             "openrouter_management_key": env.get("WATTFARE_OPENROUTER_MANAGEMENT_KEY") or None,
             "ceiling_sync_seconds": float(env.get("WATTFARE_CEILING_SYNC_SECONDS", "300")),
             "reconcile_seconds": float(env.get("WATTFARE_RECONCILE_SECONDS", "3600")),
+            "smtp_url": _checked(smtp_server, env.get("WATTFARE_SMTP_URL") or None),
+            "mail_from": _checked_mail_from(env.get("WATTFARE_MAIL_FROM") or DEFAULT_MAIL_FROM),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def smtp_server(url: str) -> SmtpServer:
+    """Read `smtp://user:pass@host:port` (`?starttls=true` to upgrade) or `smtps://…` (TLS from the start).
+
+    The port defaults to 465 for `smtps`, 587 with STARTTLS, else 25; user and password are percent-decoded.
+
+    Raises:
+        ValueError: naming what is wrong with the URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("WATTFARE_SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("WATTFARE_SMTP_URL has a port that is not a number from 0 to 65535") from None
+    starttls = parse_qs(parts.query).get("starttls", ["false"])[-1].lower()
+    if starttls not in ("true", "false"):
+        raise ValueError("WATTFARE_SMTP_URL's starttls must be 'true' or 'false'")
+    if parts.scheme == "smtps":
+        if starttls == "true":
+            raise ValueError("WATTFARE_SMTP_URL: smtps:// is TLS from the start, so it takes no starttls=true")
+        security: SmtpSecurity = "tls"
+    else:
+        security = "starttls" if starttls == "true" else "plain"
+    default_port = {"tls": 465, "starttls": 587, "plain": 25}[security]
+    return SmtpServer(
+        host=parts.hostname,
+        port=port or default_port,
+        security=security,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def _checked(parse: Callable[[str], object], value: str | None) -> str | None:
+    if value is not None:
+        parse(value)
+    return value
+
+
+def _checked_mail_from(sender: str) -> str:
+    _, address = parseaddr(sender)
+    if "@" not in address or any(c in sender for c in "\r\n"):
+        raise ValueError("WATTFARE_MAIL_FROM must be an email address, such as 'Wattfare <no-reply@example.com>'")
+    return sender

@@ -61,3 +61,4 @@ async def first_refusal(store: RateCounters, limits: list[tuple[RateLimit, str]]
 
 
 SESSION_MINTING = RateLimit("sessions", 120, timedelta(minutes=1))
+GRANT_MINTING = RateLimit("grants", 120, timedelta(minutes=1))

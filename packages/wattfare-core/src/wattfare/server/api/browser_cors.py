@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from wattfare.server.errors import ApiError
 from wattfare.server.services import Services
 
-BROWSER_PATHS = frozenset({"/api/v1/connections"})
+BROWSER_PATHS = frozenset({"/api/v1/connections", "/api/v1/grants"})
 _ALLOWED_METHODS = "GET, POST, DELETE"
 _ALLOWED_HEADERS = "authorization, content-type, wattfare-publishable-key"
 _PREFLIGHT_MAX_AGE = "600"

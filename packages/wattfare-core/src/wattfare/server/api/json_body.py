@@ -11,6 +11,7 @@ from starlette.responses import Response
 from wattfare.metering import MAX_CAP_USD, cap_from_usd_text
 from wattfare.server.errors import invalid
 from wattfare.server.http_input import read_body
+from wattfare.server.store.grant_records import GRANT_PREFIX_REFUSAL, GRANT_USER_PREFIX
 
 _SMALL_BODY = 64 * 1024
 
@@ -38,6 +39,8 @@ def checked_app_user_id(value: object, param: str = "appUserId") -> str:
     """An app's id for its user, as given (ids are the app's own: any printable text up to 256 characters)."""
     if not isinstance(value, str) or not value or len(value) > 256 or not value.isprintable():
         raise invalid(f"'{param}' must be a non-empty printable string of at most 256 characters.", param)
+    if value.startswith(GRANT_USER_PREFIX):
+        raise invalid(GRANT_PREFIX_REFUSAL, param)
     return value
 
 

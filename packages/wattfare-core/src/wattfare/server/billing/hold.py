@@ -44,7 +44,7 @@ log = logging.getLogger("wattfare.hold")
 class Refusal:
     """Why a request may not spend: the domain's value, turned into HTTP by the proxy."""
 
-    code: Literal["not_connected", "budget_exceeded", "budget_busy", "funding_invalid"]
+    code: Literal["not_connected", "budget_exceeded", "budget_busy", "funding_invalid", "grant_invalid"]
     message: str
     resets_at: datetime | None = None
     retry_after_seconds: int | None = None
@@ -66,6 +66,8 @@ class Hold:
     prompt_token_bound: int
     images: int = 0
     funding: ConnectionFunding | None = None
+    # The one-time grant the request counts against, if any.
+    grant_id: str | None = None
 
     @property
     def credited(self) -> bool:

@@ -18,10 +18,12 @@ from datetime import datetime, timedelta
 
 from wattfare.metering import Allowed, Budget, decide_admission, window_containing
 from wattfare.server.access.keys import new_id, new_request_id
+from wattfare.server.billing.grants import grant_refusal, grant_spent_refusal
 from wattfare.server.billing.hold import HeldRequest, Hold, Refusal
 from wattfare.server.billing.pricebook import PricedModel
 from wattfare.server.observability import metrics
 from wattfare.server.periodic import Periodic
+from wattfare.server.store.grant_records import Grant
 from wattfare.server.store.protocols import MeteringStore, StoreUnavailableError
 from wattfare.server.store.records import Connection, Endpoint, KeyRecord, NewHold, Settled, Settlement
 
@@ -106,6 +108,7 @@ class Meter:
         images: int = 0,
         request_id: str | None = None,
         endpoint: Endpoint = "chat.completions",
+        grant: Grant | None = None,
     ) -> HeldRequest | Refusal:
         """Hold the worst-case cost of a request, or say why it may not run.
 
@@ -113,9 +116,13 @@ class Meter:
         An embedding request writes nothing: it asks `requested_max_tokens=EMBEDDING_OUTPUT_TOKENS` (0), so its
         hold is its input bound alone. The hold records the `endpoint`, which its ledger row books.
         The hold comes owned by a `HeldRequest`: enter it (`async with`) around everything the request does.
+        With a `grant` (found by its token), the request is metered on the grant's own connection and window,
+        and its reserve counts one of the grant's requests in the same write (see `billing.grants`).
         """
         now = self._clock()
-        window = window_containing(now)
+        window = window_containing(now) if grant is None else grant.window
+        if grant is not None:
+            app_user_id = grant.app_user_id
         prices = model.pricing.worst_case(now, prompt_token_bound)
         if choices > 1:
             prices = replace(prices, completion=prices.completion * choices)
@@ -128,7 +135,15 @@ class Meter:
         attempts = 0
         while attempts < _RESERVE_ATTEMPTS:
             attempts += 1
+            if grant is not None:
+                # Read again after a lost race: the race may have been for the grant's last request.
+                current = grant if attempts == 1 else await self._store.get_grant(grant.id)
+                refusal = grant_refusal(current, now)
+                if refusal is not None:
+                    return refusal
             snapshot = await self._store.budget(key.app_id, key.mode, app_user_id, window.key)
+            if grant is not None and (snapshot is None or snapshot.connection.state != "active"):
+                return Refusal("grant_invalid", "The member revoked this grant.")  # since it was read
             if snapshot is None or snapshot.connection.state != "active":
                 connection = await self.connection_for(key, app_user_id)
                 if isinstance(connection, Refusal):
@@ -173,6 +188,8 @@ class Meter:
                         "funding_invalid",
                         "The user's Wattfare credits are used up: they can add funding in their Wattfare account.",
                     )
+                if grant is not None:
+                    return grant_spent_refusal()
                 return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
             new_hold = NewHold(
                 id=hold_id,
@@ -183,6 +200,7 @@ class Meter:
                 created_at=now,
                 expires_at=now + self._ttl,
                 endpoint=endpoint,
+                grant_id=grant.id if grant is not None else None,
             )
             try:
                 if funding is not None and credited:
@@ -211,8 +229,11 @@ class Meter:
                     prompt_token_bound=prompt_token_bound,
                     images=images,
                     funding=funding,
+                    grant_id=new_hold.grant_id,
                 )
                 return HeldRequest(self, hold)
+        if grant is not None:
+            return grant_spent_refusal()
         return Refusal("budget_exceeded", "Spending cap reached for this period.", window.end)
 
     def begin_settlement(self, hold: Hold, settlement: Settlement) -> asyncio.Task[Settled | None]:

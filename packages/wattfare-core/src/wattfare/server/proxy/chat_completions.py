@@ -35,6 +35,7 @@ from wattfare.server.proxy.exchange import (
     unreachable,
     with_wattfare_field,
 )
+from wattfare.server.proxy.payer import Payer, payer_of
 from wattfare.server.proxy.relay import (
     MeteredStream,
     Receive,
@@ -44,7 +45,7 @@ from wattfare.server.proxy.relay import (
     limit_headers,
     wattfare_field,
 )
-from wattfare.server.proxy.request_body import anonymous_user, require_end_user
+from wattfare.server.proxy.request_body import anonymous_user
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import KeyRecord
@@ -72,12 +73,12 @@ async def _admit(request: Request, request_id: str) -> MeteredExchange:
     key = await authenticate(services.keys, request)
     body = await read_body(request, services.settings.max_body_bytes)
     completion = parse_completion(body)
-    app_user_id = require_end_user(request.headers.get("wattfare-user"), completion.body_user)
+    payer = await payer_of(services, key, request.headers, completion.body_user)
     model = priced_model(services.prices[key.mode], completion.model, embeddings=False)
-    end_user = anonymous_user(key.app_id, app_user_id)
+    end_user = anonymous_user(key.app_id, payer.app_user_id)
     note_metered(request_id, "chat.completions", model.id, end_user, stream=completion.stream)
     outgoing = upstream_body(completion, end_user=end_user)
-    return MeteredExchange(services, key, app_user_id, model, completion, outgoing, end_user, request_id)
+    return MeteredExchange(services, key, payer, model, completion, outgoing, end_user, request_id)
 
 
 class MeteredExchange:
@@ -88,23 +89,23 @@ class MeteredExchange:
     the error envelope here, after the hold has ended.
     """
 
-    __slots__ = ("_app_user_id", "_completion", "_end_user", "_key", "_model", "_outgoing", "_request_id", "_services")
+    __slots__ = ("_completion", "_end_user", "_key", "_model", "_outgoing", "_payer", "_request_id", "_services")
 
     def __init__(
         self,
         services: Services,
         key: KeyRecord,
-        app_user_id: str,
+        payer: Payer,
         model: PricedModel,
         completion: CompletionRequest,
         outgoing: UpstreamBody,
         end_user: str,
         request_id: str,
     ) -> None:
-        """Meter `completion` for `app_user_id` of `key`'s app."""
+        """Meter `completion` for `payer` (an app user of `key`'s app, or a grant)."""
         self._services = services
         self._key = key
-        self._app_user_id = app_user_id
+        self._payer = payer
         self._model = model
         self._completion = completion
         self._outgoing = outgoing
@@ -119,13 +120,14 @@ class MeteredExchange:
         services, completion = self._services, self._completion
         held = await services.meter.reserve(
             self._key,
-            self._app_user_id,
+            self._payer.app_user_id,
             self._model,
             prompt_token_bound=completion.prompt_token_bound,
             requested_max_tokens=completion.requested_max_tokens,
             choices=completion.choices,
             images=completion.images,
             request_id=self._request_id,
+            grant=self._payer.grant,
         )
         if isinstance(held, Refusal):
             raise refusal_error(held)

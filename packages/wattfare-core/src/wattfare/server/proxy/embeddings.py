@@ -40,8 +40,9 @@ from wattfare.server.proxy.exchange import (
     unreachable,
     with_wattfare_field,
 )
+from wattfare.server.proxy.payer import Payer, payer_of
 from wattfare.server.proxy.relay import Receive, Scope, Send, cost_headers
-from wattfare.server.proxy.request_body import anonymous_user, require_end_user
+from wattfare.server.proxy.request_body import anonymous_user
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import KeyRecord, Settled
@@ -64,34 +65,34 @@ async def _admit(request: Request, request_id: str) -> MeteredEmbedding:
     key = await authenticate(services.keys, request)
     body = await read_body(request, services.settings.max_body_bytes)
     embedding = parse_embedding(body)
-    app_user_id = require_end_user(request.headers.get("wattfare-user"), embedding.body_user)
+    payer = await payer_of(services, key, request.headers, embedding.body_user)
     model = priced_model(services.prices[key.mode], embedding.model, embeddings=True)
-    end_user = anonymous_user(key.app_id, app_user_id)
+    end_user = anonymous_user(key.app_id, payer.app_user_id)
     note_metered(request_id, "embeddings", model.id, end_user)
     payload, encoded = upstream_embedding_body(embedding, end_user=end_user)
     upstream_request = UpstreamRequest(body=encoded, payload=payload, stream=False, end_user=end_user)
-    return MeteredEmbedding(services, key, app_user_id, model, embedding, upstream_request, request_id)
+    return MeteredEmbedding(services, key, payer, model, embedding, upstream_request, request_id)
 
 
 class MeteredEmbedding:
     """The ASGI answer to one admitted embedding request: reserve, call the upstream, answer, settle."""
 
-    __slots__ = ("_app_user_id", "_embedding", "_key", "_model", "_request_id", "_services", "_upstream_request")
+    __slots__ = ("_embedding", "_key", "_model", "_payer", "_request_id", "_services", "_upstream_request")
 
     def __init__(
         self,
         services: Services,
         key: KeyRecord,
-        app_user_id: str,
+        payer: Payer,
         model: PricedModel,
         embedding: EmbeddingRequest,
         upstream_request: UpstreamRequest,
         request_id: str,
     ) -> None:
-        """Meter `embedding` for `app_user_id` of `key`'s app."""
+        """Meter `embedding` for `payer` (an app user of `key`'s app, or a grant)."""
         self._services = services
         self._key = key
-        self._app_user_id = app_user_id
+        self._payer = payer
         self._model = model
         self._embedding = embedding
         self._upstream_request = upstream_request
@@ -105,12 +106,13 @@ class MeteredEmbedding:
         services = self._services
         held = await services.meter.reserve(
             self._key,
-            self._app_user_id,
+            self._payer.app_user_id,
             self._model,
             prompt_token_bound=self._embedding.input_token_bound,
             requested_max_tokens=EMBEDDING_OUTPUT_TOKENS,
             request_id=self._request_id,
             endpoint="embeddings",
+            grant=self._payer.grant,
         )
         if isinstance(held, Refusal):
             raise refusal_error(held)

@@ -120,7 +120,11 @@ class MeteredStream:
             if pump.done():
                 ending = pump.result()
             elif revocation.done():
-                ending = ApiError("not_connected", "The user revoked this app's access to their AI budget.")
+                ending = (
+                    ApiError("grant_invalid", "The member revoked this grant.")
+                    if self._hold.grant_id is not None
+                    else ApiError("not_connected", "The user revoked this app's access to their AI budget.")
+                )
         finally:
             for task in tasks:
                 task.cancel()

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from wattfare.server.errors import ApiError, invalid
+from wattfare.server.store.grant_records import GRANT_PREFIX_REFUSAL, GRANT_USER_PREFIX
 
 MAX_USER_ID_LENGTH = 256
 MAX_MODEL_ID_LENGTH = 256
@@ -114,4 +115,6 @@ def require_end_user(header_value: str | None, body_user: str | None) -> str:
         )
     if len(user) > MAX_USER_ID_LENGTH or not user.isprintable():
         raise invalid(f"The end user id must be printable and at most {MAX_USER_ID_LENGTH} characters.", "user")
+    if user.startswith(GRANT_USER_PREFIX):
+        raise invalid(GRANT_PREFIX_REFUSAL, "user")
     return user

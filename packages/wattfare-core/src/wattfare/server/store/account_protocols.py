@@ -55,6 +55,26 @@ class WebSessions(Protocol):
         ...
 
 
+class PasswordResets(Protocol):
+    """Single-use links that let a member choose a new password, kept by the hash of their random token."""
+
+    async def create_password_reset(self, token_hash: str, member_id: str, now: datetime, expires_at: datetime) -> None:
+        """Store a reset link for `member_id` by the hash of its token (expired links are forgotten here)."""
+        ...
+
+    async def password_reset_member(self, token_hash: str, now: datetime) -> Member | None:
+        """The member an unused, unexpired reset link is for; None for any other token."""
+        ...
+
+    async def reset_password(self, token_hash: str, password_hash: str, now: datetime) -> Member | None:
+        """Spend the link, set the member's password and end every browser session of theirs, in one transaction.
+
+        The member's other unused links are spent too. None (and nothing changed) when the token is unknown,
+        used or expired.
+        """
+        ...
+
+
 class DeveloperConsole(Protocol):
     """What developers manage at /developers: their apps, allowed origins, output allowance and keys."""
 

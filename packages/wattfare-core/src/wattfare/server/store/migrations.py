@@ -248,6 +248,49 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE connections ADD COLUMN removed_at TEXT",
         ),
     ),
+    (
+        10,
+        (
+            # One-time grants: a member allows one app a number of requests (and at most a sum), with no app user.
+            # Each is metered through a connection of its own (app user `grant:<id>`, its one window the month it
+            # was made in), so the cap guard, holds, settle, ledger and revocation serve it unchanged; this row adds
+            # what a connection has not: the request count (bounded by CHECK too), the expiry and the token.
+            """CREATE TABLE grants (
+                id TEXT PRIMARY KEY,
+                app_id TEXT NOT NULL REFERENCES apps(id),
+                mode TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+                connection_id TEXT NOT NULL UNIQUE REFERENCES connections(id),
+                member_id TEXT REFERENCES members(id),
+                token_hash TEXT NOT NULL UNIQUE,
+                requests_allowed INTEGER NOT NULL CHECK (requests_allowed > 0),
+                requests_used INTEGER NOT NULL DEFAULT 0
+                    CHECK (requests_used >= 0 AND requests_used <= requests_allowed),
+                max_amount BIGINT CHECK (max_amount > 0),
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                revoked_at TEXT
+            )""",
+            "CREATE INDEX grants_by_member ON grants (member_id, created_at)",
+            "CREATE INDEX grants_by_app ON grants (app_id, mode, created_at)",
+            # The grant a hold counts a request of: a hold released (nothing reached a model) gives it back.
+            "ALTER TABLE holds ADD COLUMN grant_id TEXT",
+        ),
+    ),
+    (
+        11,
+        (
+            # Password reset links (web/password_reset.py): kept by the SHA-256 of their random token, so a copy of
+            # the database resets no one's password; each is spent once (`used_at`) and expires.
+            """CREATE TABLE password_resets (
+                token_hash TEXT PRIMARY KEY,
+                member_id TEXT NOT NULL REFERENCES members(id),
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                used_at TEXT
+            )""",
+            "CREATE INDEX password_resets_by_member ON password_resets (member_id)",
+        ),
+    ),
 )
 
 

@@ -20,11 +20,13 @@ from wattfare.server.store.account_protocols import (
     MemberConnections,
     Members,
     OperatorAdministration,
+    PasswordResets,
     ProviderCeilings,
     ProviderLinks,
     WebSessions,
 )
 from wattfare.server.store.account_records import ConnectionFunding
+from wattfare.server.store.grant_records import Grant, NewGrant
 from wattfare.server.store.records import (
     AppRecord,
     BudgetSnapshot,
@@ -208,8 +210,40 @@ class Ledger(Protocol):
         ...
 
 
-class MeteringStore(Connections, Metering, Protocol):
-    """What the meter works over: a user's connection (found, or auto-approved in test mode) and its holds."""
+class Grants(Protocol):
+    """One-time grants: made with their connection, found by their token, listed and revoked.
+
+    Their request count is moved by the metering writes alone: a reserve of a hold naming the grant counts one
+    request in the same transaction (or holds nothing), and the release of such a hold gives it back.
+    """
+
+    async def create_grant(self, grant: NewGrant, cap: int) -> Grant:
+        """Make the grant and the connection that meters it, with `cap`, in one transaction."""
+        ...
+
+    async def grant_by_token(self, token_hash: str) -> Grant | None:
+        """The grant whose token hashes to `token_hash`, in any state."""
+        ...
+
+    async def get_grant(self, grant_id: str) -> Grant | None:
+        """A grant by id, in any state."""
+        ...
+
+    async def member_grants(self, member_id: str, since: datetime, limit: int = 50) -> list[Grant]:
+        """A member's grants made since `since`, newest first."""
+        ...
+
+    async def app_grants(self, app_id: str, mode: Mode, since: datetime, limit: int = 50) -> list[Grant]:
+        """An app's grants in one mode made since `since`, newest first."""
+        ...
+
+    async def revoke_member_grant(self, member_id: str, grant_id: str, now: datetime) -> Grant | None:
+        """Revoke one of the member's live grants and its connection; None when there is no such grant."""
+        ...
+
+
+class MeteringStore(Connections, Metering, Grants, Protocol):
+    """What the meter works over: a user's connection (found, or auto-approved in test mode), grants, holds."""
 
 
 class Store(
@@ -220,9 +254,11 @@ class Store(
     SingleUseTokens,
     RateCounters,
     Metering,
+    Grants,
     Ledger,
     Members,
     WebSessions,
+    PasswordResets,
     DeveloperConsole,
     MemberConnections,
     Credits,

@@ -78,6 +78,8 @@ class NewHold:
     expires_at: datetime
     # Kept with the hold, so whatever settles it (the request, a deferred write, the sweep) books the right kind.
     endpoint: Endpoint = "chat.completions"
+    # The one-time grant this request counts against, if any (see `grant_records.Grant`).
+    grant_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

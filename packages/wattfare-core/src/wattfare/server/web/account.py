@@ -1,5 +1,9 @@
 """The member's account, `/account`: connected apps with this month's spend, caps, one-click revoke, funding.
 
+It also lists the one-time grants the member approved in the last 30 days, each revocable while active. A grant is
+metered through a connection of its own (app user `grant:<id>`): those connections are the grants' and are
+listed only as grants, never among the connected apps.
+
 Revoking takes effect at once: the next request is refused with `not_connected` (the store's reserve checks
 the state in the same conditional write) and streams in flight are woken here, or by the revocation poll on
 other instances, and stop within a second.
@@ -7,6 +11,7 @@ other instances, and stop within a second.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +21,8 @@ from starlette.routing import Route
 from wattfare.metering import window_containing
 from wattfare.server.billing.provider_ceiling import own_ceiling_refusal
 from wattfare.server.services import Services, services_of
+from wattfare.server.store.account_records import MemberConnection
+from wattfare.server.store.grant_records import GRANT_USER_PREFIX
 from wattfare.server.web.charts import daily_chart
 from wattfare.server.web.forms import parse_cap, read_member_form
 from wattfare.server.web.render import PageError, render
@@ -31,7 +38,16 @@ NOTICES = {
     "unlinked": "OpenRouter unlinked: the key was deleted from Wattfare.",
     "link-failed": "Linking OpenRouter did not complete. Nothing was changed; try again.",
     "bad-limit": "Enter a monthly OpenRouter limit in US dollars, more than 0 and at most 1,000,000, or none.",
+    "grant-revoked": "Grant revoked: the app can make no more requests with it.",
 }
+# How far back the account lists one-time grants (they live a day at most).
+GRANTS_SHOWN_FOR = timedelta(days=30)
+_GRANT_STATES = {"active": "Active", "used_up": "Used up", "expired": "Expired", "revoked": "Revoked"}
+
+
+def apps_only(connections: list[MemberConnection]) -> list[MemberConnection]:
+    """The member's connections to apps, without the connections that meter their one-time grants."""
+    return [item for item in connections if not item.connection.app_user_id.startswith(GRANT_USER_PREFIX)]
 
 
 def openrouter_origin(services: Services) -> str:
@@ -44,7 +60,7 @@ async def account_page(request: Request) -> Response:
     services = services_of(request)
     found, member = await member_visitor(services, request)
     window = window_containing(services.clock())
-    connections = await services.store.member_connections(member.id, window.key)
+    connections = apps_only(await services.store.member_connections(member.id, window.key))
     spend = await services.store.member_daily_spend(member.id, window.start, window.end)
     # A revoked app has no cap to edit: it is listed apart, with how to reconnect, for as long as it matters this
     # month (revoked this month, or with spend this month); after that it leaves the list by itself.
@@ -54,7 +70,10 @@ async def account_page(request: Request) -> Response:
         if item.connection.state != "active"
         and (item.spent or item.reserved or item.connection.updated_at >= window.start)
     ]
+    now = services.clock()
+    grants = await services.store.member_grants(member.id, now - GRANTS_SHOWN_FOR)
     context: dict[str, Any] = {
+        "grants": [(grant, grant.state(now), _GRANT_STATES[grant.state(now)]) for grant in grants],
         "active": [item for item in connections if item.connection.state == "active"],
         "revoked": revoked,
         "chart": daily_chart(spend, window),
@@ -114,9 +133,22 @@ async def remove(request: Request) -> Response:
     return RedirectResponse("/account?notice=removed", 303)
 
 
+async def revoke_grant(request: Request) -> Response:
+    """`POST /account/grants/{id}/revoke`: end one of the member's grants at once (streams in flight included)."""
+    services = services_of(request)
+    _, member, _ = await read_member_form(services, request, "/account")
+    revoked = await services.store.revoke_member_grant(member.id, request.path_params["grant_id"], services.clock())
+    if revoked is None:
+        raise PageError(404, "Not found", "You have no such grant, or it was already revoked.")
+    services.revocations.revoked(revoked.connection_id)
+    await services.ceilings.after_change(member.id)
+    return RedirectResponse("/account?notice=grant-revoked", 303)
+
+
 routes = [
     Route("/account", account_page, methods=["GET"]),
     Route("/account/connections/{connection_id}/cap", change_cap, methods=["POST"]),
     Route("/account/connections/{connection_id}/revoke", revoke, methods=["POST"]),
     Route("/account/connections/{connection_id}/remove", remove, methods=["POST"]),
+    Route("/account/grants/{grant_id}/revoke", revoke_grant, methods=["POST"]),
 ]

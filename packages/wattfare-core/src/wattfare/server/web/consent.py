@@ -20,6 +20,7 @@ from wattfare.server.access.keys import new_id
 from wattfare.server.access.session_tokens import InvalidTokenError, SessionClaims, verify_session
 from wattfare.server.billing.connection_status import connection_status
 from wattfare.server.billing.provider_ceiling import own_ceiling_refusal
+from wattfare.server.mail.letters import app_connected_letter
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import AppProfile, Member
 from wattfare.server.web.forms import parse_cap, read_form
@@ -47,7 +48,8 @@ async def _app(services: Services, claims: SessionClaims) -> AppProfile:
     return app
 
 
-async def _funding_text(services: Services, member: Member | None) -> str | None:
+async def funding_text(services: Services, member: Member | None) -> str | None:
+    """What pays for the member's requests, in a sentence (None for nobody signed in)."""
     if member is None:
         return None
     key = await services.store.provider_key(member.id)
@@ -83,7 +85,7 @@ async def _consent_page(
         "suggested": claims.monthly_cap,
         "cap_text": cap_text if cap_text is not None else amount_text(default),
         "resets_at": window_containing(services.clock()).end,
-        "funding": await _funding_text(services, found.member) if claims.mode == "live" else None,
+        "funding": await funding_text(services, found.member) if claims.mode == "live" else None,
         "error": error,
     }
     return render(services, found, "connect.html", context, status=status)
@@ -170,6 +172,12 @@ async def decide(request: Request) -> Response:
             new_id("conn"), claims.app_id, claims.app_user_id, claims.mode, cap, found.member.id, now
         )
         await services.ceilings.after_change(found.member.id)
+        if claims.mode == "live":  # emailed after this answer, off its path: the member learns of every live app
+            services.courier.send_soon(
+                app_connected_letter(
+                    found.member.email, app.name, cents_text(cap), f"{services.settings.public_url}/account"
+                )
+            )
     else:  # test mode: no account needed, funded by test credits
         await services.store.approve_connection(
             new_id("conn"), claims.app_id, claims.app_user_id, claims.mode, cap, now

@@ -1,5 +1,8 @@
 """The developer console, `/developers`: register apps and their origins, keys (test and live), usage per user.
 
+An app's page also lists its one-time grants of the last 30 days in the mode shown (what each allowed and used);
+a grant's usage is metered as an app user of its own, `grant:<id>`, and shown as that grant in the usage table.
+
 Secret keys are shown once, on the page that creates them, and stored only as hashes. Publishable keys are
 browser-safe and shown whenever asked. Every app page checks that the signed-in member owns the app: no
 member can see or change another's app (the answer is the same 404 as for an unknown app).
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +26,7 @@ from wattfare.server.access.origins import OriginError, parse_origins
 from wattfare.server.billing.output_allowance import AllowanceError, parse_allowance
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import AppProfile, Member
+from wattfare.server.store.grant_records import GRANT_USER_PREFIX
 from wattfare.server.store.records import Mode
 from wattfare.server.web.forms import read_member_form
 from wattfare.server.web.render import PageError, render
@@ -29,6 +34,9 @@ from wattfare.server.web.sessions import Visitor, member_visitor
 
 MODES: tuple[Mode, ...] = ("test", "live")
 _MAX_NAME_LENGTH = 100
+# How far back an app's page lists its one-time grants (they live a day at most).
+GRANTS_SHOWN_FOR = timedelta(days=30)
+_GRANT_STATES = {"active": "Active", "used_up": "Used up", "expired": "Expired", "revoked": "Revoked"}
 NOTICES = {
     "origins": "Allowed origins saved.",
     "revoked": "Key revoked.",
@@ -89,7 +97,8 @@ async def app_page(request: Request) -> Response:
     found, member = await member_visitor(services, request)
     app = await _own_app(services, member, request.path_params["app_id"])
     mode: Mode = "live" if request.query_params.get("mode") == "live" else "test"
-    window = window_containing(services.clock())
+    now = services.clock()
+    window = window_containing(now)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in await services.store.usage(app.id, mode, None, window.start, window.end):
         user = totals[row.app_user_id]
@@ -104,8 +113,11 @@ async def app_page(request: Request) -> Response:
     ceiling_users = set(await services.store.ceiling_hit_users(app.id, mode, window.key))
     for user_id in ceiling_users:
         totals[user_id]["requests"] += 0
+    grants = await services.store.app_grants(app.id, mode, now - GRANTS_SHOWN_FOR)
     context: dict[str, Any] = {
         "app": app,
+        "grants": [(grant, grant.state(now), _GRANT_STATES[grant.state(now)]) for grant in grants],
+        "grant_prefix": GRANT_USER_PREFIX,
         "ceiling_users": ceiling_users,
         "keys": await services.store.app_keys(app.id),
         "mode": mode,

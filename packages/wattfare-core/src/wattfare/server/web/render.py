@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 
 from wattfare.server.services import Services
 from wattfare.server.web.sessions import Visitor, remember_browser
-from wattfare.server.web.text_formats import amount_text, cents_text, date_text, usd_text
+from wattfare.server.web.text_formats import amount_text, cents_text, date_text, limit_text, moment_text, usd_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -48,6 +48,8 @@ def _environment() -> Environment:
     env.filters["cents"] = cents_text
     env.filters["date"] = date_text
     env.filters["amount"] = amount_text
+    env.filters["limit"] = limit_text
+    env.filters["moment"] = moment_text
     return env
 
 

@@ -22,8 +22,8 @@ _HOLD = portable(
 )
 _CREATE_COUNTERS = portable("INSERT INTO counters (connection_id, window_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
 _RECORD_HOLD = portable(
-    "INSERT INTO holds (id, connection_id, window_key, amount, model, created_at, expires_at, endpoint) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO holds (id, connection_id, window_key, amount, model, created_at, expires_at, endpoint, grant_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -48,4 +48,5 @@ async def record_hold(db: Executor, r: NewHold) -> None:
         to_text(r.created_at),
         to_text(r.expires_at),
         r.endpoint,
+        r.grant_id,
     )

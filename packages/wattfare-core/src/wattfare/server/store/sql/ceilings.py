@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from wattfare.metering import MAX_CAP
 from wattfare.server.store.account_records import CeilingBudget, CeilingHit, CeilingKey
 from wattfare.server.store.records import Mode
 from wattfare.server.store.sql.engine import Row, SqlConcern
@@ -31,7 +32,18 @@ _CREDITS_LEFT = portable("SELECT granted - spent FROM credit_accounts WHERE memb
 _CAPS_HEADROOM = portable(
     "SELECT COALESCE(SUM(CASE WHEN c.cap > COALESCE(k.spent, 0) THEN c.cap - COALESCE(k.spent, 0) ELSE 0 END), 0) "
     "FROM connections c LEFT JOIN counters k ON k.connection_id = c.id AND k.window_key = ? "
-    "WHERE c.member_id = ? AND c.state = 'active' AND c.mode = 'live'"
+    "WHERE c.member_id = ? AND c.state = 'active' AND c.mode = 'live' AND c.app_user_id NOT LIKE 'grant:%'"
+)
+# A live grant may still spend what its dollar cap leaves (an uncapped one: the largest cap) while it can admit a
+# request. Its window is its life, not the month, so its counters are joined without a window key. The store reads
+# no clock: a grant that expired since the month's `start` still counts, so the bound errs towards too much, which
+# the member's credits still cap.
+_GRANTS_HEADROOM = portable(
+    "SELECT COALESCE(SUM(CASE WHEN g.max_amount IS NULL THEN ? "
+    "WHEN g.max_amount > COALESCE(k.spent, 0) THEN g.max_amount - COALESCE(k.spent, 0) ELSE 0 END), 0) "
+    "FROM grants g LEFT JOIN counters k ON k.connection_id = g.connection_id "
+    "WHERE g.member_id = ? AND g.mode = 'live' AND g.revoked_at IS NULL AND g.expires_at > ? "
+    "AND g.requests_used < g.requests_allowed"
 )
 _LINKED = portable("SELECT 1 FROM provider_keys WHERE member_id = ?")
 _RECORD_HIT = portable(
@@ -82,12 +94,13 @@ class SqlCeilings(SqlConcern):
         charged = await self._engine.one(_CHARGED, member_id, to_text(start), to_text(end))
         credits = await self._engine.one(_CREDITS_LEFT, member_id)
         headroom = await self._engine.one(_CAPS_HEADROOM, window_key, member_id)
+        grants = await self._engine.one(_GRANTS_HEADROOM, MAX_CAP, member_id, to_text(start))
         linked = await self._engine.one(_LINKED, member_id)
         # PostgreSQL sums BIGINTs as NUMERIC (a Decimal): money is an int.
         return CeilingBudget(
             charged_this_month=int(charged[0]) if charged else 0,
             credits_left=max(0, int(credits[0])) if credits else 0,
-            caps_headroom=int(headroom[0]) if headroom else 0,
+            caps_headroom=(int(headroom[0]) if headroom else 0) + (int(grants[0]) if grants else 0),
             linked_own_key=linked is not None,
         )
 

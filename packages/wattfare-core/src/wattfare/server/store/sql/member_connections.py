@@ -21,17 +21,20 @@ _OF_MEMBER = portable(
     f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, a.name, COALESCE(k.spent, 0), COALESCE(k.reserved, 0) "
     "FROM connections c JOIN apps a ON a.id = c.app_id "
     "LEFT JOIN counters k ON k.connection_id = c.id AND k.window_key = ? "
-    "WHERE c.member_id = ? AND (c.state = 'active' OR c.removed_at IS NULL) ORDER BY c.state, a.name, c.app_user_id"
+    "WHERE c.member_id = ? AND (c.state = 'active' OR c.removed_at IS NULL) AND c.app_user_id NOT LIKE 'grant:%' "
+    "ORDER BY c.state, a.name, c.app_user_id"
 )
 _SET_CAP = portable(
-    f"UPDATE connections SET cap = ?, updated_at = ? WHERE id = ? AND member_id = ? RETURNING {CONNECTION_COLUMNS}"
+    "UPDATE connections SET cap = ?, updated_at = ? WHERE id = ? AND member_id = ? AND app_user_id NOT LIKE 'grant:%' "
+    f"RETURNING {CONNECTION_COLUMNS}"
 )
 _REVOKE = portable(
     "UPDATE connections SET state = 'revoked', updated_at = ? WHERE id = ? AND member_id = ? "
-    f"RETURNING {CONNECTION_COLUMNS}"
+    f"AND app_user_id NOT LIKE 'grant:%' RETURNING {CONNECTION_COLUMNS}"
 )
 _REMOVE = portable(
-    "UPDATE connections SET removed_at = ? WHERE id = ? AND member_id = ? AND state = 'revoked' AND removed_at IS NULL"
+    "UPDATE connections SET removed_at = ? WHERE id = ? AND member_id = ? AND state = 'revoked' AND removed_at IS NULL "
+    "AND app_user_id NOT LIKE 'grant:%'"
 )
 _DAILY_SPEND = portable(
     "SELECT substr(l.created_at, 1, 10) AS day, SUM(l.amount), l.endpoint FROM ledger l "

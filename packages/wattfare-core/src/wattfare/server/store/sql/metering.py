@@ -17,6 +17,7 @@ from wattfare.server.store.rows import QUALIFIED_CONNECTION_COLUMNS, connection_
 from wattfare.server.store.sql.cap_guard import hold_on_counters, record_hold
 from wattfare.server.store.sql.credit_holds import hold_credits, record_credit_hold, settle_credit_hold
 from wattfare.server.store.sql.engine import Executor, SqlConcern
+from wattfare.server.store.sql.grants import count_grant_request, give_back_grant_request
 from wattfare.server.store.sql.statement import id_list, per_dialect, portable, with_id_list
 from wattfare.server.store.timestamps import from_text, to_text
 
@@ -31,7 +32,9 @@ _FUNDING = portable(
     "LEFT JOIN credit_accounts a ON a.member_id = c.member_id "
     "LEFT JOIN ceiling_keys g ON g.member_id = c.member_id WHERE c.id = ?"
 )
-_TAKE_HOLD = portable("DELETE FROM holds WHERE id = ? RETURNING connection_id, window_key, amount, model, endpoint")
+_TAKE_HOLD = portable(
+    "DELETE FROM holds WHERE id = ? RETURNING connection_id, window_key, amount, model, endpoint, grant_id"
+)
 # The charge is decided against `spent` as it stands: PostgreSQL locks the counters row before reading it (another
 # instance may be settling on it); SQLite's write transaction already excludes every other writer.
 _OWNER_AND_SPENT = (
@@ -51,13 +54,13 @@ _APPEND_LEDGER = portable(
 _RENEW = with_id_list("UPDATE holds SET expires_at = ? WHERE id IN {ids}")
 _CENSUS = portable("SELECT COUNT(*), MIN(created_at) FROM holds")
 _EXPIRED = portable(
-    "SELECT id, connection_id, window_key, amount, model, created_at, expires_at, endpoint FROM holds "
+    "SELECT id, connection_id, window_key, amount, model, created_at, expires_at, endpoint, grant_id FROM holds "
     "WHERE expires_at < ? ORDER BY expires_at LIMIT ?"
 )
 
 
-class _CreditsShort(Exception):
-    """Raised inside a reserve's transaction to undo the cap hold when the credits cannot cover it."""
+class _NotHeld(Exception):
+    """Raised inside a reserve's transaction to undo the cap hold when the credits or the grant cannot take it."""
 
 
 class SqlMetering(SqlConcern):
@@ -79,13 +82,16 @@ class SqlMetering(SqlConcern):
 
     async def try_reserve(self, hold: NewHold) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
-        return await self._engine.grouped_write(lambda db: _reserve(db, hold))
+        try:
+            return await self._engine.grouped_write(lambda db: _reserve(db, hold))
+        except _NotHeld:
+            return False
 
     async def try_reserve_credited(self, hold: NewHold, member_id: str) -> bool:
         """Hold the amount on the connection's cap and on the member's credits, or on neither."""
         try:
             await self._engine.grouped_write(lambda db: _reserve_credited(db, hold, member_id))
-        except _CreditsShort:
+        except _NotHeld:
             return False
         return True
 
@@ -108,11 +114,13 @@ class SqlMetering(SqlConcern):
     async def expired_holds(self, now: datetime, limit: int = 100) -> list[NewHold]:
         """Holds past their deadline."""
         rows = await self._engine.all(_EXPIRED, to_text(now), limit)
-        return [NewHold(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6]), r[7]) for r in rows]
+        return [NewHold(r[0], r[1], r[2], r[3], r[4], from_text(r[5]), from_text(r[6]), r[7], r[8]) for r in rows]
 
 
 async def _reserve(db: Executor, r: NewHold) -> bool:
     held = await hold_on_counters(db, r)
+    if held and r.grant_id is not None and not await count_grant_request(db, r.grant_id, r.created_at):
+        raise _NotHeld  # the grant is spent, expired or revoked: undo the counters' hold
     if held:
         await record_hold(db, r)
     return held
@@ -122,9 +130,11 @@ async def _reserve_credited(db: Executor, r: NewHold, member_id: str) -> None:
     # Raising undoes this write's statements (its transaction, or on SQLite its savepoint in the group), so the
     # cap is held only together with the credits.
     if not await hold_on_counters(db, r):
-        raise _CreditsShort
+        raise _NotHeld
+    if r.grant_id is not None and not await count_grant_request(db, r.grant_id, r.created_at):
+        raise _NotHeld
     if not await hold_credits(db, r, member_id):
-        raise _CreditsShort
+        raise _NotHeld
     await record_hold(db, r)
     await record_credit_hold(db, r, member_id)
 
@@ -134,7 +144,7 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     if held is None:
         return None
     # The hold says what the request called: the ledger row books it, whoever settles.
-    connection_id, window_key, amount, model, endpoint = held
+    connection_id, window_key, amount, model, endpoint, grant_id = held
     owner = await db.one(_LOCK_OWNER_AND_SPENT, window_key, connection_id)
     assert owner is not None  # a hold's counters row exists from its reserve on
     app_id, mode, app_user_id, cap, spent_before = owner
@@ -142,6 +152,9 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     charged, absorbed = charge.charged, s.absorbed + charge.absorbed
     counters = await db.one(_SPEND, amount, charged, connection_id, window_key)
     assert counters is not None
+    # After the counters, as a reserve takes them (counters, then the grant): one lock order, no deadlock.
+    if grant_id is not None and s.kind == "released":
+        await give_back_grant_request(db, grant_id)
     await db.run(
         _APPEND_LEDGER,
         s.hold_id,

@@ -9,11 +9,13 @@ from wattfare.server.store.sql.ceilings import SqlCeilings
 from wattfare.server.store.sql.connections import SqlConnections
 from wattfare.server.store.sql.console import SqlDeveloperConsole
 from wattfare.server.store.sql.funding import SqlFunding
+from wattfare.server.store.sql.grants import SqlGrants
 from wattfare.server.store.sql.ledger import SqlLedger
 from wattfare.server.store.sql.lifecycle import SqlLifecycle
 from wattfare.server.store.sql.member_connections import SqlMemberConnections
 from wattfare.server.store.sql.members import SqlMembers
 from wattfare.server.store.sql.metering import SqlMetering
+from wattfare.server.store.sql.password_resets import SqlPasswordResets
 
 
 class SqlStore(
@@ -24,10 +26,12 @@ class SqlStore(
     SqlMetering,
     SqlLedger,
     SqlMembers,
+    SqlPasswordResets,
     SqlDeveloperConsole,
     SqlMemberConnections,
     SqlFunding,
     SqlCeilings,
+    SqlGrants,
     SqlAdministration,
 ):
     """A `Store`: each concern is complete on its own over the engine it is given; this is their union.

@@ -10,6 +10,10 @@
  *     wattfare.status().then(showStatus);
  *     wattfare.disconnect();
  *     function showStatus(status) { label.textContent = Wattfare.budgetText(status); }  // "$4.20 left · $0.30 in use"
+ *
+ *     // One-time grants: no connection, no app user; a page that only asks for grants needs no session.
+ *     allow.onclick = () => wattfare.requestGrant({ requests: 3, maxUsd: 0.5 })   // from the click itself, too
+ *       .then(({ grantToken, expiresAt }) => sendToYourServer(grantToken), showError);
  *   </script>
  *
  * connect(): test keys (pk_test_…) connect at once, without a popup. Live keys open the consent popup on
@@ -17,7 +21,15 @@
  * connection status the popup posts back (connected: false when the user denied). A blocked or closed popup
  * rejects with a WattfareError ("popup_blocked" / "popup_closed"); it never hangs.
  * session: a function returning a session token (or a promise of one), or the URL of your route that mints
- * one (it is POSTed to, and may answer {"token": "…"} or the bare token).
+ * one (it is POSTed to, and may answer {"token": "…"} or the bare token). Optional: without it, connect(),
+ * status() and disconnect() reject with a WattfareError ("invalid_request"); requestGrant() needs none.
+ * requestGrant({ requests, maxUsd, expiresInSeconds }): a one-time grant of `requests` requests (1 to 1000), at
+ * most `maxUsd` US dollars in all (a number or a decimal string; leave it out for no dollar cap), living
+ * `expiresInSeconds` (60 to 86400; one hour when left out). Test keys get one at once (POST /api/v1/grants from
+ * one of the app's registered origins, no popup); live keys open Wattfare's grant popup, where the member signs
+ * in and approves. Resolves { grantToken, expiresAt } (unix seconds): hand the token to your server, which
+ * sends it as the `Wattfare-Grant` header with its secret key. Rejects with a WattfareError: "grant_denied"
+ * (the member pressed Deny), "popup_blocked", "popup_closed", "timeout", or the API's code.
  * Wattfare.budgetText(status): the connection status in words: what is left this month and, while the user's
  * requests are running, what they hold ("$4.20 left · $0.30 in use"); "No limit" for an uncapped connection.
  */
@@ -28,7 +40,7 @@
   var scriptOrigin = script && script.src ? new URL(script.src, global.location.href).origin : "";
   var CLOSE_GRACE_MS = 250;
   var POLL_MS = 250;
-  var DECISION_TIMEOUT_MS = 11 * 60 * 1000; // a session token lives 10 minutes
+  var DECISION_TIMEOUT_MS = 11 * 60 * 1000; // a session token, or a grant popup's offer, lives 10 minutes
 
   class WattfareError extends Error {
     constructor(code, message, status) {
@@ -78,7 +90,8 @@
         "Wattfare: publishableKey must be your app's publishable key (pk_…). Never put a secret key (sk_…) in a browser."
       );
     }
-    if (typeof config.session !== "function" && typeof config.session !== "string") {
+    var hasSession = config.session !== undefined && config.session !== null;
+    if (hasSession && typeof config.session !== "function" && typeof config.session !== "string") {
       throw new WattfareError(
         "invalid_request",
         "Wattfare: session must be a function returning a session token, or the URL of your route that mints one."
@@ -118,6 +131,16 @@
       });
     }
 
+    function withoutSession(method) {
+      return Promise.reject(
+        new WattfareError(
+          "invalid_request",
+          "Wattfare: " + method + "() needs the session option of createWattfare (a function returning a session " +
+            "token, or the URL of your route that mints one). A page that only asks for grants can use requestGrant()."
+        )
+      );
+    }
+
     function sessionToken(fresh) {
       // A token is reused until 30 s before it expires, except to approve: that spends it.
       if (!fresh && cached && cached.expiresAt - 30000 > Date.now()) {
@@ -136,37 +159,44 @@
               credentials: "omit",
               headers: { authorization: "Bearer " + token, "wattfare-publishable-key": publishableKey },
             })
-            .catch(function () {
-              throw new WattfareError(
-                "network",
-                "Wattfare could not be reached, or it does not allow this page's origin (see the app's allowed origins)."
-              );
-            });
+            .catch(unreachable);
         })
-        .then(function (response) {
-          if (response.status === 204) {
-            return null;
+        .then(answer);
+    }
+
+    function unreachable() {
+      throw new WattfareError(
+        "network",
+        "Wattfare could not be reached, or it does not allow this page's origin (see the app's allowed origins)."
+      );
+    }
+
+    // An API answer: its JSON, or a WattfareError carrying the error envelope's code.
+    function answer(response) {
+      if (response.status === 204) {
+        return null;
+      }
+      return response
+        .json()
+        .catch(function () {
+          return null;
+        })
+        .then(function (payload) {
+          if (!response.ok) {
+            var error = (payload && payload.error) || {};
+            throw new WattfareError(
+              error.code || "unknown",
+              error.message || "Wattfare answered " + response.status + ".",
+              response.status
+            );
           }
-          return response
-            .json()
-            .catch(function () {
-              return null;
-            })
-            .then(function (payload) {
-              if (!response.ok) {
-                var error = (payload && payload.error) || {};
-                throw new WattfareError(
-                  error.code || "unknown",
-                  error.message || "Wattfare answered " + response.status + ".",
-                  response.status
-                );
-              }
-              return payload;
-            });
+          return payload;
         });
     }
 
-    function waitForDecision(popup) {
+    // The popup's answer: the message of `type` it posts from Wattfare's origin, handed to `decided`, which
+    // returns what the promise resolves with (or throws what it rejects with).
+    function waitForDecision(popup, type, decided) {
       return new Promise(function (resolve, reject) {
         var settled = false;
         var poll = null;
@@ -180,9 +210,13 @@
         function onMessage(event) {
           var data = event.data;
           if (event.origin !== consentOrigin || event.source !== popup) return;
-          if (!data || data.source !== "wattfare" || data.type !== "wattfare:connect") return;
+          if (!data || data.source !== "wattfare" || data.type !== type) return;
           finish();
-          resolve(data.status);
+          try {
+            resolve(decided(data));
+          } catch (error) {
+            reject(error);
+          }
         }
         global.addEventListener("message", onMessage);
         poll = setInterval(function () {
@@ -208,22 +242,31 @@
       });
     }
 
+    function openPopup(name) {
+      // Opened now, inside the click, or the browser blocks it.
+      return global.open("", name, "popup=yes,width=520,height=720");
+    }
+
+    function blocked(what) {
+      return Promise.reject(
+        new WattfareError("popup_blocked", "The browser blocked the Wattfare window: allow pop-ups and press " + what + " again.")
+      );
+    }
+
     function connect() {
+      if (!hasSession) return withoutSession("connect");
       if (!live) {
         return request("POST", true); // test keys auto-approve: no popup, no sign-in
       }
-      // Opened now, inside the click, or the browser blocks it; it is pointed at the consent page once the
-      // app's server has minted a session token.
-      var popup = global.open("", "wattfare-connect", "popup=yes,width=520,height=720");
-      if (!popup) {
-        return Promise.reject(
-          new WattfareError("popup_blocked", "The browser blocked the Wattfare window: allow pop-ups and press Connect again.")
-        );
-      }
+      // Pointed at the consent page once the app's server has minted a session token.
+      var popup = openPopup("wattfare-connect");
+      if (!popup) return blocked("Connect");
       return mintToken().then(
         function (token) {
           popup.location.href = consentBase + "/connect?session=" + encodeURIComponent(token);
-          return waitForDecision(popup);
+          return waitForDecision(popup, "wattfare:connect", function (data) {
+            return data.status;
+          });
         },
         function (error) {
           popup.close();
@@ -232,13 +275,70 @@
       );
     }
 
+    function grantTerms(options) {
+      var terms = { requests: options && options.requests };
+      if (typeof terms.requests !== "number" || terms.requests % 1 !== 0 || terms.requests < 1) {
+        throw new WattfareError("invalid_request", "Wattfare: requestGrant needs requests, a whole number from 1.");
+      }
+      if (options.maxUsd !== undefined && options.maxUsd !== null) terms.maxUsd = String(options.maxUsd);
+      if (options.expiresInSeconds !== undefined && options.expiresInSeconds !== null) {
+        terms.expiresInSeconds = options.expiresInSeconds;
+      }
+      return terms;
+    }
+
+    function requestGrant(options) {
+      var terms;
+      try {
+        terms = grantTerms(options);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (!live) {
+        // Test keys get a grant at once, from the app's registered origin: no popup, no sign-in.
+        var body = { requests: terms.requests };
+        if (terms.maxUsd !== undefined) body.maxUsd = Number(terms.maxUsd);
+        if (terms.expiresInSeconds !== undefined) body.expiresInSeconds = terms.expiresInSeconds;
+        return global
+          .fetch(base + "/api/v1/grants", {
+            method: "POST",
+            mode: "cors",
+            credentials: "omit",
+            headers: { "content-type": "application/json", "wattfare-publishable-key": publishableKey },
+            body: JSON.stringify(body),
+          })
+          .catch(unreachable)
+          .then(answer)
+          .then(function (grant) {
+            return { grantToken: grant.grantToken, expiresAt: grant.expiresAt };
+          });
+      }
+      var popup = openPopup("wattfare-grant");
+      if (!popup) return blocked("the button");
+      var query = "key=" + encodeURIComponent(publishableKey) + "&requests=" + encodeURIComponent(terms.requests);
+      if (terms.maxUsd !== undefined) query += "&maxUsd=" + encodeURIComponent(terms.maxUsd);
+      if (terms.expiresInSeconds !== undefined) {
+        query += "&expiresInSeconds=" + encodeURIComponent(terms.expiresInSeconds);
+      }
+      popup.location.href = consentBase + "/grant?" + query;
+      return waitForDecision(popup, "wattfare:grant", function (data) {
+        if (data.result !== "approved" || typeof data.grantToken !== "string") {
+          throw new WattfareError("grant_denied", "The member denied the grant in the Wattfare window.");
+        }
+        return { grantToken: data.grantToken, expiresAt: data.expiresAt };
+      });
+    }
+
     return {
       live: live,
       connect: connect,
+      requestGrant: requestGrant,
       status: function () {
+        if (!hasSession) return withoutSession("status");
         return request("GET", false);
       },
       disconnect: function () {
+        if (!hasSession) return withoutSession("disconnect");
         return request("DELETE", false).then(function () {
           return undefined;
         });
