@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from wattfare import Message, UsageError
-from wattfare._client import _core
+from wattfare._client import _core, _retries
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -175,16 +175,16 @@ def response(status: int, **headers: str) -> httpx.Response:
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
 def test_transient_statuses_are_retried(status: int) -> None:
-    assert _core.RetryPolicy(2).after_status(0, response(status), now=NOW, jitter=0.0) == 0.5
+    assert _retries.RetryPolicy(2).after_status(0, response(status), now=NOW, jitter=0.0) == 0.5
 
 
 @pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 413, 422])
 def test_other_client_errors_are_not_retried(status: int) -> None:
-    assert _core.RetryPolicy(2).after_status(0, response(status), now=NOW, jitter=0.0) is None
+    assert _retries.RetryPolicy(2).after_status(0, response(status), now=NOW, jitter=0.0) is None
 
 
 def test_x_should_retry_forces_or_forbids_but_never_retries_a_402() -> None:
-    policy = _core.RetryPolicy(2)
+    policy = _retries.RetryPolicy(2)
     forced = {"x-should-retry": "true"}
     assert policy.after_status(0, response(400, **forced), now=NOW, jitter=0.0) == 0.5
     assert policy.after_status(0, response(503, **{"x-should-retry": "false"}), now=NOW, jitter=0.0) is None
@@ -192,14 +192,14 @@ def test_x_should_retry_forces_or_forbids_but_never_retries_a_402() -> None:
 
 
 def test_backoff_doubles_from_half_a_second_and_is_capped_at_eight() -> None:
-    policy = _core.RetryPolicy(10)
+    policy = _retries.RetryPolicy(10)
 
     assert [policy.backoff(n, 0.0) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
     assert policy.backoff(2, 0.999) == pytest.approx(1.5, abs=0.01)
 
 
 def test_retry_after_replaces_the_backoff_and_a_very_long_one_is_raised_instead() -> None:
-    policy = _core.RetryPolicy(2)
+    policy = _retries.RetryPolicy(2)
 
     assert policy.after_status(0, response(429, **{"retry-after": "3"}), now=NOW, jitter=0.0) == 3.0
     date_header = {"retry-after": "Thu, 26 Nov 2026 12:00:05 GMT"}
@@ -208,7 +208,7 @@ def test_retry_after_replaces_the_backoff_and_a_very_long_one_is_raised_instead(
 
 
 def test_retries_stop_after_max_retries() -> None:
-    policy = _core.RetryPolicy(2)
+    policy = _retries.RetryPolicy(2)
 
     assert policy.after_status(2, response(503), now=NOW, jitter=0.0) is None
     assert policy.after_transport_error(1, jitter=0.0) == 1.0
@@ -221,7 +221,7 @@ def busy(**headers: str) -> httpx.Response:
 
 
 def test_a_busy_budget_is_retried_after_its_retry_after_within_max_retries() -> None:
-    policy = _core.RetryPolicy(2)
+    policy = _retries.RetryPolicy(2)
 
     assert policy.after_status(0, busy(**{"retry-after": "1"}), now=NOW, jitter=0.0) == 1.0
     assert policy.after_status(1, busy(), now=NOW, jitter=0.0) == 1.0  # no Retry-After: the backoff
@@ -230,7 +230,7 @@ def test_a_busy_budget_is_retried_after_its_retry_after_within_max_retries() -> 
 
 
 def test_busy_retries_set_apart_bound_a_busy_budget_and_leave_other_errors_to_max_retries() -> None:
-    policy = _core.RetryPolicy(0, busy_retries=2)
+    policy = _retries.RetryPolicy(0, busy_retries=2)
 
     assert policy.after_status(1, busy(**{"retry-after": "1"}), now=NOW, jitter=0.0) == 1.0
     assert policy.after_status(2, busy(**{"retry-after": "1"}), now=NOW, jitter=0.0) is None

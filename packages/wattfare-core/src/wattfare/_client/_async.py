@@ -1,4 +1,4 @@
-"""The asynchronous client: `AsyncWattfare`, its per-user, per-grant and per-model handles, and `AsyncChatStream`.
+"""The asynchronous client: `AsyncWattfare` and its user, grant and model handles (streams: `_async_stream`).
 
 Mirrors `_sync.py` name for name (`close` is `aclose`, as in httpx); everything that is not
 sending, sleeping or reading lives in `_core.py` and `_streaming.py`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import TracebackType
@@ -17,23 +17,20 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from wattfare._client import _core, _grants
+from wattfare._client import _core, _grants, _retries
+from wattfare._client._async_stream import AsyncChatStream
 from wattfare._client._core import EmbeddingInput, EncodingFormat, MessageParam, RequestSpec
-from wattfare._client._streaming import ChunkReader, first_choice_text
 from wattfare._exceptions import UsageError, error_from_response
 from wattfare._types import (
     ChatCompletion,
-    ChatCompletionChunk,
     ConnectionStatus,
     CreatedGrant,
     CreatedSession,
     EmbeddingResponse,
     GrantStatus,
     ModelInfo,
-    Usage,
     UsageReport,
 )
-from wattfare._usage import StreamAccumulator
 
 __all__ = ["AsyncChatStream", "AsyncModelHandle", "AsyncWattfare", "AsyncWattfareGrant", "AsyncWattfareUser"]
 
@@ -84,7 +81,7 @@ class AsyncWattfare:
             raise UsageError(f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}")
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
-        self._retry = _core.RetryPolicy(self._config.max_retries, self._config.busy_retries)
+        self._retry = _retries.RetryPolicy(self._config.max_retries, self._config.busy_retries)
         # Seams for tests (and for callers that want different randomness or waiting).
         self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
         self._random: Callable[[], float] = random.random
@@ -175,7 +172,7 @@ class AsyncWattfare:
             except httpx.RequestError as exc:
                 wait = self._retry.after_transport_error(retries, jitter=self._random())
                 if wait is None or not isinstance(exc, httpx.TransportError):
-                    raise _core.connection_error(exc) from exc
+                    raise _retries.connection_error(exc) from exc
             else:
                 if response.is_success:
                     return response
@@ -185,7 +182,7 @@ class AsyncWattfare:
                     await response.aclose()
                     wait = self._retry.after_transport_error(retries, jitter=self._random())
                     if wait is None:
-                        raise _core.connection_error(exc) from exc
+                        raise _retries.connection_error(exc) from exc
                 else:
                     wait = self._retry.after_status(retries, response, now=self._now(), jitter=self._random())
                     if wait is None:
@@ -363,144 +360,3 @@ class AsyncModelHandle:
             encoding_format=encoding_format,
             extra_body=extra_body,
         )
-
-
-class AsyncChatStream:
-    """A streamed chat completion. Use it in an `async with` block, which always closes the response.
-
-    The request is sent on entering the block (errors such as `BudgetExceededError` raise there).
-    Iterate it (`async for`) for `ChatCompletionChunk`s, or `text_stream` for the text; both consume the same
-    stream. An error event mid-way raises its typed error from the iteration.
-    """
-
-    def __init__(self, client: AsyncWattfare, spec: RequestSpec) -> None:
-        self._client = client
-        self._spec = spec
-        self._response: httpx.Response | None = None
-        self._reader: ChunkReader | None = None
-        self._chunks: AsyncGenerator[ChatCompletionChunk] | None = None
-        self._closed = False
-
-    async def __aenter__(self) -> Self:
-        if self._response is not None or self._closed:
-            raise UsageError("an AsyncChatStream can be entered only once")
-        self._response = await self._client._send(self._spec)  # pyright: ignore[reportPrivateUsage]
-        self._reader = ChunkReader(self._response)
-        self._chunks = self._iterate(self._response, self._reader)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closed = True
-        try:
-            if self._chunks is not None:
-                await self._chunks.aclose()
-        finally:
-            if self._response is not None:
-                await self._response.aclose()
-
-    def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
-        return self._open_chunks()
-
-    @property
-    def text_stream(self) -> AsyncIterator[str]:
-        """The content of the first choice, delta by delta."""
-        return _TextDeltas(self._open_chunks())
-
-    @property
-    def usage(self) -> Usage | None:
-        """Token counts, once the final chunk has arrived."""
-        return self._accumulator.usage
-
-    @property
-    def cost_usd(self) -> Decimal | None:
-        """What the request cost the user, once the final chunk has arrived."""
-        return self._accumulator.cost_usd
-
-    @property
-    def remaining_usd(self) -> Decimal | None:
-        """The budget left: before the request, then after it once the final chunk has arrived."""
-        return self._accumulator.remaining_usd
-
-    @property
-    def request_id(self) -> str | None:
-        """Wattfare's id for the request."""
-        return self._accumulator.request_id
-
-    @property
-    def max_tokens(self) -> int | None:
-        """The `max_tokens` Wattfare sent to the model provider (None: it sent none, or did not say)."""
-        return self._accumulator.max_tokens
-
-    @property
-    def clamped(self) -> bool | None:
-        """Whether Wattfare lowered `max_tokens` because the cap is nearly used (None: the server did not say)."""
-        return self._accumulator.clamped
-
-    @property
-    def finish_reason(self) -> str | None:
-        """Why the first choice stopped, once it has."""
-        return self._accumulator.finish_reason
-
-    async def get_final_completion(self) -> ChatCompletion:
-        """Read the stream to its end and return it assembled (content and tool calls merged)."""
-        reader = self._reader
-        if reader is None or not reader.complete:
-            async for _ in self._open_chunks():
-                pass
-            if reader is None or not reader.complete:
-                # It failed (and raised) earlier: never pass off a partial answer as the final one.
-                raise (reader.error if reader else None) or UsageError("the stream did not complete")
-        return reader.accumulator.completion()
-
-    @property
-    def _accumulator(self) -> StreamAccumulator:
-        return self._reader.accumulator if self._reader is not None else _EMPTY
-
-    def _open_chunks(self) -> AsyncIterator[ChatCompletionChunk]:
-        if self._chunks is None:
-            raise UsageError("enter the stream first: `async with user.stream(...) as s:`")
-        if self._closed:
-            raise UsageError("the stream is closed: read it inside its `async with` block")
-        return self._chunks
-
-    @staticmethod
-    async def _iterate(response: httpx.Response, reader: ChunkReader) -> AsyncGenerator[ChatCompletionChunk]:
-        body = response.aiter_bytes()
-        try:
-            while True:
-                try:
-                    data = await anext(body)
-                except StopAsyncIteration:
-                    raise reader.truncated() from None
-                except httpx.RequestError as exc:
-                    raise reader.broken(exc) from exc
-                for chunk in reader.feed(data):
-                    yield reader.deliver(chunk)
-                if reader.error is not None:
-                    raise reader.error
-                if reader.done:
-                    return
-        finally:
-            # Closed here, in this task, rather than left to the event loop's finalizer after we are gone.
-            if isinstance(body, AsyncGenerator):
-                await body.aclose()
-
-
-_EMPTY = StreamAccumulator()
-
-
-class _TextDeltas:
-    # An iterator class, not an async generator: abandoning it mid-way then needs no event-loop finalizer.
-    def __init__(self, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
-        self._chunks = chunks
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> str:
-        while True:
-            text = first_choice_text(await anext(self._chunks))
-            if text:
-                return text
