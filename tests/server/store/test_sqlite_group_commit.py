@@ -207,7 +207,7 @@ async def test_a_known_users_request_runs_the_fewest_statements(store: SQLiteSto
         "BEGIN IMMEDIATE",
         "SAVEPOINT grouped_write",
         "DELETE FROM holds",
-        "SELECT c.app_id, c.mode,",
+        "SELECT c.id, c.app_id,",
         "UPDATE counters SET",
         "INSERT INTO ledger",  # no credit-hold lookup: the hold took none
         "RELEASE grouped_write",

@@ -12,7 +12,7 @@ import pytest
 
 from tests.server.web.pages_client import PUBLIC_URL, Pages, approve, csrf_of, pages, sign_up
 from wattfare.metering import usd_to_nanos
-from wattfare.server.web.text_formats import usd_text
+from wattfare.server.text_formats import usd_text
 
 pytestmark = pytest.mark.anyio
 EMBEDDER = "openai/text-embedding-3-large"

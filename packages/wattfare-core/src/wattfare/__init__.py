@@ -17,6 +17,9 @@ A member's one-time grant (N requests, with no app user) is charged the same way
 `AsyncWattfare` is the same API with `await`. Errors are typed (`BudgetExceededError`,
 `NotConnectedError`, ...); see `wattfare._exceptions` for the tree. An answer that Wattfare shortened
 because the cap is nearly used says so: `reply.wattfare.clamped`.
+
+Wattfare's webhooks (a connection approved, a cap crossed, ...) are verified and read into typed events by
+`wattfare.webhooks.verify(body, headers, secret)`.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from wattfare._exceptions import (
     UpstreamError,
     UsageError,
     WattfareError,
+    WebhookVerificationError,
 )
 from wattfare._sse import ServerSentEvent, SSEDecoder
 from wattfare._types import (
@@ -145,5 +149,6 @@ __all__ = [
     "WattfareGrant",
     "WattfareInfo",
     "WattfareUser",
+    "WebhookVerificationError",
     "__version__",
 ]

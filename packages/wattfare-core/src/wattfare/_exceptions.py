@@ -20,12 +20,14 @@ Our exception hierarchy:
       + RateLimitError          - 429 `rate_limited`: wait `retry_after` seconds
         + BudgetBusyError       - 429 `budget_busy`: the user's requests in flight hold the budget; retry shortly
       + UpstreamError           - 502/504 `upstream`: the model provider failed; retry later
+  + WebhookVerificationError    - a webhook delivery failed verification (`wattfare.webhooks.verify`); answer 400
 
 A class exists only where the caller's action differs: a spent cap is not a rate limit, so backoff
 code never retries it; a busy budget is one (the cap affords the request once the user's other
 requests in flight settle), so backoff code retries it, and it is never a `BudgetExceededError`.
 Every error keeps its data as plain attributes (no live HTTP objects), so it pickles, and `str(exc)`
-names the status, code, message and request id.
+names the status, code, message and request id. A webhook that fails verification is no API error: nothing was
+requested of Wattfare, so it has no status, code or request id, and retry code never sees it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ __all__ = [
     "UpstreamError",
     "UsageError",
     "WattfareError",
+    "WebhookVerificationError",
     "error_from_response",
     "error_from_stream_event",
     "parse_retry_after",
@@ -81,6 +84,16 @@ class WattfareError(Exception):
 
 class UsageError(WattfareError):
     """A programmer mistake, such as a missing or malformed secret key; never raised by the network."""
+
+
+class WebhookVerificationError(WattfareError):
+    """A webhook delivery failed verification: act on nothing in it, and answer 400.
+
+    Raised by `wattfare.webhooks.verify` when a header is missing or malformed, the signature matches none of the
+    secrets, the timestamp is outside the tolerance, a secret is not a Standard Webhooks one, or a payload that
+    verified is not a Wattfare event (its `id` differing from the `webhook-id` header included). `str(exc)` says
+    which; it never contains a secret.
+    """
 
 
 class APIError(WattfareError):

@@ -49,9 +49,11 @@ from wattfare.metering.money import (
 )
 from wattfare.metering.prices import ModelPricing, PriceOverride, PriceSet, UnpricedModelError, parse_pricing
 from wattfare.metering.settlement import Charge, MeteredUsage, charge_for, cost_of, trusted_usage
-from wattfare.metering.window import Window, window_containing
+from wattfare.metering.thresholds import ALERT_CHOICES, THRESHOLDS, thresholds_crossed
+from wattfare.metering.window import Window, window_containing, window_of_key
 
 __all__ = [
+    "ALERT_CHOICES",
     "BASE_TOKEN_ALLOWANCE",
     "EMBEDDING_OUTPUT_TOKENS",
     "IMAGE_TOKEN_ALLOWANCE",
@@ -60,6 +62,7 @@ __all__ = [
     "NANOS_PER_USD",
     "PER_INPUT_TOKEN_ALLOWANCE",
     "PER_MESSAGE_TOKEN_ALLOWANCE",
+    "THRESHOLDS",
     "Allowed",
     "Budget",
     "Charge",
@@ -82,8 +85,10 @@ __all__ = [
     "parse_pricing",
     "parse_usd",
     "prompt_token_bound",
+    "thresholds_crossed",
     "trusted_embedding_usage",
     "trusted_usage",
     "usd_to_nanos",
     "window_containing",
+    "window_of_key",
 ]

@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["Window", "window_containing"]
+__all__ = ["Window", "window_containing", "window_of_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,18 @@ def window_containing(moment: datetime) -> Window:
     """
     utc = _aware(moment).astimezone(UTC)
     return _month(utc.year, utc.month)
+
+
+def window_of_key(key: str) -> Window:
+    """The window a `Window.key` names (``"YYYY-MM"``).
+
+    Raises:
+        ValueError: ``key`` is not a month's key.
+    """
+    year, _, month = key.partition("-")
+    if len(year) != 4 or len(month) != 2 or not (year + month).isdigit() or not 1 <= int(month) <= 12:
+        raise ValueError(f"not a window key: {key!r}")
+    return _month(int(year), int(month))
 
 
 @functools.lru_cache(maxsize=64)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from starlette.requests import Request
 
 from wattfare.server.access.key_cache import KeyCache
-from wattfare.server.billing.key_vault import KeyVault, new_vault_key
+from wattfare.server.billing.key_vault import KeyVault, vault_key
 from wattfare.server.billing.meter import Meter, OutputAllowances
 from wattfare.server.billing.pricebook import PriceBook
 from wattfare.server.billing.provider_ceiling import ProviderCeilings
@@ -26,6 +26,7 @@ from wattfare.server.store import Store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
 from wattfare.server.upstream.openrouter_keys import OpenRouterKeys
+from wattfare.server.webhooks.deliverer import Deliverer
 
 log = logging.getLogger("wattfare.server")
 
@@ -46,6 +47,7 @@ class Services:
     vault: KeyVault = field(init=False)
     ceilings: ProviderCeilings = field(init=False)
     courier: Courier = field(init=False)
+    deliverer: Deliverer = field(init=False)
     _reconciler: Periodic | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -74,6 +76,14 @@ class Services:
             self.clock,
         )
         self.courier = Courier(mailer_for(self.settings))
+        self.deliverer = Deliverer(
+            self.store,
+            self.vault,
+            self.courier.mailer,
+            self.clock,
+            account_url=f"{self.settings.public_url}/account",
+            timeout=self.settings.webhook_timeout_seconds,
+        )
 
     async def start(self) -> None:
         """Migrate, load secrets, and start the background loops."""
@@ -82,15 +92,13 @@ class Services:
             "session_signing_key", secrets.token_urlsafe(32)
         )
         self.signing_key = secret.encode()
-        self.vault.load(
-            self.settings.encryption_key
-            or await self.store.put_secret_if_absent("provider_key_encryption_key", new_vault_key())
-        )
+        self.vault.load(await vault_key(self.store, self.settings.encryption_key))
         for book in {id(b): b for b in self.prices.values()}.values():
             book.start(self.settings.price_refresh_seconds)
         self.meter.start_sweeping(30)
         self.revocations.start()
         self.ceilings.start(self.settings.ceiling_sync_seconds)
+        self.deliverer.start(self.settings.webhook_poll_seconds)
         keys = self.ceilings.keys
         if keys is not None:
             store = self.store
@@ -105,6 +113,7 @@ class Services:
     async def stop(self) -> None:
         """Stop the loops, finish sending email, and release connections."""
         await self.courier.drain()
+        await self.deliverer.stop()
         await self.revocations.stop()
         if self._reconciler is not None:
             await self._reconciler.stop()

@@ -70,6 +70,8 @@ class Settings:
         smtp_url: where members' email goes (`smtp://user:pass@host:587?starttls=true`, `smtps://…:465`); None =
             each message is written to the outbox folder as an .eml file instead (`wattfare dev`'s way).
         mail_from: the `From` of members' email.
+        webhook_poll_seconds: how often each process looks for webhook deliveries and alert emails to send.
+        webhook_timeout_seconds: how long an app's endpoint has to answer a delivery before it is retried.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -99,6 +101,8 @@ class Settings:
     reconcile_seconds: float = 3600.0
     smtp_url: str | None = None
     mail_from: str = DEFAULT_MAIL_FROM
+    webhook_poll_seconds: float = 1.0
+    webhook_timeout_seconds: float = 10.0
 
     @property
     def smtp_server(self) -> SmtpServer | None:
@@ -154,6 +158,8 @@ class Settings:
             "reconcile_seconds": float(env.get("WATTFARE_RECONCILE_SECONDS", "3600")),
             "smtp_url": _checked(smtp_server, env.get("WATTFARE_SMTP_URL") or None),
             "mail_from": _checked_mail_from(env.get("WATTFARE_MAIL_FROM") or DEFAULT_MAIL_FROM),
+            "webhook_poll_seconds": float(env.get("WATTFARE_WEBHOOK_POLL_SECONDS", "1")),
+            "webhook_timeout_seconds": float(env.get("WATTFARE_WEBHOOK_TIMEOUT_SECONDS", "10")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

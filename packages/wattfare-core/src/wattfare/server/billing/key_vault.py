@@ -14,6 +14,8 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from wattfare.server.store.protocols import ServerSecrets
+
 _VERSION = "v1"
 _NONCE_BYTES = 12
 
@@ -69,3 +71,8 @@ class KeyVault:
             return self._cipher().decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], member_id.encode()).decode()
         except (InvalidTag, binascii.Error, ValueError) as exc:
             raise VaultError("the provider key cannot be decrypted with this server's key") from exc
+
+
+async def vault_key(secrets_store: ServerSecrets, configured_key: str | None) -> str:
+    """The operator's key (`WATTFARE_ENCRYPTION_KEY`), else the one generated once and kept in the database."""
+    return configured_key or await secrets_store.put_secret_if_absent("provider_key_encryption_key", new_vault_key())

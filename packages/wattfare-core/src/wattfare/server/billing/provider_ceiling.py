@@ -31,6 +31,7 @@ from typing import Protocol
 
 from wattfare.metering import nanos_to_usd, window_containing
 from wattfare.metering.ceiling import Ceiling, ceiling_for
+from wattfare.server.billing.funding_notice import announce_funding_invalid
 from wattfare.server.billing.hold import Hold
 from wattfare.server.billing.key_vault import KeyVault
 from wattfare.server.observability import metrics
@@ -40,6 +41,7 @@ from wattfare.server.store.account_protocols import ProviderCeilings as CeilingR
 from wattfare.server.store.account_records import CeilingKey
 from wattfare.server.store.protocols import Metering, StoreUnavailableError
 from wattfare.server.store.records import Connection
+from wattfare.server.store.webhook_protocols import Webhooks
 from wattfare.server.upstream.openrouter_keys import CreatedKey, KeyManagementError, KeyState
 
 log = logging.getLogger("wattfare.ceiling")
@@ -48,7 +50,7 @@ log = logging.getLogger("wattfare.ceiling")
 _AFTER_CHANGE_TIMEOUT_SECONDS = 5.0
 
 
-class CeilingStore(CeilingRows, Metering, ProviderLinks, MemberConnections, Protocol):
+class CeilingStore(CeilingRows, Metering, ProviderLinks, MemberConnections, Webhooks, Protocol):
     """What the ceiling reads and writes: its keys, the members' budgets, connections and linked keys."""
 
 
@@ -189,6 +191,7 @@ class ProviderCeilings:
             await self._store.record_ceiling_hit(member_id, hold.window.key, self._clock())
         except StoreUnavailableError as exc:
             log.error("the ceiling hit of %s could not be recorded: %s", member_id, exc)
+        await announce_funding_invalid(self._store, hold, "ceiling_reached", self._clock())
 
     def start(self, every_seconds: float) -> None:
         """Sync every funded member now and every `every_seconds` (only with a management key)."""

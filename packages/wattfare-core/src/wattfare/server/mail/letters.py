@@ -26,3 +26,16 @@ def app_connected_letter(to: str, app_name: str, cap_text: str, account_url: str
         "If this was not you, revoke it there and change your password.\n"
     )
     return Email(to, f"{name} was connected to your Wattfare budget", text)
+
+
+def threshold_letter(to: str, app_name: str, percent: int, spent_text: str, cap_text: str, account_url: str) -> Email:
+    """Tells a member one app's spend this month reached the share of its cap they asked to hear about."""
+    name = one_line(app_name)
+    stopped = "It can spend nothing more until the month ends" if percent >= 100 else "It stops at its cap"
+    text = (
+        f"{name} has spent {spent_text} of the {cap_text} a month you allowed it ({percent}%).\n\n"
+        f"{stopped}, unless you raise the cap. To raise it, lower it or revoke the app, open your account:\n\n"
+        f"{account_url}\n\n"
+        "You get this email once a month per app, at the share you chose there (or never, if you turn it off).\n"
+    )
+    return Email(to, f"{name} reached {percent}% of its monthly cap", text)

@@ -138,7 +138,7 @@ class MeteredExchange:
                 body=body,
                 payload=payload,
                 stream=completion.stream,
-                api_key=funding_key(services, hold),
+                api_key=await funding_key(services, hold),
                 end_user=self._end_user,
             )
             metrics.upstream_called()

@@ -117,7 +117,7 @@ class MeteredEmbedding:
         if isinstance(held, Refusal):
             raise refusal_error(held)
         async with held:
-            api_key = funding_key(services, held.hold)
+            api_key = await funding_key(services, held.hold)
             outgoing = replace(self._upstream_request, api_key=api_key)
             metrics.upstream_called()
             try:

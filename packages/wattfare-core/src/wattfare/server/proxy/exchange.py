@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from wattfare.server.billing.funding_notice import announce_funding_invalid
 from wattfare.server.billing.hold import Hold, Refusal
 from wattfare.server.billing.key_vault import VaultError
 from wattfare.server.billing.pricebook import PriceBook, PricedModel
@@ -69,7 +70,7 @@ def priced_model(prices: PriceBook, model_id: str, *, embeddings: bool) -> Price
     return model
 
 
-def funding_key(services: Services, hold: Hold) -> str | None:
+async def funding_key(services: Services, hold: Hold) -> str | None:
     """The member's key the request goes out on (else None: the upstream's key is used).
 
     Their own linked key when it pays; when credits pay and the operator configured a management key, the
@@ -88,6 +89,7 @@ def funding_key(services: Services, hold: Hold) -> str | None:
     try:
         return services.vault.open(sealed, hold.funding.member_id)
     except VaultError:
+        await announce_funding_invalid(services.store, hold, "key_unreadable", services.clock())
         raise ApiError(
             "funding_invalid", "The user's linked provider key cannot be read: they need to relink it."
         ) from None
@@ -115,8 +117,12 @@ async def refused(answer: UpstreamResponse, *, member_key: bool, services: Servi
         if error.code == "funding_invalid":
             await services.ceilings.reached(hold)
         return error
-    mapping = from_member_key_status if member_key else from_status
-    return mapping(answer.status, answer.body, dict(answer.headers))
+    if not member_key:
+        return from_status(answer.status, answer.body, dict(answer.headers))
+    error = from_member_key_status(answer.status, answer.body, dict(answer.headers))
+    if error.code == "funding_invalid":
+        await announce_funding_invalid(services.store, hold, "key_refused", services.clock())
+    return error
 
 
 def with_wattfare_field(body: bytes, answer: dict[str, Any], field: dict[str, Any]) -> bytes:

@@ -291,6 +291,80 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX password_resets_by_member ON password_resets (member_id)",
         ),
     ),
+    (
+        12,
+        (
+            # Webhooks (store/webhook_records.py). An app's endpoints per mode; their signing secrets sealed by the
+            # key vault (a copy of the database signs nothing), the one before a rotation kept for a day.
+            """CREATE TABLE webhook_endpoints (
+                id TEXT PRIMARY KEY,
+                app_id TEXT NOT NULL REFERENCES apps(id),
+                mode TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+                url TEXT NOT NULL,
+                description TEXT NOT NULL DEFAULT '',
+                secret TEXT NOT NULL,
+                previous_secret TEXT,
+                previous_until TEXT,
+                state TEXT NOT NULL DEFAULT 'enabled' CHECK (state IN ('enabled', 'failing', 'disabled')),
+                failing_since TEXT,
+                created_at TEXT NOT NULL,
+                deleted_at TEXT
+            )""",
+            "CREATE INDEX webhook_endpoints_by_app ON webhook_endpoints (app_id, mode)",
+            # The outbox: written in the transaction of the change it announces, with one delivery row per endpoint.
+            """CREATE TABLE webhook_events (
+                id TEXT PRIMARY KEY,
+                app_id TEXT NOT NULL REFERENCES apps(id),
+                mode TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+                type TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX webhook_events_by_app ON webhook_events (app_id, mode, created_at)",
+            # A delivery is claimed by one process until `claimed_until` (a lease: a process killed mid-delivery
+            # lets it go by expiring), then marked delivered, or rescheduled with backoff until it fails for good.
+            """CREATE TABLE webhook_deliveries (
+                event_id TEXT NOT NULL REFERENCES webhook_events(id),
+                endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints(id),
+                state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                claimed_until TEXT,
+                last_attempt_at TEXT,
+                last_status INTEGER,
+                last_error TEXT,
+                delivered_at TEXT,
+                PRIMARY KEY (event_id, endpoint_id)
+            )""",
+            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at)",
+            "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, next_attempt_at)",
+            # The highest share of the cap (50, 80, 100) announced in the window: at most one `budget.threshold` each.
+            "ALTER TABLE counters ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0",
+            # The member's own threshold email for a connection: 80 or 100 (percent of its cap), NULL for none.
+            "ALTER TABLE connections ADD COLUMN alert_percent INTEGER DEFAULT 80",
+            # Threshold emails to send: written by the settle that crossed the threshold, sent off the hot path.
+            """CREATE TABLE member_alerts (
+                connection_id TEXT NOT NULL REFERENCES connections(id),
+                window_key TEXT NOT NULL,
+                percent INTEGER NOT NULL,
+                spent BIGINT NOT NULL,
+                cap BIGINT NOT NULL,
+                created_at TEXT NOT NULL,
+                claimed_until TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                sent_at TEXT,
+                PRIMARY KEY (connection_id, window_key, percent)
+            )""",
+            "CREATE INDEX member_alerts_unsent ON member_alerts (sent_at, created_at)",
+            # `funding.invalid` at most once per connection and window.
+            """CREATE TABLE funding_notices (
+                connection_id TEXT NOT NULL REFERENCES connections(id),
+                window_key TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (connection_id, window_key)
+            )""",
+        ),
+    ),
 )
 
 

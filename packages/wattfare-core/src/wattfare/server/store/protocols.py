@@ -39,6 +39,7 @@ from wattfare.server.store.records import (
     Settlement,
     UsageRow,
 )
+from wattfare.server.store.webhook_protocols import MemberAlerts, Webhooks
 
 
 class StoreUnavailableError(Exception):
@@ -265,6 +266,8 @@ class Store(
     ProviderLinks,
     ProviderCeilings,
     OperatorAdministration,
+    Webhooks,
+    MemberAlerts,
     Protocol,
 ):
     """Durable state, all of it: what the server builds once and hands to every service."""

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 from wattfare.metering import Window
 from wattfare.server.store.account_records import DailySpend
-from wattfare.server.web.text_formats import usd_text
+from wattfare.server.text_formats import usd_text
 
 WIDTH = 620
 HEIGHT = 180

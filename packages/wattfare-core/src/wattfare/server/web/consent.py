@@ -23,10 +23,10 @@ from wattfare.server.billing.provider_ceiling import own_ceiling_refusal
 from wattfare.server.mail.letters import app_connected_letter
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import AppProfile, Member
+from wattfare.server.text_formats import amount_text, cents_text
 from wattfare.server.web.forms import parse_cap, read_form
 from wattfare.server.web.render import PageError, render
 from wattfare.server.web.sessions import Visitor, visitor
-from wattfare.server.web.text_formats import amount_text, cents_text
 
 _DEFAULT_CAP = usd_to_nanos("10")
 

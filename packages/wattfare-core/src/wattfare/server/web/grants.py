@@ -31,12 +31,12 @@ from wattfare.server.billing.grants import (
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import AppProfile
 from wattfare.server.store.records import Mode
+from wattfare.server.text_formats import duration_text, limit_text
 from wattfare.server.web.consent import funding_text
 from wattfare.server.web.forms import parse_cap, read_form
 from wattfare.server.web.grant_offers import InvalidOfferError, new_offer, read_offer, sign_offer
 from wattfare.server.web.render import PageError, render
 from wattfare.server.web.sessions import Visitor, visitor
-from wattfare.server.web.text_formats import duration_text, limit_text
 
 _ASK_AGAIN = "Go back to the app and ask again."
 _MAX_NUMBER_TEXT = 12

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from wattfare.server.services import Services
+from wattfare.server.text_formats import amount_text, cents_text, date_text, limit_text, moment_text, usd_text
 from wattfare.server.web.sessions import Visitor, remember_browser
-from wattfare.server.web.text_formats import amount_text, cents_text, date_text, limit_text, moment_text, usd_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"

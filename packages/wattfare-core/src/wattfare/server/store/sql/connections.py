@@ -7,8 +7,10 @@ from datetime import datetime
 from wattfare.server.store.records import Connection, Mode
 from wattfare.server.store.rows import CONNECTION_COLUMNS, connection_from_row
 from wattfare.server.store.sql.engine import Executor, SqlConcern
-from wattfare.server.store.sql.statement import id_list, portable, with_id_list
+from wattfare.server.store.sql.outbox import record_event
+from wattfare.server.store.sql.statement import Statement, id_list, portable, with_id_list
 from wattfare.server.store.timestamps import to_text
+from wattfare.server.store.webhook_records import connection_event
 
 _GET = portable(f"SELECT {CONNECTION_COLUMNS} FROM connections WHERE app_id = ? AND mode = ? AND app_user_id = ?")
 _INSERT = (
@@ -20,9 +22,10 @@ _APPROVE = portable(
     f"RETURNING {CONNECTION_COLUMNS}"
 )
 _CREATE_UNLESS_ANY = portable(f"{_INSERT}DO NOTHING")
+# Only an active connection is revoked (and announced); revoking a revoked one finds it as it is.
 _REVOKE = portable(
     "UPDATE connections SET state = 'revoked', updated_at = ? WHERE app_id = ? AND mode = ? AND app_user_id = ? "
-    f"RETURNING {CONNECTION_COLUMNS}"
+    f"AND state = 'active' RETURNING {CONNECTION_COLUMNS}"
 )
 _STATES = with_id_list("SELECT id, state FROM connections WHERE id IN {ids}")
 _REMEMBER_REQUESTED_CAP = portable(
@@ -45,21 +48,18 @@ class SqlConnections(SqlConcern):
     ) -> Connection:
         """Create or re-activate the connection with this cap."""
         params = (connection_id, app_id, app_user_id, mode, cap, to_text(now), to_text(now))
-        row = await self._engine.write(lambda db: db.one(_APPROVE, *params))
-        assert row is not None  # an upsert always returns its row
-        return connection_from_row(row)
+        return await self._engine.write(lambda db: approve_and_announce(db, _APPROVE, params, now))
 
     async def ensure_connection(
         self, connection_id: str, app_id: str, app_user_id: str, mode: Mode, cap: int, now: datetime
     ) -> Connection:
         """Create an active connection unless one exists; return the one in force."""
         params = (connection_id, app_id, app_user_id, mode, cap, to_text(now), to_text(now))
-        return await self._engine.write(lambda db: _ensure(db, params, (app_id, mode, app_user_id)))
+        return await self._engine.write(lambda db: _ensure(db, params, (app_id, mode, app_user_id), now))
 
     async def revoke_connection(self, app_id: str, mode: Mode, app_user_id: str, now: datetime) -> Connection | None:
         """Revoke the connection; None when there is none."""
-        row = await self._engine.write(lambda db: db.one(_REVOKE, to_text(now), app_id, mode, app_user_id))
-        return connection_from_row(row) if row else None
+        return await self._engine.write(lambda db: _revoke(db, (to_text(now), app_id, mode, app_user_id), now))
 
     async def connection_states(self, connection_ids: list[str]) -> dict[str, str]:
         """Current state of each listed connection."""
@@ -80,8 +80,32 @@ class SqlConnections(SqlConcern):
         return row[0] if row else None
 
 
-async def _ensure(db: Executor, insert: tuple[object, ...], key: tuple[str, Mode, str]) -> Connection:
-    await db.run(_CREATE_UNLESS_ANY, *insert)
+async def approve_and_announce(
+    db: Executor, upsert: Statement, params: tuple[object, ...], now: datetime
+) -> Connection:
+    """Inside a write transaction: run an approving upsert and announce `connection.approved`."""
+    row = await db.one(upsert, *params)
+    assert row is not None  # an upsert always returns its row
+    connection = connection_from_row(row)
+    await record_event(db, connection_event("connection.approved", connection, now))
+    return connection
+
+
+async def _ensure(db: Executor, insert: tuple[object, ...], key: tuple[str, Mode, str], now: datetime) -> Connection:
+    created = await db.run(_CREATE_UNLESS_ANY, *insert) == 1
     row = await db.one(_GET, *key)
     assert row is not None  # created just now, or there already
-    return connection_from_row(row)
+    connection = connection_from_row(row)
+    if created:
+        await record_event(db, connection_event("connection.approved", connection, now))
+    return connection
+
+
+async def _revoke(db: Executor, params: tuple[str, str, Mode, str], now: datetime) -> Connection | None:
+    row = await db.one(_REVOKE, *params)
+    if row is None:  # none, or revoked already: nothing changes, nothing is announced
+        found = await db.one(_GET, *params[1:])
+        return connection_from_row(found) if found else None
+    connection = connection_from_row(row)
+    await record_event(db, connection_event("connection.revoked", connection, now))
+    return connection

@@ -12,8 +12,10 @@ from typing import cast
 from wattfare.server.store.grant_records import Grant, NewGrant, grant_user_id
 from wattfare.server.store.records import Mode
 from wattfare.server.store.sql.engine import Executor, Row, SqlConcern
+from wattfare.server.store.sql.outbox import record_event
 from wattfare.server.store.sql.statement import portable
 from wattfare.server.store.timestamps import from_text, to_text
+from wattfare.server.store.webhook_records import grant_event
 
 _CONNECTION = portable(
     "INSERT INTO connections (id, app_id, app_user_id, mode, state, cap, created_at, updated_at, member_id) "
@@ -96,14 +98,16 @@ class SqlGrants(SqlConcern):
             to_text(grant.expires_at),
         )
 
-        async def work(db: Executor) -> None:
+        async def work(db: Executor) -> Grant:
             await db.run(_CONNECTION, *connection)
             await db.run(_GRANT, *row)
+            found = await db.one(_BY_ID, grant.id)
+            assert found is not None  # made just now
+            made = _grant(found)
+            await record_event(db, grant_event("grant.created", made, grant.created_at))
+            return made
 
-        await self._engine.write(work)
-        found = await self._engine.one(_BY_ID, grant.id)
-        assert found is not None  # made just now
-        return _grant(found)
+        return await self._engine.write(work)
 
     async def grant_by_token(self, token_hash: str) -> Grant | None:
         """The grant whose token hashes to `token_hash`, in any state."""
@@ -126,13 +130,15 @@ class SqlGrants(SqlConcern):
     async def revoke_member_grant(self, member_id: str, grant_id: str, now: datetime) -> Grant | None:
         """Revoke one of this member's grants and its connection; None when there is no such live grant."""
 
-        async def work(db: Executor) -> bool:
+        async def work(db: Executor) -> Grant | None:
             row = await db.one(_REVOKE, to_text(now), grant_id, member_id)
             if row is None:
-                return False
+                return None
             await db.run(_REVOKE_CONNECTION, to_text(now), row[0])
-            return True
+            found = await db.one(_BY_ID, grant_id)
+            assert found is not None  # revoked just now
+            revoked = _grant(found)
+            await record_event(db, grant_event("grant.revoked", revoked, now))
+            return revoked
 
-        if not await self._engine.write(work):
-            return None
-        return await self.get_grant(grant_id)
+        return await self._engine.write(work)

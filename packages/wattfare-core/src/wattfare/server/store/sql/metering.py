@@ -10,16 +10,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from wattfare.metering import charge_for
+from wattfare.metering import charge_for, nanos_to_json_number, thresholds_crossed, window_of_key
+from wattfare.server.instants import utc_text
 from wattfare.server.store.account_records import ConnectionFunding
-from wattfare.server.store.records import BudgetSnapshot, HoldCensus, Mode, NewHold, Settled, Settlement
+from wattfare.server.store.records import (
+    BudgetSnapshot,
+    Connection,
+    HoldCensus,
+    Mode,
+    NewHold,
+    Settled,
+    Settlement,
+)
 from wattfare.server.store.rows import QUALIFIED_CONNECTION_COLUMNS, connection_from_row
 from wattfare.server.store.sql.cap_guard import hold_on_counters, record_hold
 from wattfare.server.store.sql.credit_holds import hold_credits, record_credit_hold, settle_credit_hold
 from wattfare.server.store.sql.engine import Executor, SqlConcern
 from wattfare.server.store.sql.grants import count_grant_request, give_back_grant_request
+from wattfare.server.store.sql.outbox import record_event
 from wattfare.server.store.sql.statement import id_list, per_dialect, portable, with_id_list
 from wattfare.server.store.timestamps import from_text, to_text
+from wattfare.server.store.webhook_records import connection_event
 
 _BUDGET = portable(
     f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, COALESCE(k.spent, 0), COALESCE(k.reserved, 0) FROM connections c "
@@ -38,18 +49,22 @@ _TAKE_HOLD = portable(
 # The charge is decided against `spent` as it stands: PostgreSQL locks the counters row before reading it (another
 # instance may be settling on it); SQLite's write transaction already excludes every other writer.
 _OWNER_AND_SPENT = (
-    "SELECT c.app_id, c.mode, c.app_user_id, c.cap, k.spent FROM connections c "
+    f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, k.spent, k.alerted, c.member_id, c.alert_percent FROM connections c "
     "JOIN counters k ON k.connection_id = c.id AND k.window_key = ? WHERE c.id = ?"
 )
 _LOCK_OWNER_AND_SPENT = per_dialect(sqlite=_OWNER_AND_SPENT, postgres=f"{_OWNER_AND_SPENT} FOR UPDATE OF k")
 _SPEND = portable(
-    "UPDATE counters SET reserved = reserved - ?, spent = spent + ? "
+    "UPDATE counters SET reserved = reserved - ?, spent = spent + ?, alerted = ? "
     "WHERE connection_id = ? AND window_key = ? RETURNING spent, reserved"
 )
 _APPEND_LEDGER = portable(
     "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "
     "amount, absorbed, prompt_tokens, completion_tokens, created_at, endpoint) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_MEMBER_ALERT = portable(
+    "INSERT INTO member_alerts (connection_id, window_key, percent, spent, cap, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
 )
 _RENEW = with_id_list("UPDATE holds SET expires_at = ? WHERE id IN {ids}")
 _CENSUS = portable("SELECT COUNT(*), MIN(created_at) FROM holds")
@@ -147,11 +162,17 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     connection_id, window_key, amount, model, endpoint, grant_id = held
     owner = await db.one(_LOCK_OWNER_AND_SPENT, window_key, connection_id)
     assert owner is not None  # a hold's counters row exists from its reserve on
-    app_id, mode, app_user_id, cap, spent_before = owner
+    connection = connection_from_row(owner)
+    app_id, mode, app_user_id, cap = connection.app_id, connection.mode, connection.app_user_id, connection.cap
+    spent_before, alerted = owner[8], owner[9]
     charge = charge_for(s.charged, held=amount, cap=cap, spent=spent_before)
     charged, absorbed = charge.charged, s.absorbed + charge.absorbed
-    counters = await db.one(_SPEND, amount, charged, connection_id, window_key)
+    # Decided against the locked counters, so of many settles crossing a threshold at once exactly one announces it.
+    crossed = () if grant_id is not None else thresholds_crossed(spent_before + charged, cap, alerted)
+    counters = await db.one(_SPEND, amount, charged, max(crossed, default=alerted), connection_id, window_key)
     assert counters is not None
+    if crossed:
+        await _announce_thresholds(db, connection, crossed, counters[0], window_key, owner[10], owner[11], now)
     # After the counters, as a reserve takes them (counters, then the grant): one lock order, no deadlock.
     if grant_id is not None and s.kind == "released":
         await give_back_grant_request(db, grant_id)
@@ -176,3 +197,22 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     if s.holds_credits:
         await settle_credit_hold(db, s.hold_id, charged, now)
     return Settled(connection_id, window_key, counters[0], counters[1], cap, charged, mode, absorbed)
+
+
+async def _announce_thresholds(
+    db: Executor,
+    connection: Connection,
+    crossed: tuple[int, ...],
+    spent: int,
+    window_key: str,
+    member_id: str | None,
+    alert_percent: int | None,
+    now: datetime,
+) -> None:
+    """Inside the settle that crossed them: `budget.threshold` for each, and the member's email if they chose one."""
+    resets_at = utc_text(window_of_key(window_key).end)
+    for percent in crossed:
+        data = {"percent": percent, "spentUsd": nanos_to_json_number(spent), "resetsAt": resets_at}
+        await record_event(db, connection_event("budget.threshold", connection, now, **data))
+    if member_id is not None and connection.mode == "live" and alert_percent in crossed:
+        await db.run(_MEMBER_ALERT, connection.id, window_key, alert_percent, spent, connection.cap, to_text(now))

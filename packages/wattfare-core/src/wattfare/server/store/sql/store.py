@@ -16,6 +16,7 @@ from wattfare.server.store.sql.member_connections import SqlMemberConnections
 from wattfare.server.store.sql.members import SqlMembers
 from wattfare.server.store.sql.metering import SqlMetering
 from wattfare.server.store.sql.password_resets import SqlPasswordResets
+from wattfare.server.store.sql.webhooks import SqlWebhooks
 
 
 class SqlStore(
@@ -33,6 +34,7 @@ class SqlStore(
     SqlCeilings,
     SqlGrants,
     SqlAdministration,
+    SqlWebhooks,
 ):
     """A `Store`: each concern is complete on its own over the engine it is given; this is their union.
 
