@@ -392,6 +392,7 @@ def test_a_payload_that_is_not_utf8_is_refused() -> None:
 
 APPROVED = body("connection.approved", CONNECTION_DATA)
 FRACTIONAL_COUNT = GRANT_JSON.replace('"requestsAllowed": 3', '"requestsAllowed": 3.0')
+BOOLEAN_COUNT = GRANT_JSON.replace('"requestsUsed": 1', '"requestsUsed": true')
 
 
 @pytest.mark.parametrize(
@@ -414,6 +415,7 @@ FRACTIONAL_COUNT = GRANT_JSON.replace('"requestsAllowed": 3', '"requestsAllowed"
         (body("connection.approved", CONNECTION_DATA.replace("5.000000000000000001", '"5"')), "monthlyUsd is not"),
         (body("connection.approved", CONNECTION_DATA.replace("5.000000000000000001", "true")), "monthlyUsd is not"),
         (body("grant.created", f'{{"grant": {FRACTIONAL_COUNT}}}'), "requestsAllowed is not"),
+        (body("grant.created", f'{{"grant": {BOOLEAN_COUNT}}}'), "requestsUsed is not"),
         (body("funding.invalid", CONNECTION_DATA), "data.reason is missing"),
         (body("connection.cap_changed", CONNECTION_DATA), "data.previousLimits is missing"),
     ],

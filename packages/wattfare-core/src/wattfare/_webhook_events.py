@@ -88,7 +88,7 @@ class _Event:
     timestamp: datetime
     mode: Mode
     app_id: str
-    data: dict[str, Any]
+    data: dict[str, Any] = field(hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from wattfare.server.api import app_settings, connections, grants, models, openapi, probes, sessions, usage
+from wattfare.server.api import webhooks as webhook_api
 from wattfare.server.api.browser_cors import BROWSER_PATHS, BrowserCors
 from wattfare.server.billing.meter import Meter
 from wattfare.server.errors import ApiError, unavailable
@@ -36,6 +37,7 @@ from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
 from wattfare.server.web import account, consent, developers, members, openrouter_link, password_reset, policies
 from wattfare.server.web import grants as grant_popup
+from wattfare.server.web import webhook_console
 from wattfare.server.web.render import STATIC, PageError, prefers_html, render
 from wattfare.server.web.sessions import SignInRequired, visitor
 
@@ -162,6 +164,7 @@ def create_app(
         Route(f"{v1}/usage", usage.usage, methods=["GET"]),
         Route(f"{v1}/app", app_settings.get_app, methods=["GET"]),
         Route(f"{v1}/app", app_settings.update_app, methods=["PATCH"]),
+        *webhook_api.routes,
         Route(f"{v1}/openapi.json", openapi.openapi_json, methods=["GET"]),
         # The operator's: liveness, readiness, Prometheus (README, "Operating Wattfare").
         Route("/healthz", probes.healthz, methods=["GET"]),
@@ -175,6 +178,7 @@ def create_app(
         *account.routes,
         *openrouter_link.routes,
         *developers.routes,
+        *webhook_console.routes,
         *policies.routes,
         Route("/wattfare.js", _button_script, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
