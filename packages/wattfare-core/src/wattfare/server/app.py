@@ -35,9 +35,17 @@ from wattfare.server.settings import Settings
 from wattfare.server.store import Store, StoreUnavailableError, open_store
 from wattfare.server.store.records import Mode
 from wattfare.server.upstream.base import Upstream
-from wattfare.server.web import account, consent, developers, members, openrouter_link, password_reset, policies
+from wattfare.server.web import (
+    account,
+    consent,
+    developers,
+    members,
+    openrouter_link,
+    password_reset,
+    policies,
+    webhook_console,
+)
 from wattfare.server.web import grants as grant_popup
-from wattfare.server.web import webhook_console
 from wattfare.server.web.render import STATIC, PageError, prefers_html, render
 from wattfare.server.web.sessions import SignInRequired, visitor
 
