@@ -178,6 +178,42 @@ def _grant_calls(client: httpx.Client, server: ServerProcess, seen: set[tuple[st
     check(minting[-1], f"{v1}/grants", seen)  # the grant minting limit: 120 a minute per app
 
 
+def _webhook_calls(client: httpx.Client, server: ServerProcess, seen: set[tuple[str, str, int]]) -> None:
+    """Webhook endpoints: made, read, changed, their deliveries listed and resent, rotated, deleted; and refused."""
+    secret = {"Authorization": f"Bearer {server.secret}"}
+    endpoints = "/api/v1/webhooks/endpoints"
+    one = f"{endpoints}/{{endpointId}}"
+    # Nothing listens on the discard port: the server's deliveries there fail at once, and are retried later.
+    made = check(client.post(endpoints, json={"url": "http://127.0.0.1:9/hooks"}, headers=secret), endpoints, seen)
+    assert made.json()["secret"].startswith("whsec_")
+    check(client.post(endpoints, json={"url": "ftp://files.example/"}, headers=secret), endpoints, seen)
+    check(client.post(endpoints, json={"url": "http://127.0.0.1:9/x"}), endpoints, seen)
+    check(client.get(endpoints, headers=secret), endpoints, seen)
+    at = f"{endpoints}/{made.json()['id']}"
+    missing = f"{endpoints}/we_nobody"
+    check(client.get(at, headers=secret), one, seen)
+    check(client.get(missing, headers=secret), one, seen)
+    check(client.patch(at, json={"description": "contract", "enabled": True}, headers=secret), one, seen)
+    check(client.patch(at, json={"enabled": "yes"}, headers=secret), one, seen)
+    check(client.patch(missing, json={"enabled": False}, headers=secret), one, seen)
+    session = client.post("/api/v1/sessions", json={"appUserId": "webhook-user"}, headers=secret).json()["token"]
+    approved = client.post("/api/v1/connections", headers={"Authorization": f"Bearer {session}"})
+    assert approved.status_code == 200, approved.text
+    path = f"{one}/deliveries"
+    (delivery,) = check(client.get(f"{at}/deliveries", headers=secret), path, seen).json()["data"]
+    assert delivery["type"] == "connection.approved"
+    check(client.get(f"{at}/deliveries", params={"limit": 0}, headers=secret), path, seen)
+    check(client.get(f"{missing}/deliveries", headers=secret), path, seen)
+    path = f"{one}/deliveries/{{eventId}}/resend"
+    check(client.post(f"{at}/deliveries/{delivery['eventId']}/resend", headers=secret), path, seen)
+    check(client.post(f"{at}/deliveries/msg_nobody/resend", headers=secret), path, seen)
+    path = f"{one}/rotate-secret"
+    assert check(client.post(f"{at}/rotate-secret", headers=secret), path, seen).json()["secret"].startswith("whsec_")
+    check(client.post(f"{missing}/rotate-secret", headers=secret), path, seen)
+    check(client.delete(at, headers=secret), one, seen)
+    check(client.delete(at, headers=secret), one, seen)
+
+
 def test_real_answers_of_every_operation_match_the_document(server: ServerProcess) -> None:
     seen: set[tuple[str, str, int]] = set()
     v1 = "/api/v1"
@@ -223,6 +259,7 @@ def test_real_answers_of_every_operation_match_the_document(server: ServerProces
         path = f"{v1}/chat/completions"
         check(client.post(path, json=chat, headers=user), path, seen)  # disconnected: 402
         _grant_calls(client, server, seen)
+        _webhook_calls(client, server, seen)
         path = f"{v1}/usage"
         check(client.get(path, headers=secret), path, seen)
         check(client.get(path, params={"appUserId": "contract-user", "from": "2020-01-01"}, headers=secret), path, seen)
@@ -244,7 +281,7 @@ def test_real_answers_of_every_operation_match_the_document(server: ServerProces
     operations = {(path, method) for path, item in DOCUMENT["paths"].items() for method in item}
     assert {(path, method) for path, method, _ in seen} == operations
     statuses = {status for _, _, status in seen}
-    assert {200, 201, 204, 400, 401, 402, 403, 404, 413, 429} <= statuses
+    assert {200, 201, 202, 204, 400, 401, 402, 403, 404, 413, 429} <= statuses
     assert ("/api/v1/grants", "post", 429) in seen
 
 

@@ -1,8 +1,8 @@
 """Wattfare's own bodies in its OpenAPI document, and the JSON Schema vocabulary every part of it is written in.
 
-The bodies of Wattfare's own endpoints (sessions, connections, grants, usage, the app, readiness) list every field
-they carry, and most are closed. OpenAI's wire (the metered endpoints' bodies) is `openapi_wire`'s; the error
-envelope is `openapi_errors`'.
+The bodies of Wattfare's own endpoints (sessions, connections, grants, usage, the app, webhook endpoints, readiness)
+list every field they carry, and most are closed. OpenAI's wire (the metered endpoints' bodies) is `openapi_wire`'s;
+the error envelope is `openapi_errors`'.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from wattfare.metering import MAX_CAP_USD
 from wattfare.server.billing.grants import MAX_GRANT_LIFETIME, MAX_GRANT_REQUESTS, MIN_GRANT_LIFETIME
+from wattfare.server.webhooks.endpoints import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
 
 Schema = dict[str, Any]
 
@@ -51,6 +52,7 @@ GRANT_TOKEN: Final[Schema] = {
 COUNT: Final[Schema] = {"type": "integer", "minimum": 0}
 """A count (of tokens, requests, models)."""
 _UNIX_SECONDS: Final[Schema] = {"type": "integer", "description": "Unix seconds."}
+_INSTANT: Final[Schema] = {"type": "string", "format": "date-time"}
 
 
 def _grant_schemas() -> dict[str, Schema]:
@@ -137,8 +139,75 @@ def _grant_schemas() -> dict[str, Schema]:
     }
 
 
+def _webhook_schemas() -> dict[str, Schema]:
+    url = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_URL_LENGTH,
+        "pattern": "^https?://",
+        "description": "Where Wattfare posts the events: an absolute http:// or https:// URL without credentials, in "
+        "printable characters (live mode: https:// only).",
+    }
+    description = nullable({"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH}) | {
+        "description": f"A note for the app's developers, on one line (at most {MAX_DESCRIPTION_LENGTH} characters; "
+        "null or empty: none)."
+    }
+    endpoint = {
+        "id": {"type": "string", "description": "The endpoint's id (`we_…`)."},
+        "url": {"type": "string"},
+        "description": {"type": "string"},
+        "mode": {"enum": ["test", "live"], "description": "The mode of the events it receives (its key's)."},
+        "state": {
+            "enum": ["enabled", "failing", "disabled"],
+            "description": "`failing`: an event was given up on after its last retry (deliveries go on; the next "
+            "success makes it `enabled`); `disabled`: it receives nothing (`PATCH` it with `enabled: true`).",
+        },
+        "failingSince": nullable(_INSTANT),
+        "createdAt": _INSTANT,
+    }
+    secret = {
+        "type": "string",
+        "pattern": "^whsec_[A-Za-z0-9+/=]+$",
+        "description": "The signing secret (Standard Webhooks), in this answer only: verify each delivery with it.",
+    }
+    delivery = {
+        "eventId": {"type": "string", "description": "The event's id (`msg_…`), its `webhook-id` on every attempt."},
+        "type": {"type": "string", "description": "The event's type, such as `connection.approved`."},
+        "createdAt": _INSTANT,
+        "state": {"enum": ["pending", "delivered", "failed"], "description": "`failed`: every retry was refused."},
+        "attempts": COUNT,
+        "nextAttemptAt": _INSTANT,
+        "lastAttemptAt": nullable(_INSTANT),
+        "lastStatus": nullable({"type": "integer", "description": "The HTTP status the endpoint answered last."}),
+        "lastError": nullable({"type": "string"}),
+        "deliveredAt": nullable(_INSTANT),
+    }
+    return {
+        "NewWebhookEndpoint": object_schema({"url": url, "description": description}, ("url",), closed=True),
+        "WebhookEndpointChange": object_schema(
+            {
+                "url": url,
+                "description": description,
+                "enabled": {"type": "boolean", "description": "false: deliver nothing to it until it is true again."},
+            },
+            closed=True,
+        ),
+        "WebhookEndpoint": object_schema(endpoint, tuple(endpoint), closed=True),
+        "WebhookEndpointWithSecret": object_schema({**endpoint, "secret": secret}, (*endpoint, "secret"), closed=True),
+        "WebhookEndpointList": object_schema(
+            {"data": {"type": "array", "items": ref("WebhookEndpoint")}}, ("data",), closed=True
+        ),
+        "WebhookDeliveryList": object_schema(
+            {"data": {"type": "array", "items": object_schema(delivery, tuple(delivery), closed=True)}},
+            ("data",),
+            closed=True,
+        ),
+        "WebhookResent": object_schema({"resent": {"const": True}}, ("resent",), closed=True),
+    }
+
+
 def component_schemas() -> dict[str, Schema]:
-    """The bodies of Wattfare's own endpoints (sessions, connections, grants, usage, the app, readiness), by name."""
+    """The bodies of Wattfare's own endpoints (sessions, connections, grants, usage, the app, webhooks, readiness)."""
     return {
         "SessionRequest": object_schema(
             {
@@ -234,4 +303,5 @@ def component_schemas() -> dict[str, Schema]:
             ("status", "store", "prices"),
         ),
         **_grant_schemas(),
+        **_webhook_schemas(),
     }

@@ -1,4 +1,4 @@
-"""The `wattfare` command: run the server; manage apps, keys, members and credits; migrate the database.
+"""The `wattfare` command: run the server; manage apps, keys, members, credits and webhooks; migrate the database.
 
 Every mistake ends in one line on stderr, never a traceback: click's usage errors (exit status 2) for a bad
 argument, a `click.ClickException` (exit status 1) for everything else (an unreachable database, a busy
@@ -18,6 +18,7 @@ from wattfare.server.cli.output import success
 from wattfare.server.cli.params import EmailAddress, UsdAmount
 from wattfare.server.cli.reconcile import operator_ceilings, reconcile_command
 from wattfare.server.cli.serve import dev, serve
+from wattfare.server.cli.webhooks import webhooks
 from wattfare.server.instants import utc_now
 from wattfare.server.store import Store
 from wattfare.server.store.account_records import CreditBalance
@@ -29,7 +30,7 @@ def main() -> None:
     """Wattfare: your users pay for your app's AI inference."""
 
 
-for command in (dev, serve, apps, keys, members, reconcile_command):
+for command in (dev, serve, apps, keys, members, webhooks, reconcile_command):
     main.add_command(command)
 
 
