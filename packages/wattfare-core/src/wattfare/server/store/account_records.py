@@ -67,6 +67,7 @@ class MemberConnection:
     app_name: str
     spent: int
     reserved: int
+    alert_percent: int | None = 80  # the share of the cap at which the member is emailed; None: never
 
 
 @dataclass(frozen=True, slots=True)

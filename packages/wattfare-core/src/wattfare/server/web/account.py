@@ -1,5 +1,8 @@
 """The member's account, `/account`: connected apps with this month's spend, caps, one-click revoke, funding.
 
+Per connected app the member chooses when Wattfare emails them about its spend: at 80% of the cap (the
+default), at 100%, or never (live connections only: test ones spend nothing real).
+
 It also lists the one-time grants the member approved in the last 30 days, each revocable while active. A grant is
 metered through a connection of its own (app user `grant:<id>`): those connections are the grants' and are
 listed only as grants, never among the connected apps.
@@ -18,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from wattfare.metering import window_containing
+from wattfare.metering import ALERT_CHOICES, window_containing
 from wattfare.server.billing.provider_ceiling import own_ceiling_refusal
 from wattfare.server.services import Services, services_of
 from wattfare.server.store.account_records import MemberConnection
@@ -39,10 +42,24 @@ NOTICES = {
     "link-failed": "Linking OpenRouter did not complete. Nothing was changed; try again.",
     "bad-limit": "Enter a monthly OpenRouter limit in US dollars, more than 0 and at most 1,000,000, or none.",
     "grant-revoked": "Grant revoked: the app can make no more requests with it.",
+    "alert-80": "Saved: Wattfare emails you when this app has spent 80% of its monthly cap.",
+    "alert-100": "Saved: Wattfare emails you when this app has spent its whole monthly cap.",
+    "alert-never": "Saved: no emails about this app's spend.",
+    "bad-alert": "Choose when to be emailed: at 80% or 100% of the cap, or never.",
 }
+# The threshold email choices as the form posts them ("never": no email), looked up, never parsed.
+ALERT_OPTIONS: dict[str, int | None] = {str(percent): percent for percent in ALERT_CHOICES} | {"never": None}
 # How far back the account lists one-time grants (they live a day at most).
 GRANTS_SHOWN_FOR = timedelta(days=30)
 _GRANT_STATES = {"active": "Active", "used_up": "Used up", "expired": "Expired", "revoked": "Revoked"}
+
+
+def _path_id(request: Request, name: str, unknown: str) -> str:
+    """An id from the URL; a 404 for one that cannot exist (a `%00` would reach PostgreSQL, which refuses NUL)."""
+    found: str = request.path_params[name]
+    if not found.isprintable():
+        raise PageError(404, "Not found", unknown)
+    return found
 
 
 def apps_only(connections: list[MemberConnection]) -> list[MemberConnection]:
@@ -84,6 +101,9 @@ async def account_page(request: Request) -> Response:
         if (hit := await services.store.ceiling_hit(member.id)) and hit.window_key == window.key
         else None,
         "notice": NOTICES.get(request.query_params.get("notice", "")),
+        "alert_options": [
+            (value, f"{percent}%" if percent is not None else "Never") for value, percent in ALERT_OPTIONS.items()
+        ],
     }
     return render(services, found, "account.html", context, form_targets=[openrouter_origin(services)])
 
@@ -95,7 +115,7 @@ async def change_cap(request: Request) -> Response:
     cap = parse_cap(fields.get("monthlyUsd"))
     if cap is None:
         return RedirectResponse("/account?notice=bad-cap", 303)
-    connection_id = request.path_params["connection_id"]
+    connection_id = _path_id(request, "connection_id", "You have no such connection.")
     window = window_containing(services.clock())
     over = await own_ceiling_refusal(
         services.store, member.id, cap, window.key, replacing=lambda c: c.id == connection_id
@@ -109,12 +129,25 @@ async def change_cap(request: Request) -> Response:
     return RedirectResponse("/account?notice=cap", 303)
 
 
+async def change_alert(request: Request) -> Response:
+    """`POST /account/connections/{id}/alerts`: when to email the member about this app's spend (or never)."""
+    services = services_of(request)
+    _, member, fields = await read_member_form(services, request, "/account")
+    choice = fields.get("percent", "")
+    if choice not in ALERT_OPTIONS:
+        return RedirectResponse("/account?notice=bad-alert", 303)
+    connection_id = _path_id(request, "connection_id", "You have no such connection.")
+    if not await services.store.set_alert_percent(member.id, connection_id, ALERT_OPTIONS[choice]):
+        raise PageError(404, "Not found", "You have no such connection.")
+    return RedirectResponse(f"/account?notice=alert-{choice}", 303)
+
+
 async def revoke(request: Request) -> Response:
     """`POST /account/connections/{id}/revoke`: stop the app spending, at once (streams in flight included)."""
     services = services_of(request)
     _, member, _ = await read_member_form(services, request, "/account")
     revoked = await services.store.revoke_member_connection(
-        member.id, request.path_params["connection_id"], services.clock()
+        member.id, _path_id(request, "connection_id", "You have no such connection."), services.clock()
     )
     if revoked is None:
         raise PageError(404, "Not found", "You have no such connection.")
@@ -127,7 +160,7 @@ async def remove(request: Request) -> Response:
     """`POST /account/connections/{id}/remove`: take a revoked app off the list (its spend stays on the books)."""
     services = services_of(request)
     _, member, _ = await read_member_form(services, request, "/account")
-    connection_id = request.path_params["connection_id"]
+    connection_id = _path_id(request, "connection_id", "You have no such revoked app.")
     if not await services.store.remove_member_connection(member.id, connection_id, services.clock()):
         raise PageError(404, "Not found", "You have no such revoked app.")
     return RedirectResponse("/account?notice=removed", 303)
@@ -137,7 +170,8 @@ async def revoke_grant(request: Request) -> Response:
     """`POST /account/grants/{id}/revoke`: end one of the member's grants at once (streams in flight included)."""
     services = services_of(request)
     _, member, _ = await read_member_form(services, request, "/account")
-    revoked = await services.store.revoke_member_grant(member.id, request.path_params["grant_id"], services.clock())
+    grant_id = _path_id(request, "grant_id", "You have no such grant, or it was already revoked.")
+    revoked = await services.store.revoke_member_grant(member.id, grant_id, services.clock())
     if revoked is None:
         raise PageError(404, "Not found", "You have no such grant, or it was already revoked.")
     services.revocations.revoked(revoked.connection_id)
@@ -148,6 +182,7 @@ async def revoke_grant(request: Request) -> Response:
 routes = [
     Route("/account", account_page, methods=["GET"]),
     Route("/account/connections/{connection_id}/cap", change_cap, methods=["POST"]),
+    Route("/account/connections/{connection_id}/alerts", change_alert, methods=["POST"]),
     Route("/account/connections/{connection_id}/revoke", revoke, methods=["POST"]),
     Route("/account/connections/{connection_id}/remove", remove, methods=["POST"]),
     Route("/account/grants/{grant_id}/revoke", revoke_grant, methods=["POST"]),

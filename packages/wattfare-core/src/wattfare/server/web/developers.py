@@ -41,11 +41,14 @@ NOTICES = {
     "origins": "Allowed origins saved.",
     "revoked": "Key revoked.",
     "allowance": "Output allowance saved.",
+    "webhook-deleted": "Webhook endpoint deleted: it receives no more events.",
 }
 
 
-async def _own_app(services: Services, member: Member, app_id: str) -> AppProfile:
-    app = await services.store.app_profile(app_id)
+async def own_app(services: Services, member: Member, app_id: str) -> AppProfile:
+    """The member's app `app_id`; a 404 page for an unknown app and for another member's alike."""
+    # A NUL from a URL (`%00`) never reaches the store: PostgreSQL refuses it in text, as a 500.
+    app = await services.store.app_profile(app_id) if app_id.isprintable() else None
     if app is None or app.owner_member_id != member.id:
         raise PageError(404, "Not found", "You have no such app.")
     return app
@@ -87,16 +90,23 @@ async def register(request: Request) -> Response:
     cap = services.settings.default_test_cap
     made = await register_app(services.store, name, cap, MODES, owner_member_id=member.id)
     await services.store.set_app_origins(made.app.id, origins)
-    context = {"app": await _own_app(services, member, made.app.id), "secrets": made.secret_keys, "created": True}
+    context = {"app": await own_app(services, member, made.app.id), "secrets": made.secret_keys, "created": True}
     return render(services, found, "secret_keys.html", context)
 
 
 async def app_page(request: Request) -> Response:
-    """`GET /developers/apps/{app_id}?mode=`: keys, origins and this month's usage per user."""
+    """`GET /developers/apps/{app_id}?mode=`: keys, origins, this month's usage per user, webhooks."""
     services = services_of(request)
     found, member = await member_visitor(services, request)
-    app = await _own_app(services, member, request.path_params["app_id"])
+    app = await own_app(services, member, request.path_params["app_id"])
     mode: Mode = "live" if request.query_params.get("mode") == "live" else "test"
+    context = await app_page_context(services, app, mode)
+    context["notice"] = NOTICES.get(request.query_params.get("notice", ""))
+    return render(services, found, "app.html", context)
+
+
+async def app_page_context(services: Services, app: AppProfile, mode: Mode) -> dict[str, Any]:
+    """What `app.html` shows of `app` in `mode` (the webhooks console renders it too, with its form's error)."""
     now = services.clock()
     window = window_containing(now)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -123,14 +133,17 @@ async def app_page(request: Request) -> Response:
         "mode": mode,
         "usage": sorted(totals.items(), key=lambda item: (-item[1]["cost"], item[0])),
         "window_start": window.start,
-        "notice": NOTICES.get(request.query_params.get("notice", "")),
+        "notice": None,
         "origins_text": "\n".join(app.allowed_origins),
         "allowance": await services.store.output_allowance(app.id),
         "default_allowance": services.settings.output_allowance_tokens,
         "default_reasoning_allowance": services.settings.reasoning_output_allowance_tokens,
         "error": None,
+        "webhooks": await services.store.webhook_endpoints(app.id, mode),
+        "webhook_form": {"url": "", "description": ""},
+        "webhook_error": None,
     }
-    return render(services, found, "app.html", context)
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +160,7 @@ async def _app_form(request: Request) -> _AppForm:
     """Read a form posted to `/developers/apps/{app_id}/…`: 404 unless the app is the signed-in member's."""
     services = services_of(request)
     visitor, member, fields = await read_member_form(services, request, "/developers")
-    return _AppForm(services, visitor, await _own_app(services, member, request.path_params["app_id"]), fields)
+    return _AppForm(services, visitor, await own_app(services, member, request.path_params["app_id"]), fields)
 
 
 async def save_origins(request: Request) -> Response:

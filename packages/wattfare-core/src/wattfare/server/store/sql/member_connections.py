@@ -22,7 +22,7 @@ _APPROVE = portable(
     f"member_id = excluded.member_id, updated_at = excluded.updated_at RETURNING {CONNECTION_COLUMNS}"
 )
 _OF_MEMBER = portable(
-    f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, a.name, COALESCE(k.spent, 0), COALESCE(k.reserved, 0) "
+    f"SELECT {QUALIFIED_CONNECTION_COLUMNS}, a.name, COALESCE(k.spent, 0), COALESCE(k.reserved, 0), c.alert_percent "
     "FROM connections c JOIN apps a ON a.id = c.app_id "
     "LEFT JOIN counters k ON k.connection_id = c.id AND k.window_key = ? "
     "WHERE c.member_id = ? AND (c.state = 'active' OR c.removed_at IS NULL) AND c.app_user_id NOT LIKE 'grant:%' "
@@ -63,7 +63,10 @@ class SqlMemberConnections(SqlConcern):
     async def member_connections(self, member_id: str, window_key: str) -> list[MemberConnection]:
         """A member's connections with their counters for the window."""
         rows = await self._engine.all(_OF_MEMBER, window_key, member_id)
-        return [MemberConnection(connection_from_row(r), r[8], int(r[9]), int(r[10])) for r in rows]
+        return [
+            MemberConnection(connection_from_row(r), r[8], int(r[9]), int(r[10]), None if r[11] is None else int(r[11]))
+            for r in rows
+        ]
 
     async def set_member_cap(self, member_id: str, connection_id: str, cap: int, now: datetime) -> Connection | None:
         """Change the cap of one of this member's connections."""
