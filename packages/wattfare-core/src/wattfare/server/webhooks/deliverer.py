@@ -21,6 +21,7 @@ from wattfare.server.billing.key_vault import KeyVault, VaultError
 from wattfare.server.mail.letters import threshold_letter
 from wattfare.server.mail.mailer import Mailer
 from wattfare.server.periodic import Periodic
+from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.webhook_protocols import MemberAlerts, Webhooks
 from wattfare.server.store.webhook_records import DueAlert, DueDelivery
 from wattfare.server.text_formats import cents_text, usd_text
@@ -82,8 +83,12 @@ class Deliverer:
     async def run_once(self) -> int:
         """Send what is due now; how many deliveries and emails were tried."""
         now = self._clock()
-        due = await self._store.claim_deliveries(now, now + self._lease, BATCH)
-        alerts = await self._store.claim_member_alerts(now, now + self._lease, BATCH, ALERT_ATTEMPTS)
+        try:
+            due = await self._store.claim_deliveries(now, now + self._lease, BATCH)
+            alerts = await self._store.claim_member_alerts(now, now + self._lease, BATCH, ALERT_ATTEMPTS)
+        except StoreUnavailableError as exc:  # the next round tries again; what is due stays due
+            log.warning("webhook delivery paused: the database is unavailable: %s", exc)
+            return 0
         await asyncio.gather(*(self._deliver(d) for d in due), *(self._mail(a) for a in alerts))
         return len(due) + len(alerts)
 
@@ -104,17 +109,19 @@ class Deliverer:
         headers = signed_headers(delivery.event_id, delivery.body, secrets, at)
         client = self._client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
         try:
-            answer = await client.post(delivery.url, content=delivery.body.encode(), headers=headers)
-        except httpx.HTTPError as exc:
+            # Streamed and never read: only the status matters, and an endpoint's answer may be of any size.
+            async with client.stream("POST", delivery.url, content=delivery.body.encode(), headers=headers) as answer:
+                status = answer.status_code
+        except Exception as exc:  # refused, timed out, reset, a URL httpx will not send to: this attempt failed
             await self._failed(delivery, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             return
         finally:
             if client is not self._client:
                 await client.aclose()
-        if 200 <= answer.status_code < 300:
-            await self._store.delivery_succeeded(delivery.event_id, delivery.endpoint_id, answer.status_code, at)
+        if 200 <= status < 300:
+            await self._store.delivery_succeeded(delivery.event_id, delivery.endpoint_id, status, at)
         else:
-            await self._failed(delivery, answer.status_code, f"answered {answer.status_code}")
+            await self._failed(delivery, status, f"answered {status}")
 
     async def _failed(self, delivery: DueDelivery, status: int | None, error: str) -> None:
         now = self._clock()

@@ -6,6 +6,7 @@ so a sealed secret copied onto another endpoint opens nowhere) because it must s
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -42,7 +43,7 @@ class EndpointWithSecret:
 
 def checked_url(url: str, mode: Mode) -> str:
     """`url` if it can receive deliveries: absolute http(s), no credentials in it; HTTPS for live mode."""
-    url = url.strip()
+    url = url.strip(" \t\r\n")  # what a pasted URL picks up; any other space or control is refused below
     if not url or len(url) > MAX_URL_LENGTH:
         raise InvalidEndpointError(f"The endpoint URL must be 1 to {MAX_URL_LENGTH} characters.", "url")
     try:
@@ -54,18 +55,38 @@ def checked_url(url: str, mode: Mode) -> str:
         raise InvalidEndpointError("The endpoint URL must be an absolute http:// or https:// URL.", "url")
     if parts.username is not None or parts.password is not None:
         raise InvalidEndpointError("Put no credentials in the endpoint URL: verify the signature instead.", "url")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+    # Printable and no spaces: no NUL (PostgreSQL's text cannot hold it), no C1 controls or line separators.
+    if not url.isprintable() or any(c.isspace() for c in url):
         raise InvalidEndpointError("The endpoint URL may not contain spaces or control characters.", "url")
     if mode == "live" and parts.scheme != "https":
         raise InvalidEndpointError("Live-mode endpoints must use https:// (test-mode ones may use http://).", "url")
+    if mode == "live" and _inside(parts.hostname):
+        raise InvalidEndpointError(
+            "Live-mode endpoints must be public: not localhost, nor a loopback, private or link-local address "
+            "(test-mode ones may be).",
+            "url",
+        )
     return url
 
 
+def _inside(host: str) -> bool:
+    """Whether `host` names this machine or a private network by itself (a name that resolves there is not seen)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
+
+
 def checked_description(description: str | None) -> str:
-    """A description of at most `MAX_DESCRIPTION_LENGTH` characters, on one line."""
+    """A description of at most `MAX_DESCRIPTION_LENGTH` printable characters, on one line."""
     text = " ".join((description or "").split())
     if len(text) > MAX_DESCRIPTION_LENGTH:
         raise InvalidEndpointError(f"The description is at most {MAX_DESCRIPTION_LENGTH} characters.", "description")
+    if not text.isprintable():  # NUL cannot be stored by PostgreSQL, and no console should show controls
+        raise InvalidEndpointError("The description may not contain control characters.", "description")
     return text
 
 

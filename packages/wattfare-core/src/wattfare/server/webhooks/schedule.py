@@ -21,6 +21,8 @@ RETRY_DELAYS: tuple[timedelta, ...] = (
 
 def next_attempt(attempts_made: int, now: datetime, delays: tuple[timedelta, ...] = RETRY_DELAYS) -> datetime | None:
     """When to try again after `attempts_made` failed attempts (None: give up, the endpoint is failing)."""
+    if attempts_made < 1:
+        raise ValueError("next_attempt is asked after a failed attempt: attempts_made is at least 1")
     if attempts_made > len(delays):
         return None
     return now + delays[attempts_made - 1]
