@@ -5,11 +5,14 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+import typing
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 import wattfare
+import wattfare.webhooks
 from wattfare import (
     AsyncChatStream,
     AsyncModelHandle,
@@ -81,11 +84,12 @@ def test_the_embedding_types_are_exported() -> None:
     assert {"Embedding", "EmbeddingResponse", "EmbeddingUsage"} <= set(wattfare.__all__)
 
 
-def test_every_exported_name_is_documented_and_all_is_sorted() -> None:
-    assert wattfare.__all__ == sorted(wattfare.__all__)
+@pytest.mark.parametrize("module", [wattfare, wattfare.webhooks], ids=lambda m: m.__name__)
+def test_every_exported_name_is_documented_and_all_is_sorted(module: ModuleType) -> None:
+    assert module.__all__ == sorted(module.__all__)
     undocumented: list[str] = []
-    for name in wattfare.__all__:
-        obj: Any = getattr(wattfare, name)
+    for name in module.__all__:
+        obj: Any = getattr(module, name)
         if inspect.isclass(obj):
             if not inspect.getdoc(obj):
                 undocumented.append(name)
@@ -96,7 +100,33 @@ def test_every_exported_name_is_documented_and_all_is_sorted() -> None:
                 and (callable(member) or isinstance(member, property))
                 and not inspect.getdoc(member)
             )
+        elif inspect.isfunction(obj) and not inspect.getdoc(obj):
+            undocumented.append(name)
     assert undocumented == []
+
+
+def test_the_webhook_surface_is_its_own_module_and_its_error_is_a_top_level_one() -> None:
+    events = {
+        "BudgetThreshold",
+        "ConnectionApproved",
+        "ConnectionCapChanged",
+        "ConnectionRevoked",
+        "FundingInvalid",
+        "GrantCreated",
+        "GrantRevoked",
+        "UnknownEvent",
+    }
+    assert set(wattfare.webhooks.__all__) == events | {
+        "WebhookConnection",
+        "WebhookEvent",
+        "WebhookGrant",
+        "WebhookVerificationError",
+        "verify",
+    }
+    assert set(typing.get_args(wattfare.webhooks.WebhookEvent)) == {getattr(wattfare.webhooks, e) for e in events}
+    assert wattfare.webhooks.WebhookVerificationError is wattfare.WebhookVerificationError
+    assert "WebhookVerificationError" in wattfare.__all__
+    assert not events & set(wattfare.__all__)
 
 
 def test_importing_the_sdk_pulls_in_no_server_stack() -> None:
