@@ -115,3 +115,29 @@ async def test_a_one_read_stream_writes_its_first_token_at_once_and_all_before_t
     assert whole.endswith(b"data: [DONE]\n\n")
     assert b'"wattfare":{"requestId"' in whole  # the usage chunk carries the settled cost, after the write
     assert await store.ledger_total(hold.connection.id, hold.window.key) > 0
+
+
+class _Counted:
+    """What `_Tally` writes into: a hold's `output_bytes`."""
+
+    output_bytes = 0
+
+
+def test_the_tally_counts_every_byte_a_model_wrote_in_utf8_and_nothing_else() -> None:
+    from wattfare.server.proxy.relay import _Tally  # pyright: ignore[reportPrivateUsage]
+
+    held = _Counted()
+    tally = _Tally(held)  # type: ignore[arg-type]
+    chunks: list[Any] = [
+        {"choices": [{"delta": {"content": "héllo", "reasoning": "ab", "refusal": None}}]},  # 6 + 2
+        {"choices": [{"delta": {"tool_calls": [{"function": {"name": "f", "arguments": '{"x":1}'}}]}}]},  # 1 + 7
+        {"choices": [{"delta": {"content": "x"}}, {"delta": {"content": "日本"}}]},  # 1 + 6, one chunk
+        {"choices": [{"delta": {"role": "assistant"}}]},  # nothing written
+        {"choices": "not a list"},
+        {"choices": [None, 3, {"delta": "no"}, {"delta": {"content": 5, "tool_calls": [None, {"function": 1}]}}]},
+        {},
+    ]
+    for chunk in chunks:
+        tally.count(chunk)
+    assert held.output_bytes == 6 + 2 + 1 + 7 + 1 + 6
+    assert tally.content_chunks == 3

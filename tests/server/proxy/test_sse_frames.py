@@ -55,3 +55,31 @@ def test_crlf_streams_keep_their_bytes() -> None:
     frames = SSEFrames()
     assert frames.feed(b"data: a\r\n\r\ndata: b\r\n") == [b"data: a\r\n\r\n"]
     assert frames.feed(b"\r\n") == [b"data: b\r\n\r\n"]
+
+
+def _data_line_by_line(event: bytes) -> bytes | None:
+    """`event_data` as the SSE specification reads it, with no shortcut: the reference for its fast path."""
+    data = [
+        line[5:][1:] if line[5:].startswith(b" ") else line[5:]
+        for line in event.splitlines()
+        if line.startswith(b"data:")
+    ]
+    return b"\n".join(data) if data else None
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"data: ", b"data:", b": keep-alive", b"event: x", b"{}", b"\r", b"\n", b"[DONE]", b"a b"]),
+        max_size=8,
+    ),
+    st.sampled_from([b"\n\n", b"\r\n\r\n", b"\r\r"]),
+)
+def test_event_data_reads_every_event_as_the_specification_does(parts: list[bytes], end: bytes) -> None:
+    event = b"".join(parts) + end
+    assert event_data(event) == _data_line_by_line(event)
+
+
+def test_the_usual_event_is_its_data_line() -> None:
+    assert event_data(b'data: {"choices":[]}\n\n') == b'{"choices":[]}'
+    assert event_data(b"data: one\ndata: two\n\n") == b"one\ntwo"
+    assert event_data(b": comment\n\n") is None

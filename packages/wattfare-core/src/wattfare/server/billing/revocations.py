@@ -18,33 +18,38 @@ log = logging.getLogger("wattfare.revocations")
 
 
 class Revocations:
-    """Events that fire when a connection with streams in flight is revoked."""
+    """Futures that resolve when a connection with streams in flight is revoked.
+
+    Futures rather than `asyncio.Event`s: a stream waits on one beside its other work with `asyncio.wait`,
+    which takes a future as it is, where an event would need a task of its own per stream.
+    """
 
     def __init__(self, store: Connections, poll_seconds: float = 0.5) -> None:
         """Watch connections in `store`, polling every `poll_seconds` for revocations made elsewhere."""
         self._store = store
         self._poll_seconds = poll_seconds
-        self._watched: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watched: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._poller: Periodic | None = None
 
-    def watch(self, connection_id: str) -> asyncio.Event:
-        """An event set when `connection_id` is revoked; call `unwatch` when the stream ends."""
-        event = asyncio.Event()
-        self._watched[connection_id].add(event)
-        return event
+    def watch(self, connection_id: str) -> asyncio.Future[None]:
+        """A future done when `connection_id` is revoked; call `unwatch` when the stream ends."""
+        revoked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watched[connection_id].add(revoked)
+        return revoked
 
-    def unwatch(self, connection_id: str, event: asyncio.Event) -> None:
+    def unwatch(self, connection_id: str, revoked: asyncio.Future[None]) -> None:
         """Stop watching for one stream."""
-        events = self._watched.get(connection_id)
-        if events is not None:
-            events.discard(event)
-            if not events:
+        futures = self._watched.get(connection_id)
+        if futures is not None:
+            futures.discard(revoked)
+            if not futures:
                 del self._watched[connection_id]
 
     def revoked(self, connection_id: str) -> None:
         """Wake every stream of a connection revoked in this process."""
-        for event in self._watched.get(connection_id, ()):
-            event.set()
+        for revoked in self._watched.get(connection_id, ()):
+            if not revoked.done():
+                revoked.set_result(None)
 
     async def poll_once(self) -> None:
         """Read the state of every watched connection and wake the revoked ones."""

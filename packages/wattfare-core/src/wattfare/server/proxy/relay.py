@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -22,7 +22,6 @@ from wattfare.metering import nanos_to_json_number, nanos_to_usd
 from wattfare.server.billing.hold import HeldRequest, Hold
 from wattfare.server.billing.revocations import Revocations
 from wattfare.server.errors import ApiError, unavailable
-from wattfare.server.json_value import as_array, as_object
 from wattfare.server.observability import metrics
 from wattfare.server.proxy.sse_frames import SSEFrames, event_data
 from wattfare.server.store.protocols import StoreUnavailableError
@@ -51,19 +50,58 @@ class _Tally:
         self.content_chunks = 0
 
     def count(self, chunk: dict[str, Any]) -> None:
+        # Runs once per streamed event, so it walks the chunk inline; `type(x) is T` is exact for what
+        # orjson builds, and anything of another shape counts nothing, as an absent field does.
+        choices = chunk.get("choices")
+        if type(choices) is not list:
+            return
         produced = 0
-        for choice in as_array(chunk.get("choices")) or ():
-            delta = as_object(as_object(choice) and choice.get("delta"))
-            if delta is None:
+        for choice in cast("list[object]", choices):
+            if type(choice) is not dict:
                 continue
-            texts: list[object] = [delta.get("content"), delta.get("reasoning"), delta.get("refusal")]
-            for call in as_array(delta.get("tool_calls")) or ():
-                function = as_object(as_object(call) and call.get("function")) or {}
-                texts += (function.get("name"), function.get("arguments"))
-            produced += sum(len(text.encode()) for text in texts if isinstance(text, str))
+            delta = cast("dict[str, object]", choice).get("delta")
+            if type(delta) is not dict:
+                continue
+            fields = cast("dict[str, object]", delta)
+            for name in _TEXT_FIELDS:
+                text = fields.get(name)
+                if type(text) is str:
+                    produced += _utf8_length(text)
+            calls = fields.get("tool_calls")
+            if type(calls) is list:
+                for call in cast("list[object]", calls):
+                    function = cast("dict[str, object]", call).get("function") if type(call) is dict else None
+                    if type(function) is dict:
+                        for name in _CALL_FIELDS:
+                            text = cast("dict[str, object]", function).get(name)
+                            if type(text) is str:
+                                produced += _utf8_length(text)
         if produced:
             self.held.output_bytes += produced
             self.content_chunks += 1
+
+
+# What a model writes in a streamed delta (each counted in UTF-8 bytes: no token is shorter than a byte).
+_TEXT_FIELDS = ("content", "reasoning", "refusal")
+_CALL_FIELDS = ("name", "arguments")
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _content_only(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries neither an error nor usage: the usual event, relayed as it came once counted."""
+    return chunk.get("error") is None and chunk.get("usage") is None
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    """An event's data as a JSON object, or None when it is not one."""
+    try:
+        parsed: object = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return cast("dict[str, Any]", parsed) if type(parsed) is dict else None
 
 
 class MeteredStream:
@@ -113,13 +151,12 @@ class MeteredStream:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             pump = asyncio.ensure_future(self._pump(send))
             hangup = asyncio.ensure_future(self._wait_for_disconnect(receive))
-            revocation = asyncio.ensure_future(revoked.wait())
-            tasks = (pump, hangup, revocation)
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            tasks = (pump, hangup)
+            await asyncio.wait((*tasks, revoked), return_when=asyncio.FIRST_COMPLETED)
             client_left = hangup.done()
             if pump.done():
                 ending = pump.result()
-            elif revocation.done():
+            elif revoked.done():
                 ending = (
                     ApiError("grant_invalid", "The member revoked this grant.")
                     if self._hold.grant_id is not None
@@ -172,7 +209,16 @@ class MeteredStream:
                 # The events of one upstream read go out in one write: one send per read, not per event.
                 ending: ApiError | None = None
                 for event in frames.feed(raw):
-                    outgoing, ending = await self._on_event(event)
+                    data = event_data(event)
+                    chunk = None if data is None or data == b"[DONE]" else _json_object(data)
+                    usual = False
+                    if chunk is not None and _content_only(chunk):
+                        self._tally.count(chunk)
+                        usual = not self._past_max_tokens()
+                    if usual:
+                        outgoing: bytes | None = event  # the usual event: counted, and passed on as it came
+                    else:
+                        outgoing, ending = await self._on_event(event, data, chunk)
                     if outgoing:
                         self._batch.append(outgoing)
                         if not self._wrote_body:
@@ -194,6 +240,9 @@ class MeteredStream:
             return ApiError("upstream", "The model provider's stream ended early.")
         return None
 
+    def _past_max_tokens(self) -> bool:
+        return self._chunk_ceiling is not None and self._tally.content_chunks > self._chunk_ceiling
+
     async def _flush(self) -> None:
         """Write the batched events; before a settle too, so its database write never delays what streamed."""
         if self._batch and self._send is not None:
@@ -202,8 +251,14 @@ class MeteredStream:
             self._wrote_body = True
             await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
-    async def _on_event(self, event: bytes) -> tuple[bytes | None, ApiError | None]:
-        data = event_data(event)
+    async def _on_event(
+        self, event: bytes, data: bytes | None, chunk: dict[str, Any] | None
+    ) -> tuple[bytes | None, ApiError | None]:
+        """Every event but the usual one (`_content_only`, within `max_tokens`).
+
+        A comment, `[DONE]`, a malformed event, an error, the usage chunk, or the chunk past `max_tokens`.
+        `chunk` is `data` parsed (None when it is not an object); a content-only chunk is already counted.
+        """
         if data is None:
             return event, None  # keep-alive comments keep the client's connection warm too
         if data == b"[DONE]":
@@ -212,29 +267,25 @@ class MeteredStream:
                 self._settle_requested = True
                 await self._held.settle_output()
             return _DONE, None
-        try:
-            chunk: Any = orjson.loads(data)
-        except orjson.JSONDecodeError:
+        if chunk is None:
             return None, ApiError("upstream", "The model provider sent a malformed stream event.")
-        if not isinstance(chunk, dict):
-            return None, ApiError("upstream", "The model provider sent a malformed stream event.")
-        parsed: dict[str, Any] = chunk  # pyright: ignore[reportUnknownVariableType]
-        if isinstance(parsed.get("error"), dict):
+        if isinstance(chunk.get("error"), dict):
             metrics.upstream_failed("failed_answering")
             hold = self._hold
             ceiling = hold.ceiling_key is not None
             error = from_stream_error(
-                parsed["error"], member_funded=ceiling or hold.member_key is not None, ceiling=ceiling
+                chunk["error"], member_funded=ceiling or hold.member_key is not None, ceiling=ceiling
             )
             if ceiling and error.code == "funding_invalid" and self._on_ceiling is not None:
                 await self._on_ceiling(hold)
             return None, error
-        self._tally.count(parsed)
-        if self._chunk_ceiling is not None and self._tally.content_chunks > self._chunk_ceiling:
+        if not _content_only(chunk):
+            self._tally.count(chunk)
+        if self._past_max_tokens():
             self._settle_requested = True
             await self._held.charge_whole()
             return None, ApiError("budget_exceeded", "Spending cap reached for this period.")
-        usage = metered_usage(parsed.get("usage"))
+        usage = metered_usage(chunk.get("usage"))
         if usage is None:
             return event, None
         # A fast upstream's whole stream can come in one read: what came before the usage chunk goes out
@@ -242,8 +293,8 @@ class MeteredStream:
         await self._flush()
         self._settle_requested = True
         settled = await self._held.settle(usage)
-        parsed["wattfare"] = wattfare_field(self._hold, settled)
-        return b"data: " + orjson.dumps(parsed) + b"\n\n", None
+        chunk["wattfare"] = wattfare_field(self._hold, settled)
+        return b"data: " + orjson.dumps(chunk) + b"\n\n", None
 
 
 def wattfare_field(hold: Hold, settled: Settled | None) -> dict[str, Any]:

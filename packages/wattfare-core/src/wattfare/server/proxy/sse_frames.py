@@ -48,6 +48,8 @@ class SSEFrames:
 
 def event_data(event: bytes) -> bytes | None:
     """The `data` field of an event (lines joined by newlines), or None for a comment-only event."""
+    if event.startswith(b"data: ") and event.find(b"\n", 6) == len(event) - 2 and b"\r" not in event:
+        return event[6:-2]  # the usual event, one `data: ` line ended by LF LF: nothing to split
     data: list[bytes] = []
     for line in event.splitlines():
         if line.startswith(b"data:"):
