@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import sqlite3
 
 import asyncpg
@@ -77,3 +78,22 @@ async def test_every_statement_compiles_on_its_engine(database_url: str) -> None
                     pytest.fail(f"{name} does not compile on PostgreSQL: {exc}")
         finally:
             await conn.close()
+
+
+# What would outlive a transaction on a pooled PostgreSQL connection, which the pool no longer resets on release
+# (`postgres.engine._keep_session`): session settings, session advisory locks, cursors, LISTEN, prepared names.
+_SESSION_COMMANDS = ("SET ", "RESET ", "LISTEN ", "DECLARE ", "PREPARE ")
+_SESSION_FUNCTIONS = re.compile(r"\b(pg_advisory_lock|pg_try_advisory_lock|set_config)\s*\(", re.IGNORECASE)
+
+
+def test_no_statement_leaves_session_state_on_a_pooled_connection() -> None:
+    for name, statement in every_statement().items():
+        for text in (statement.postgres, statement.sqlite):
+            assert not text.lstrip().upper().startswith(_SESSION_COMMANDS), name
+            assert _SESSION_FUNCTIONS.search(text) is None, name
+
+
+def test_the_session_check_sees_what_it_looks_for() -> None:
+    assert _SESSION_FUNCTIONS.search("SELECT pg_advisory_lock(1)") is not None
+    assert _SESSION_FUNCTIONS.search("SELECT pg_advisory_xact_lock(1)") is None  # transaction-scoped: allowed
+    assert "set search_path to x".upper().startswith(_SESSION_COMMANDS)
