@@ -130,9 +130,15 @@ def main() -> None:
     parser.add_argument(
         "--client", choices=["wattfare", "httpx", "httptools"], default="wattfare", help="the upstream HTTP client"
     )
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn", help="the ASGI server")
     args = parser.parse_args()
     builders = {"wattfare": build_wattfare_client, "httpx": build, "httptools": build_httptools}
     app = builders[args.client](args.upstream)
+    if args.server == "granian":
+        from whatif import serve_with_granian
+
+        serve_with_granian(app, args.host, args.port)
+        return
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

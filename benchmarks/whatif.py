@@ -231,6 +231,9 @@ def serve(args: argparse.Namespace) -> None:
         source.backup(store._db)  # pyright: ignore[reportPrivateUsage]  # the provisioned app and its keys
         source.close()
     app = tuned_for_serving(create_app(settings, store=store, upstreams=upstreams))
+    if args.server == "granian":
+        serve_with_granian(app, args.host, args.port)
+        return
     uvicorn.run(
         app,
         host=args.host,
@@ -242,16 +245,27 @@ def serve(args: argparse.Namespace) -> None:
     )
 
 
+def serve_with_granian(app: Any, host: str, port: int) -> None:
+    """Serve an ASGI app with Granian (Rust HTTP server) in this process, on uvloop as uvicorn would run it."""
+    import uvloop
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server as Granian
+
+    server = Granian(app, address=host, port=port, interface=Interfaces.ASGI, log_level=LogLevels.warning)
+    uvloop.run(server.serve())
+
+
 # ---------------------------------------------------------------- compare
 
 ALL_PROPOSALS = ["--client", "httptools", "--memory-store"]
 VARIANTS: list[tuple[str, list[str] | None]] = [
-    ("shipped (wattfare serve)", None),
-    ("same app via this launcher", ["--client", "shipped"]),
-    ("+ metering writes in memory", ["--client", "shipped", "--memory-store"]),
-    ("+ httptools upstream client", ALL_PROPOSALS),
-    ("bare pass-through, Wattfare's client (the floor)", ["bare", "--client", "wattfare"]),
-    ("bare pass-through, httptools client", ["bare", "--client", "httptools"]),
+    ("shipped (wattfare serve, uvicorn)", None),
+    ("same app via this launcher (uvicorn)", ["--client", "shipped"]),
+    ("same app on granian", ["--client", "shipped", "--server", "granian"]),
+    ("+ metering writes in memory (granian)", ["--client", "shipped", "--server", "granian", "--memory-store"]),
+    ("bare pass-through, uvicorn (the floor)", ["bare", "--client", "wattfare"]),
+    ("bare pass-through, granian", ["bare", "--client", "wattfare", "--server", "granian"]),
 ]
 
 
@@ -395,6 +409,7 @@ def main() -> int:
     s.add_argument("--client", choices=["shipped", "httptools"], default="shipped")
     s.add_argument("--access-log", action="store_true")
     s.add_argument("--memory-store", action="store_true")
+    s.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn", help="the ASGI server")
     c = sub.add_parser("compare")
     c.add_argument("--rounds", type=int, default=3)
     c.add_argument("--seconds", type=float, default=4.0)
