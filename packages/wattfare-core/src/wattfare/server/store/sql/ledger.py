@@ -15,6 +15,8 @@ _USAGE = (
 )
 # A model serves one endpoint, so adding the endpoint to the grouping splits no (user, model) row in two.
 _BY_USER_AND_MODEL = " GROUP BY app_user_id, model, endpoint ORDER BY app_user_id, model, endpoint"
+# The whole app's period reads every row of it (`ledger_by_app_time`), so its cost grows with the app's traffic;
+# one user's is a range of `ledger_by_user_time` (migration 13), whatever the app's size (benchmarks/ledger_scale.py).
 _USAGE_OF_ALL = portable(f"{_USAGE}{_BY_USER_AND_MODEL}")
 _USAGE_OF_ONE_USER = portable(f"{_USAGE} AND app_user_id = ?{_BY_USER_AND_MODEL}")
 _TOTAL = portable("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE connection_id = ? AND window_key = ?")

@@ -42,9 +42,11 @@ _REMOVE = portable(
     "UPDATE connections SET removed_at = ? WHERE id = ? AND member_id = ? AND state = 'revoked' AND removed_at IS NULL "
     "AND app_user_id NOT LIKE 'grant:%'"
 )
+# Joined on the connection's (app, mode, user), which every ledger row copies from its connection, so each
+# connection's month is a range of `ledger_by_user_time`; by id, the connection's whole history was read.
 _DAILY_SPEND = portable(
     "SELECT substr(l.created_at, 1, 10) AS day, SUM(l.amount), l.endpoint FROM ledger l "
-    "JOIN connections c ON c.id = l.connection_id "
+    "JOIN connections c ON c.app_id = l.app_id AND c.mode = l.mode AND c.app_user_id = l.app_user_id "
     "WHERE c.member_id = ? AND l.created_at >= ? AND l.created_at < ? "
     "GROUP BY day, l.endpoint ORDER BY day, l.endpoint"
 )
