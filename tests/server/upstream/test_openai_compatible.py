@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.server.upstream.exchange import chat_request, read_all, sse_data
 from tests.support.standin_upstream import StandIn
-from wattfare.server.upstream.base import UpstreamRequest, UpstreamUnavailableError
+from wattfare.server.upstream.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailableError
 from wattfare.server.upstream.openai_compatible import OpenAICompatibleUpstream, UpstreamStreamBrokenError
 
 pytestmark = pytest.mark.anyio
@@ -184,6 +185,21 @@ async def test_closing_an_unread_stream_frees_its_connection(standin: StandIn) -
         assert not pool.closed, "a client passed in belongs to the caller"
     finally:
         await pool.close()
+
+
+async def test_the_built_in_pool_holds_as_many_open_streams_as_there_are_requests(
+    upstream: OpenAICompatibleUpstream,
+) -> None:
+    # 600 streams open at once, each past its headers: a pool capped below that (it was 512) would make the rest wait
+    # for a free connection until the connect timeout (2 s here) answered them as unavailable.
+    opened = await asyncio.gather(
+        *(upstream.send(chat_request(chat("standin/slow", stream=True))) for _ in range(600)), return_exceptions=True
+    )
+    try:
+        assert [type(answer).__name__ for answer in opened if not isinstance(answer, UpstreamResponse)] == []
+        assert {answer.status for answer in opened if isinstance(answer, UpstreamResponse)} == {200}
+    finally:
+        await asyncio.gather(*(answer.close() for answer in opened if isinstance(answer, UpstreamResponse)))
 
 
 async def test_models_are_listed_from_the_upstream(upstream: OpenAICompatibleUpstream) -> None:

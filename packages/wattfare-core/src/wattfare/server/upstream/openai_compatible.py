@@ -102,7 +102,10 @@ class OpenAICompatibleUpstream:
                 # Sized for a proxy: many concurrent long-lived streams to one host.
                 # Idle connections are dropped after 15 s, before most servers' own keep-alive ends, so a
                 # reused connection is rarely one the provider has just closed.
-                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=15.0, ttl_dns_cache=300),
+                # No cap on connections (`limit=0`): every request here already holds its user's money and an
+                # inbound connection of its own, so a cap only queued streams past it until the connect timeout
+                # answered them 504 (streams 513 and up, benchmarks/open_streams.py).
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=15.0, ttl_dns_cache=300),
                 timeout=self._timeout,
             )
         return self._client
