@@ -53,7 +53,7 @@ from ledger_inspect import Database, PostgresDatabase, SqliteDatabase
 from ledger_seed import MEMBER_COOKIE, Population, Size, population, seed_postgres, seed_sqlite
 from load import Target, run_wrk, wrk_script
 from processes import Server, free_port, stop_all
-from servers import HERE, RETRY, ROOT, child_env, log, start_nginx
+from servers import HERE, RETRY, ROOT, log, start_nginx, wattfare_env
 
 from wattfare.metering import window_containing, window_of_key
 from wattfare.server.store.timestamps import to_text
@@ -105,15 +105,7 @@ def start_server(tmp: Path, label: str, url: str, secret: str, upstream: str, da
     from tests.support.wattfare_server import serve_command
 
     port = free_port()
-    env = child_env(
-        WATTFARE_DATABASE_URL=url,
-        WATTFARE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        WATTFARE_UPSTREAM="openai-compatible",
-        WATTFARE_UPSTREAM_URL=upstream,
-        WATTFARE_UPSTREAM_KEY="bench-upstream-key",
-        WATTFARE_TEST_UPSTREAM="live",
-        WATTFARE_TEST_DEFAULT_CAP_USD=CAP_USD,
-    )
+    env = wattfare_env(url, port, upstream, CAP_USD)
     server = Server(label, serve_command(port, 1), tmp / f"{label}.log", env=env, cwd=tmp)
     server.start()
     server.wait_ready(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200, 120, RETRY)

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from open_streams_load import Hold, Stream, lag_probe, ms, percentile, request_bytes
+from processes import status_kib
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "open_streams.json"
@@ -101,15 +102,7 @@ def listen_overflows() -> int:
 
 def rss_kib(pids: list[int]) -> int:
     """Sum of VmRSS (resident now) over the listed processes."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+    return status_kib(pids, "VmRSS")
 
 
 async def probe_streams(target: Target, tokens: int, window: asyncio.Event, hold: Hold) -> None:
@@ -445,21 +438,13 @@ def start_uncapped(
     `launcher` is the command line before the port (default: this script's `serve-uncapped`).
     """
     from processes import Server, free_port
-    from servers import RETRY, child_env, probe_json, provision_wattfare
+    from servers import RETRY, probe_json, provision_wattfare, wattfare_env
 
     port = free_port()
     db = tmp / f"{name}.db"
     cap = "1000000"
     secret = provision_wattfare(db, cap)
-    env = child_env(
-        WATTFARE_DATABASE_URL=f"sqlite:///{db}",
-        WATTFARE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        WATTFARE_UPSTREAM="openai-compatible",
-        WATTFARE_UPSTREAM_URL=upstream,
-        WATTFARE_UPSTREAM_KEY="bench-upstream-key",
-        WATTFARE_TEST_UPSTREAM="live",
-        WATTFARE_TEST_DEFAULT_CAP_USD=cap,
-    )
+    env = wattfare_env(f"sqlite:///{db}", port, upstream, cap)
     command = [*(launcher or [sys.executable, __file__, "serve-uncapped"]), str(port)]
     server = Server(name, command, tmp / f"{name}.log", env=env, cwd=tmp)
     server.start()

@@ -52,7 +52,7 @@ import standin
 from load import Target, WrkResult, request_body, run_wrk, wrk_script
 from pg_wire_counter import WireCounter, empty_tally, tally
 from processes import Server, cpu_seconds, free_port, start_time, stop_all, system_busy_seconds
-from servers import HERE, RETRY, child_env, log, probe_json, start_nginx, start_wattfare
+from servers import HERE, RETRY, log, probe_json, start_nginx, start_wattfare, wattfare_env
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 DATABASE = "bench_pg"
@@ -167,16 +167,7 @@ def start_wattfare_pg(tmp: Path, name: str, upstream: str, url: str, secret: str
     from tests.support.wattfare_server import serve_command
 
     port = free_port()
-    env = child_env(
-        WATTFARE_DATABASE_URL=url,
-        WATTFARE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        WATTFARE_UPSTREAM="openai-compatible",
-        WATTFARE_UPSTREAM_URL=upstream,
-        WATTFARE_UPSTREAM_KEY="bench-upstream-key",
-        WATTFARE_TEST_UPSTREAM="live",
-        WATTFARE_TEST_DEFAULT_CAP_USD=CAP_USD,
-        WATTFARE_METRICS_TOKEN=METRICS_TOKEN,
-    )
+    env = wattfare_env(url, port, upstream, CAP_USD, WATTFARE_METRICS_TOKEN=METRICS_TOKEN)
     server = Server(name, serve_command(port, workers), tmp / f"{name}.log", env=env, cwd=tmp)
     server.start()
     headers = {"Authorization": f"Bearer {secret}", "Wattfare-User": "bench-user"}

@@ -74,17 +74,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _TICK
 
 
-def peak_rss_kib(pids: list[int]) -> int:
-    """Sum of VmHWM (peak resident set) over the listed processes."""
+def status_kib(pids: list[int], field: str) -> int:
+    """Sum of one /proc/<pid>/status memory field (`VmRSS`, `VmHWM`, ...) over the listed processes, in KiB."""
     total = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
         except OSError:
             continue
     return total
+
+
+def peak_rss_kib(pids: list[int]) -> int:
+    """Sum of VmHWM (peak resident set) over the listed processes."""
+    return status_kib(pids, "VmHWM")
 
 
 def system_busy_seconds() -> float:

@@ -72,6 +72,21 @@ def provision_wattfare(db: Path, cap_usd: str) -> str:
     return provision(db, "Benchmark app", cap_usd, modes=("test",)).secret_keys["test"]
 
 
+def wattfare_env(database_url: str, port: int, upstream: str, cap_usd: str, **extra: str) -> dict[str, str]:
+    """The environment of a benchmarked `wattfare serve`: the stand-in upstream, live in test mode, users auto-connected
+    with `cap_usd` (so the benchmark never hits a cap)."""
+    return child_env(
+        WATTFARE_DATABASE_URL=database_url,
+        WATTFARE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        WATTFARE_UPSTREAM="openai-compatible",
+        WATTFARE_UPSTREAM_URL=upstream,
+        WATTFARE_UPSTREAM_KEY="bench-upstream-key",
+        WATTFARE_TEST_UPSTREAM="live",
+        WATTFARE_TEST_DEFAULT_CAP_USD=cap_usd,
+        **extra,
+    )
+
+
 def start_wattfare(tmp: Path, name: str, upstream: str, workers: int, log_level: str | None) -> tuple[Server, int, str]:
     from tests.support.wattfare_server import serve_command
 
@@ -79,15 +94,7 @@ def start_wattfare(tmp: Path, name: str, upstream: str, workers: int, log_level:
     db = tmp / f"{name}.db"
     cap = "1000000"  # test-mode users auto-connect with this cap: the benchmark never hits it
     secret = provision_wattfare(db, cap)
-    env = child_env(
-        WATTFARE_DATABASE_URL=f"sqlite:///{db}",
-        WATTFARE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        WATTFARE_UPSTREAM="openai-compatible",
-        WATTFARE_UPSTREAM_URL=upstream,
-        WATTFARE_UPSTREAM_KEY="bench-upstream-key",
-        WATTFARE_TEST_UPSTREAM="live",
-        WATTFARE_TEST_DEFAULT_CAP_USD=cap,
-    )
+    env = wattfare_env(f"sqlite:///{db}", port, upstream, cap)
     if log_level:
         env["WATTFARE_LOG_LEVEL"] = log_level
     server = Server(name, serve_command(port, workers), tmp / f"{name}.log", env=env, cwd=tmp)
