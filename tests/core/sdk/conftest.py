@@ -311,24 +311,22 @@ class FakeWattfare:
                 },
             )
         if route == f"GET {prefix}/usage":
-            return httpx.Response(
-                200,
-                json={
-                    "from": "2026-11-01",
-                    "to": "2026-11-30",
-                    "data": [
-                        {
-                            "appUserId": "alice",
-                            "model": "openai/gpt-4o-mini",
-                            "endpoint": "chat.completions",
-                            "requests": 3,
-                            "promptTokens": 30,
-                            "completionTokens": 9,
-                            "costUsd": 0.0000099,
-                        }
-                    ],
-                },
-            )
+            row = {
+                "appUserId": "alice",
+                "model": "openai/gpt-4o-mini",
+                "endpoint": "chat.completions",
+                "requests": 3,
+                "promptTokens": 30,
+                "completionTokens": 9,
+                "costUsd": 0.0000099,
+            }
+            report: dict[str, Any] = {"from": "2026-11-01", "to": "2026-11-30", "data": [row]}
+            if "appUserId" not in request.url.params:  # the whole app's: alice's page, then bob's
+                if request.url.params.get("after") == "alice":
+                    report.update(data=[{**row, "appUserId": "bob"}], hasMore=False, nextAfter=None)
+                else:
+                    report.update(hasMore=True, nextAfter="alice")
+            return httpx.Response(200, json=report)
         if route == f"POST {prefix}/chat/completions":
             if json.loads(request.content).get("stream"):
                 return stream_response(HELLO_STREAM)

@@ -97,6 +97,25 @@ async def test_usage_sends_the_period_and_parses_rows(twin: Any) -> None:
     assert row.endpoint == "chat.completions"
 
 
+async def test_usage_of_the_whole_app_follows_every_page(twin: Any) -> None:
+    report = await twin.call(twin.client().usage(start=date(2026, 11, 1)))
+
+    asked = [dict(r.url.params) for r in twin.fake.requests if r.url.path.endswith("/usage")]
+    assert asked == [{"from": "2026-11-01", "limit": "1000"}, {"from": "2026-11-01", "limit": "1000", "after": "alice"}]
+    assert [row.app_user_id for row in report.data] == ["alice", "bob"]
+    assert (report.has_more, report.next_after) == (False, None)
+
+
+async def test_usage_with_a_limit_or_cursor_returns_that_page(twin: Any) -> None:
+    first = await twin.call(twin.client().usage(limit=1))
+    later = await twin.call(twin.client().usage(after=first.next_after))
+
+    assert ([row.app_user_id for row in first.data], first.has_more, first.next_after) == (["alice"], True, "alice")
+    assert ([row.app_user_id for row in later.data], later.has_more) == (["bob"], False)
+    asked = [dict(r.url.params) for r in twin.fake.requests if r.url.path.endswith("/usage")]
+    assert asked == [{"limit": "1"}, {"after": "alice"}]
+
+
 async def test_chat_names_the_user_in_a_header_and_returns_wattfare_info(twin: Any) -> None:
     reply = await twin.call(twin.client().user("alice").chat(model="openai/gpt-4o-mini", messages=HI, seed=3))
 

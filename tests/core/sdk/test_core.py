@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from wattfare import Message, UsageError
-from wattfare._client import _core, _retries
+from wattfare._client import _core, _retries, _usage_report
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -160,9 +160,21 @@ def test_a_non_json_param_is_a_usage_error() -> None:
 
 def test_usage_dates_go_out_as_iso_dates_in_utc() -> None:
     late_evening_in_new_york = datetime(2026, 11, 30, 22, 0, tzinfo=timezone(timedelta(hours=-5)))
-    spec = _core.usage_request("alice", date(2026, 11, 1), late_evening_in_new_york)
+    spec = _usage_report.usage_request("alice", date(2026, 11, 1), late_evening_in_new_york, limit=None, after=None)
 
     assert spec.params == {"appUserId": "alice", "from": "2026-11-01", "to": "2026-12-01"}
+
+
+def test_a_usage_page_is_asked_for_with_limit_and_after() -> None:
+    spec = _usage_report.usage_request(None, None, None, limit=1000, after="grant:g 1")
+
+    assert spec.params == {"limit": "1000", "after": "grant:g 1"}
+
+
+@pytest.mark.parametrize("limit", [0, 1001, True, 2.0, "10"])
+def test_a_usage_page_of_no_sensible_size_is_a_usage_error(limit: object) -> None:
+    with pytest.raises(UsageError, match="limit"):
+        _usage_report.usage_request(None, None, None, limit=limit, after=None)  # pyright: ignore[reportArgumentType]
 
 
 def test_app_user_ids_are_percent_encoded_in_paths() -> None:

@@ -213,11 +213,18 @@ class UsageRow(_WattfareModel):
 
 
 class UsageReport(_WattfareModel):
-    """The `GET /usage` body: per-user, per-model spend between `start` and `end` (`from`/`to` on the wire)."""
+    """The `GET /usage` body: per-user, per-model spend between `start` and `end` (`from`/`to` on the wire).
+
+    Attributes:
+        has_more: A page of the whole app's report that another page follows (`usage(limit=…)`).
+        next_after: The `after=` of that next page (the last app user of this one); None on the last page.
+    """
 
     start: date | UtcDatetime = Field(alias="from")
     end: date | UtcDatetime = Field(alias="to")
     data: list[UsageRow]
+    has_more: bool = False
+    next_after: str | None = None
 
 
 class WattfareInfo(_WattfareModel):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, TypeVar, cast
 from urllib.parse import quote
@@ -214,24 +213,6 @@ def disconnect_request(app_user_id: str) -> RequestSpec:
 def models_request() -> RequestSpec:
     """`GET /models`."""
     return RequestSpec("GET", "/models")
-
-
-def _iso_date(value: date) -> str:
-    if isinstance(value, datetime):
-        value = value.astimezone(UTC).date() if value.tzinfo else value.date()
-    return value.isoformat()
-
-
-def usage_request(app_user_id: str | None, start: date | None, end: date | None) -> RequestSpec:
-    """`GET /usage`."""
-    params: dict[str, str] = {}
-    if app_user_id is not None:
-        params["appUserId"] = check_app_user_id(app_user_id)
-    if start is not None:
-        params["from"] = _iso_date(start)
-    if end is not None:
-        params["to"] = _iso_date(end)
-    return RequestSpec("GET", "/usage", params=params)
 
 
 def _json_default(value: object) -> object:

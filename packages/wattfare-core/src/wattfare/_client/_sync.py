@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import httpx
 
-from wattfare._client import _core, _grants, _retries
+from wattfare._client import _core, _grants, _retries, _usage_report
 from wattfare._client._core import EmbeddingInput, EncodingFormat, MessageParam, RequestSpec
 from wattfare._client._sync_stream import ChatStream
 from wattfare._exceptions import UsageError, error_from_response
@@ -124,16 +124,37 @@ class Wattfare:
         return _core.parse_models(self._send(_core.models_request()))
 
     def usage(
-        self, app_user_id: str | None = None, *, start: date | None = None, end: date | None = None
+        self,
+        app_user_id: str | None = None,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> UsageReport:
         """Spend per user and model (`GET /usage`).
+
+        The whole app's report comes from the server in pages of app users: with neither `limit` nor `after`,
+        every page is read and joined into one report; with either, one page is returned, and its
+        `next_after` is the `after` of the next while `has_more`.
 
         Args:
             app_user_id: Only this user; all of the app's users when None.
             start: The first day (UTC) included; the server's default when None.
             end: The last day (UTC) included; the server's default when None.
+            limit: App users on the page (1 to 1,000; the server's default, 100, when only `after` is given).
+            after: The previous page's `next_after`.
         """
-        return _core.parse(UsageReport, self._send(_core.usage_request(app_user_id, start, end)))
+        if not _usage_report.follows_pages(app_user_id, limit, after):
+            spec = _usage_report.usage_request(app_user_id, start, end, limit=limit, after=after)
+            return _core.parse(UsageReport, self._send(spec))
+        report = None
+        while report is None or report.has_more:
+            cursor = None if report is None else report.next_after
+            spec = _usage_report.usage_request(None, start, end, limit=_usage_report.USAGE_PAGE_USERS, after=cursor)
+            page = _core.parse(UsageReport, self._send(spec))
+            report = page if report is None else _usage_report.with_next_page(report, page)
+        return report
 
     def user(self, app_user_id: str) -> WattfareUser:
         """A handle for one app user; cheap, and shares this client's connection pool."""

@@ -35,6 +35,16 @@ async def json_object(request: Request, *, optional: bool = False) -> dict[str, 
     return parsed  # pyright: ignore[reportUnknownVariableType]
 
 
+def query_count(text: str | None, param: str, *, default: int, most: int) -> int:
+    """A whole number from 1 to `most` in the query string (`default` when absent), else 400 naming `param`."""
+    if text is None:
+        return default
+    # Digits only, and few of them: `int()` of thousands of digits is refused (and slow) by CPython.
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(most)) and 1 <= int(text) <= most):
+        raise invalid(f"'{param}' must be a whole number from 1 to {most}.", param)
+    return int(text)
+
+
 def checked_app_user_id(value: object, param: str = "appUserId") -> str:
     """An app's id for its user, as given (ids are the app's own: any printable text up to 256 characters)."""
     if not isinstance(value, str) or not value or len(value) > 256 or not value.isprintable():

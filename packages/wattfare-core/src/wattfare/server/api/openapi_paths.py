@@ -371,6 +371,20 @@ def api_paths() -> dict[str, Schema]:
                     {"name": "appUserId", "in": "query", "required": False, "schema": APP_USER_ID},
                     {"name": "from", "in": "query", "required": False, "schema": {"type": "string", "format": "date"}},
                     {"name": "to", "in": "query", "required": False, "schema": {"type": "string", "format": "date"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "App users per page of the whole app's report (default 100).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "description": "The previous page's `nextAfter`: the page of the app users after it.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                    },
                 ],
                 "responses": answers({"200": _json("Usage", "The spend.")}, 400, 401, 500, 503),
             }

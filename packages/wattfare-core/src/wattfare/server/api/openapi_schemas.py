@@ -262,8 +262,10 @@ def component_schemas() -> dict[str, Schema]:
                         closed=True,
                     ),
                 },
+                "hasMore": {"type": "boolean"},
+                "nextAfter": nullable({"type": "string"}),
             },
-            ("from", "to", "data"),
+            ("from", "to", "data", "hasMore", "nextAfter"),
             closed=True,
         ),
         "App": object_schema(

@@ -2,6 +2,11 @@
 
 Each row names the endpoint its requests called, `chat.completions` or `embeddings` (a model serves one of
 them, so the rows are those of before embeddings existed, each with one more field).
+
+The whole app's report comes in pages of app users (`limit`, default 100, at most 1,000), ordered by app user id,
+each user's rows all on one page; `nextAfter` is the cursor of the next page (`after=`) while `hasMore`. An app of
+100,000 users once answered in one statement of seconds, past PostgreSQL's statement timeout (a 503) or, on
+SQLite, holding the event loop that meters every stream (benchmarks/ledger_scale.py).
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from starlette.responses import Response
 
 from wattfare.metering import nanos_to_json_number, window_containing
 from wattfare.server.access.authentication import authenticate
-from wattfare.server.api.json_body import checked_app_user_id, json_response
+from wattfare.server.api.json_body import checked_app_user_id, json_response, query_count
 from wattfare.server.errors import invalid
 from wattfare.server.instants import utc_text
 from wattfare.server.services import services_of
+from wattfare.server.store.records import UsageRow
+
+DEFAULT_PAGE_USERS = 100
+MAX_PAGE_USERS = 1000
 
 
 def _date(value: str | None, param: str) -> date | None:
@@ -28,6 +37,15 @@ def _date(value: str | None, param: str) -> date | None:
         raise invalid(f"'{param}' must be a date such as 2026-11-01.", param) from None
 
 
+def _cursor(value: str | None) -> str:
+    """`after`: an app user id as `/usage` wrote it (a grant's `grant:…` user included), "" for the first page."""
+    if value is None:
+        return ""
+    if not value or len(value) > 256 or not value.isprintable():
+        raise invalid("'after' must be the 'nextAfter' of the previous page.", "after")
+    return value
+
+
 def _end_of(day: date) -> datetime:
     """The instant `day` ends (inclusive `to`), without overflowing on the last representable day."""
     if day == date.max:
@@ -36,7 +54,7 @@ def _end_of(day: date) -> datetime:
 
 
 async def usage(request: Request) -> Response:
-    """`GET /usage?appUserId=&from=&to=`: spend per app user, model and endpoint (default: this month)."""
+    """`GET /usage?appUserId=&from=&to=&limit=&after=`: spend per app user, model and endpoint (default: this month)."""
     services = services_of(request)
     key = await authenticate(services.keys, request)
     query = request.query_params
@@ -48,22 +66,33 @@ async def usage(request: Request) -> Response:
     end = _end_of(end_day) if end_day else window.end
     if end <= start:
         raise invalid("'to' must not be before 'from'.", "to")
-    rows = await services.store.usage(key.app_id, key.mode, app_user_id, start, end)
-    return json_response(
+    paging: dict[str, object] = {"hasMore": False, "nextAfter": None}
+    if app_user_id is not None:
+        if "after" in query or "limit" in query:
+            raise invalid("'after' and 'limit' page the whole app's report; one user's has a single page.", "after")
+        rows = await services.store.usage(key.app_id, key.mode, app_user_id, start, end)
+    else:
+        users = query_count(query.get("limit"), "limit", default=DEFAULT_PAGE_USERS, most=MAX_PAGE_USERS)
+        after = _cursor(query.get("after"))
+        # One user more than the page tells whether another page follows; its rows are not sent.
+        rows = await services.store.usage_page(key.app_id, key.mode, start, end, after=after, users=users + 1)
+        if len({row.app_user_id for row in rows}) > users:
+            extra = rows[-1].app_user_id
+            rows = [row for row in rows if row.app_user_id != extra]
+            paging = {"hasMore": True, "nextAfter": rows[-1].app_user_id}
+    return json_response({"from": utc_text(start), "to": utc_text(end), "data": _rows(rows), **paging})
+
+
+def _rows(rows: list[UsageRow]) -> list[dict[str, object]]:
+    return [
         {
-            "from": utc_text(start),
-            "to": utc_text(end),
-            "data": [
-                {
-                    "appUserId": row.app_user_id,
-                    "model": row.model,
-                    "endpoint": row.endpoint,
-                    "requests": row.requests,
-                    "promptTokens": row.prompt_tokens,
-                    "completionTokens": row.completion_tokens,
-                    "costUsd": nanos_to_json_number(row.cost),
-                }
-                for row in rows
-            ],
+            "appUserId": row.app_user_id,
+            "model": row.model,
+            "endpoint": row.endpoint,
+            "requests": row.requests,
+            "promptTokens": row.prompt_tokens,
+            "completionTokens": row.completion_tokens,
+            "costUsd": nanos_to_json_number(row.cost),
         }
-    )
+        for row in rows
+    ]

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from wattfare.server.access.authentication import authenticate
-from wattfare.server.api.json_body import json_object, json_response
+from wattfare.server.api.json_body import json_object, json_response, query_count
 from wattfare.server.errors import ApiError, invalid
 from wattfare.server.instants import utc_text
 from wattfare.server.services import Services, services_of
@@ -116,15 +116,6 @@ async def _endpoint(services: Services, key: KeyRecord, request: Request) -> Web
     return found
 
 
-def _limit(text: str | None) -> int:
-    if text is None:
-        return DEFAULT_DELIVERIES
-    # Digits only, and few of them: `int()` of thousands of digits is refused (and slow) by CPython.
-    if not (text.isascii() and text.isdigit() and len(text) <= 3 and 1 <= int(text) <= MAX_DELIVERIES):
-        raise invalid(f"'limit' must be a whole number from 1 to {MAX_DELIVERIES}.", "limit")
-    return int(text)
-
-
 async def list_endpoints(request: Request) -> Response:
     """`GET /webhooks/endpoints`: the app's endpoints in the key's mode, oldest first."""
     services = services_of(request)
@@ -212,7 +203,7 @@ async def list_deliveries(request: Request) -> Response:
     """`GET /webhooks/endpoints/{endpointId}/deliveries?limit=`: the endpoint's deliveries, newest event first."""
     services = services_of(request)
     key = await authenticate(services.keys, request)
-    limit = _limit(request.query_params.get("limit"))
+    limit = query_count(request.query_params.get("limit"), "limit", default=DEFAULT_DELIVERIES, most=MAX_DELIVERIES)
     current = await _endpoint(services, key, request)
     found = await services.store.recent_deliveries(key.app_id, current.id, limit)
     return json_response({"data": [delivery_view(delivery) for delivery in found]})

@@ -202,6 +202,15 @@ class Ledger(Protocol):
         """Ledger totals per app user and model in [start, end)."""
         ...
 
+    async def usage_page(
+        self, app_id: str, mode: Mode, start: datetime, end: datetime, *, after: str, users: int
+    ) -> list[UsageRow]:
+        """`usage` of the first `users` app users whose id sorts after `after` and who spent in [start, end).
+
+        Rows come ordered by app user, so the last row's user is the cursor of the next page; `after=""` starts.
+        """
+        ...
+
     async def ledger_total(self, connection_id: str, window_key: str) -> int:
         """Sum of ledger charges of a connection in a window (the source of truth the counters derive from)."""
         ...
