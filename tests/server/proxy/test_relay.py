@@ -21,6 +21,7 @@ from wattfare.server.billing.meter import Meter
 from wattfare.server.billing.pricebook import load_snapshot, price_models
 from wattfare.server.billing.revocations import Revocations
 from wattfare.server.proxy.relay import MeteredStream
+from wattfare.server.server_send import keep_server_send
 from wattfare.server.store import Store, open_store
 from wattfare.server.store.records import KeyRecord, Settled, Settlement
 from wattfare.server.upstream.base import UpstreamResponse
@@ -115,6 +116,43 @@ async def test_a_one_read_stream_writes_its_first_token_at_once_and_all_before_t
     assert whole.endswith(b"data: [DONE]\n\n")
     assert b'"wattfare":{"requestId"' in whole  # the usage chunk carries the settled cost, after the write
     assert await store.ledger_total(hold.connection.id, hold.window.key) > 0
+
+
+async def test_events_go_to_the_servers_send_and_the_start_and_end_through_the_wrappers(store: Store) -> None:
+    meter = Meter(store, lambda: NOW, hold_ttl=timedelta(minutes=15))
+    held = await hold_for(meter)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield sse({"id": "c", "choices": [{"index": 0, "delta": {"content": "Hi"}}]})
+        yield one_read_stream()
+
+    response = MeteredStream(
+        UpstreamResponse(200, chunks=chunks()), held, Revocations(store), {"Wattfare-Request-Id": held.hold.id}, 1
+    )
+    wrapped: list[MutableMapping[str, Any]] = []
+    server: list[MutableMapping[str, Any]] = []
+
+    async def wrapped_send(message: MutableMapping[str, Any]) -> None:
+        wrapped.append(message)
+
+    async def servers_send(message: MutableMapping[str, Any]) -> None:
+        server.append(message)
+
+    async def receive() -> MutableMapping[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    scope: dict[str, Any] = {"type": "http"}
+    keep_server_send(scope, servers_send)
+    await asyncio.wait_for(response(scope, receive, wrapped_send), 5)
+
+    assert [m["type"] for m in wrapped] == ["http.response.start", "http.response.body"]
+    assert (wrapped[-1]["body"], wrapped[-1]["more_body"]) == (b"", False)  # the wrappers see the end
+    assert server
+    assert all(m["type"] == "http.response.body" and m["more_body"] for m in server)
+    whole = b"".join(m["body"] for m in server)
+    assert whole.count(b'"delta"') == 4
+    assert whole.endswith(b"data: [DONE]\n\n")
 
 
 class _Counted:

@@ -30,6 +30,7 @@ from wattfare.server.observability.request_log import configure_logging
 from wattfare.server.proxy import chat_completions as proxy
 from wattfare.server.proxy import embeddings
 from wattfare.server.proxy.direct_route import DirectRoute, ErrorHandler
+from wattfare.server.server_send import KeepsServerSend
 from wattfare.server.services import Services, build_upstreams, services_of
 from wattfare.server.settings import Settings
 from wattfare.server.store import Store, StoreUnavailableError, open_store
@@ -199,7 +200,7 @@ def create_app(
         StoreUnavailableError: _store_unavailable,
         Exception: _unexpected,
     }
-    app = Starlette(
+    app = KeepsServerSend(
         routes=routes,
         lifespan=lifespan,
         middleware=[

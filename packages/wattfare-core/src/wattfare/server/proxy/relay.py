@@ -24,6 +24,7 @@ from wattfare.server.billing.revocations import Revocations
 from wattfare.server.errors import ApiError, unavailable
 from wattfare.server.observability import metrics
 from wattfare.server.proxy.sse_frames import SSEFrames, event_data
+from wattfare.server.server_send import server_send
 from wattfare.server.store.protocols import StoreUnavailableError
 from wattfare.server.store.records import Settled
 from wattfare.server.upstream.base import UpstreamResponse
@@ -149,7 +150,8 @@ class MeteredStream:
         ending: ApiError | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-            pump = asyncio.ensure_future(self._pump(send))
+            # The events themselves skip the wrappers of `send`, which only look at the start (and see the end).
+            pump = asyncio.ensure_future(self._pump(server_send(scope, send)))
             hangup = asyncio.ensure_future(self._wait_for_disconnect(receive))
             tasks = (pump, hangup)
             await asyncio.wait((*tasks, revoked), return_when=asyncio.FIRST_COMPLETED)
