@@ -25,7 +25,13 @@ from wattfare.server.http_input import read_body
 from wattfare.server.json_value import as_array, as_object
 from wattfare.server.observability import metrics
 from wattfare.server.observability.request_log import note_metered
-from wattfare.server.proxy.completion_request import CompletionRequest, UpstreamBody, parse_completion, upstream_body
+from wattfare.server.proxy.completion_request import (
+    SENT_BODY,
+    CompletionRequest,
+    UpstreamBody,
+    parse_completion,
+    upstream_body,
+)
 from wattfare.server.proxy.exchange import (
     answered_in_envelope,
     funding_key,
@@ -117,8 +123,30 @@ class MeteredExchange:
         await answered_in_envelope(self._exchange, self._request_id, "a completion", scope, receive, send)
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services, completion = self._services, self._completion
-        held = await services.meter.reserve(
+        services = self._services
+        stream, choices = self._completion.stream, self._completion.choices
+        held = await self._reserve()
+        async with held:
+            hold = held.hold
+            answer = await self._answered(held)
+            held.answered = True
+            headers = {"Wattfare-Request-Id": hold.id} | limit_headers(hold)
+            if stream and answer.chunks is not None:
+                headers |= {
+                    "content-type": "text/event-stream; charset=utf-8",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                    "Wattfare-Remaining-Usd": f"{nanos_to_usd(hold.remaining_before):f}",
+                }
+                relay = MeteredStream(answer, held, services.revocations, headers, choices, services.ceilings.reached)
+                await relay(scope, receive, send)
+            else:
+                response = await _whole_answer(held, answer, headers)
+                await response(scope, receive, send)
+
+    async def _reserve(self) -> HeldRequest:
+        completion = self._completion
+        held = await self._services.meter.reserve(
             self._key,
             self._payer.app_user_id,
             self._model,
@@ -131,43 +159,35 @@ class MeteredExchange:
         )
         if isinstance(held, Refusal):
             raise refusal_error(held)
-        async with held:
-            hold = held.hold
-            payload, body = self._outgoing.with_max_tokens(hold.max_tokens)
-            upstream_request = UpstreamRequest(
-                body=body,
-                payload=payload,
-                stream=completion.stream,
-                api_key=await funding_key(services, hold),
-                end_user=self._end_user,
-            )
-            metrics.upstream_called()
-            try:
-                answer = await services.upstreams[self._key.mode].send(upstream_request)
-            except UpstreamUnavailableError as exc:
-                raise unreachable(exc) from None
-            metrics.upstream_answered()
-            if answer.status != 200:
-                # The provider refused before generating anything: the exit releases the hold.
-                raise await refused(
-                    answer, member_key=upstream_request.api_key is not None, services=services, hold=hold
-                )
-            held.answered = True
-            headers = {"Wattfare-Request-Id": hold.id} | limit_headers(hold)
-            if completion.stream and answer.chunks is not None:
-                headers |= {
-                    "content-type": "text/event-stream; charset=utf-8",
-                    "cache-control": "no-cache",
-                    "x-accel-buffering": "no",
-                    "Wattfare-Remaining-Usd": f"{nanos_to_usd(hold.remaining_before):f}",
-                }
-                relay = MeteredStream(
-                    answer, held, services.revocations, headers, completion.choices, services.ceilings.reached
-                )
-                await relay(scope, receive, send)
-            else:
-                response = await _whole_answer(held, answer, headers)
-                await response(scope, receive, send)
+        return held
+
+    async def _answered(self, held: HeldRequest) -> UpstreamResponse:
+        """The upstream's 200 to the request under `held` (its refusal raised); the prompt then is let go.
+
+        An open stream lasts tens of seconds and needs nothing of what was asked: its prompt (a conversation
+        can be tens of kB, held parsed, encoded and re-encoded) is dropped here, not when the stream ends.
+        """
+        services, hold = self._services, held.hold
+        payload, body = self._outgoing.with_max_tokens(hold.max_tokens)
+        upstream_request = UpstreamRequest(
+            body=body,
+            payload=payload,
+            stream=self._completion.stream,
+            api_key=await funding_key(services, hold),
+            end_user=self._end_user,
+        )
+        self._completion = self._completion.sent()
+        self._outgoing = SENT_BODY
+        metrics.upstream_called()
+        try:
+            answer = await services.upstreams[self._key.mode].send(upstream_request)
+        except UpstreamUnavailableError as exc:
+            raise unreachable(exc) from None
+        metrics.upstream_answered()
+        if answer.status != 200:
+            # The provider refused before generating anything: the exit releases the hold.
+            raise await refused(answer, member_key=upstream_request.api_key is not None, services=services, hold=hold)
+        return answer
 
 
 async def _whole_answer(held: HeldRequest, answer: UpstreamResponse, headers: dict[str, str]) -> Response:

@@ -10,7 +10,7 @@ shares are `request_body`'s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wattfare.metering import image_part_count, prompt_token_bound
@@ -36,6 +36,10 @@ class CompletionRequest:
     body_user: str | None
     prompt_token_bound: int
     images: int
+
+    def sent(self) -> CompletionRequest:
+        """This request without its body, once the upstream has it (what metering needs is kept)."""
+        return replace(self, payload={})
 
 
 def _positive_int(payload: dict[str, Any], name: str, ceiling: int) -> int | None:
@@ -106,6 +110,10 @@ class UpstreamBody:
         # `encoded` is a non-empty JSON object (it has `model` and `messages`): the field goes before its `}`.
         field = b',"' + self.max_tokens_field.encode() + b'":' + str(max_tokens).encode() + b"}"
         return payload, self.encoded[:-1] + field
+
+
+# What an exchange keeps of its upstream body once sent: nothing (see `MeteredExchange._answered`).
+SENT_BODY = UpstreamBody(payload={}, encoded=b"{}", max_tokens_field="max_tokens")
 
 
 def upstream_body(request: CompletionRequest, *, end_user: str) -> UpstreamBody:

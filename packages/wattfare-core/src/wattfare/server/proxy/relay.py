@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -105,6 +106,11 @@ def _json_object(data: bytes) -> dict[str, Any] | None:
     return cast("dict[str, Any]", parsed) if type(parsed) is dict else None
 
 
+def _wake(waiter: asyncio.Future[None], _: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class MeteredStream:
     """An ASGI response that relays an upstream SSE stream, counting what it relays into the request's hold.
 
@@ -154,7 +160,13 @@ class MeteredStream:
             pump = asyncio.ensure_future(self._pump(server_send(scope, send)))
             hangup = asyncio.ensure_future(self._wait_for_disconnect(receive))
             tasks = (pump, hangup)
-            await asyncio.wait((*tasks, revoked), return_when=asyncio.FIRST_COMPLETED)
+            # The first of the three to end wakes this coroutine: `asyncio.wait` would do the same with a
+            # coroutine, a set and a callback per future of its own, kept for as long as the stream is open.
+            first_end = asyncio.get_running_loop().create_future()
+            wake = partial(_wake, first_end)
+            for ends in (*tasks, revoked):
+                ends.add_done_callback(wake)
+            await first_end
             client_left = hangup.done()
             if pump.done():
                 ending = pump.result()
