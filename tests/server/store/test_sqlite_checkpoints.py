@@ -12,6 +12,7 @@ import pytest
 from wattfare.server.store import open_store
 from wattfare.server.store.records import NewHold, Settlement
 from wattfare.server.store.sqlite import SQLiteStore
+from wattfare.server.store.sqlite import checkpoints
 from wattfare.server.store.sqlite.checkpoints import Checkpointer
 
 pytestmark = pytest.mark.anyio
@@ -50,6 +51,45 @@ async def test_commits_never_checkpoint_and_the_thread_does_it(tmp_path: Path) -
     check = sqlite3.connect(path)
     try:
         assert check.execute("SELECT count(*), sum(amount) FROM ledger").fetchone() == (1500, 7500)
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        check.close()
+
+
+async def test_under_sustained_writes_the_wal_is_emptied_once_past_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits back to back, as under load: the WAL never ends a PASSIVE checkpoint fully copied."""
+    limit = 512 * 1024
+    monkeypatch.setattr(checkpoints, "JOURNAL_SIZE_LIMIT_BYTES", limit)
+    path = tmp_path / "busy.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLiteStore)
+    wal = Path(f"{path}-wal")
+    try:
+        await store.upgrade()
+        await store.create_app("app_a", "A", 10**12, NOW)
+        conn = await store.approve_connection("conn_1", "app_a", "u1", "test", 10**15, NOW)
+        store._checkpointer.stop()  # type: ignore[union-attr]  # pyright: ignore[reportPrivateUsage]
+        checkpointer = Checkpointer(str(path), 0.02)
+        sizes: list[int] = []
+        try:
+            for index in range(4000):
+                hold = NewHold(f"req_{index}", conn.id, "2026-11", 10, "m", NOW, NOW + timedelta(minutes=15))
+                assert await store.try_reserve(hold)
+                await store.settle(Settlement(hold.id, 5), NOW)
+                if index % 50 == 0:
+                    sizes.append(wal.stat().st_size)
+        finally:
+            checkpointer.stop()
+        # The writes alone make ~80 MB of WAL; it went past the limit and was brought back under it.
+        assert max(sizes) > limit
+        assert min(sizes[len(sizes) // 2 :]) <= limit, sizes
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("SELECT count(*), sum(amount) FROM ledger").fetchone() == (4000, 20000)
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         check.close()

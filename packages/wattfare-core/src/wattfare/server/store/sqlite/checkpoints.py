@@ -4,7 +4,8 @@ By default SQLite checkpoints inside whichever COMMIT pushes the WAL past 1,000 
 copies ~4 MB into the database file and waits for `fdatasync`, several milliseconds on the event loop
 (a p99 spike for whoever is unlucky). Here the serving connection never checkpoints; this thread runs a
 PASSIVE checkpoint every interval instead. PASSIVE never blocks writers or readers, and the sqlite3
-module releases the GIL while it runs, so it overlaps the event loop on another core.
+module releases the GIL while it runs, so it overlaps the event loop on another core. Once the WAL is
+past its size limit, the thread also empties it when it finds it idle (`_truncate`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,32 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from pathlib import Path
 
 log = logging.getLogger("wattfare.store")
 
 # Once checkpointed, the WAL restarts from its beginning; this caps the file a burst may leave behind
 # (applied by whichever connection restarts it, so the serving one sets it too).
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _truncate(db: sqlite3.Connection) -> None:
+    """Fold the whole WAL back and empty it, if no one is writing or reading it at this instant.
+
+    Under sustained writes a PASSIVE checkpoint never ends with the whole WAL copied (commits append to it
+    meanwhile), and only a fully copied WAL starts over: it grew past its limit for as long as the load lasted
+    (benchmarks/ledger_scale.py), and every read searches it. TRUNCATE holds the write lock while it copies what
+    PASSIVE left (little), so a COMMIT arriving then waits those milliseconds; a busy file is left to the
+    next round.
+    """
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 class Checkpointer:
@@ -32,12 +53,16 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # No busy wait (timeout=0): this thread's TRUNCATE either finds the file free at once or tries next round.
+        db = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        wal = Path(f"{self._path}-wal")
         try:
             db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
             while not self._stopping.wait(self._every):
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if _size(wal) > JOURNAL_SIZE_LIMIT_BYTES:
+                        _truncate(db)
                 except sqlite3.Error as exc:  # the next round retries; a full WAL only grows meanwhile
                     log.warning("WAL checkpoint failed: %s", exc)
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

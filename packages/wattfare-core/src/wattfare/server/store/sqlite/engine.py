@@ -33,6 +33,7 @@ T = TypeVar("T")
 _BUSY_TIMEOUT_MS = 15000
 # At ~1,000 requests/s a second of WAL is a few MB: small enough to fold back in one pass.
 _CHECKPOINT_EVERY_SECONDS = 1.0
+_PAGE_CACHE_KIB = 64 * 1024
 
 
 class _Connection(sqlite3.Connection):
@@ -100,6 +101,10 @@ class SQLiteEngine:
         # NORMAL in WAL mode: durable against process crashes; a power cut may lose the last commits.
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
+        # SQLite's default page cache is 2 MB: with a ledger of millions of rows, the indexes every request
+        # walks (counters, holds, the ledger's right edge) fell out of it; 64 MB keeps them (a what-if on a
+        # 4.7 GB file: +33% requests per second). Pages are allocated as they are read, so a small file stays small.
+        self.db.execute(f"PRAGMA cache_size = -{_PAGE_CACHE_KIB}")
         self.transactions = GroupCommit(self.db)
         self.checkpointer: Checkpointer | None = None
         if target != ":memory:":
