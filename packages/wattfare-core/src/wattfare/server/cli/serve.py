@@ -153,7 +153,14 @@ def dev(host: str, port: int) -> None:
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server binds all interfaces
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--backlog",
+    default=8192,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Connections the kernel queues before they are accepted (at most net.core.somaxconn).",
+)
+def serve(host: str, port: int, workers: int, backlog: int) -> None:
     """Run Wattfare with production settings from WATTFARE_* environment variables."""
 
     async def migrate(store: Store) -> None:
@@ -170,6 +177,9 @@ def serve(host: str, port: int, workers: int) -> None:
             host=host,
             port=port,
             workers=workers,
+            # uvicorn's 2,048 overflowed (26k accept-queue overflows in /proc/net/netstat) while 5,000 streams opened
+            # at once (benchmarks/open_streams.py): the kernel still caps it at net.core.somaxconn.
+            backlog=backlog,
             log_level=level,
             # uvicorn's own lines and the server's loggers in the request log's format (README, "Operating Wattfare").
             log_config=logging_config(log_format, level),
