@@ -5,6 +5,11 @@ runs. PostgreSQL shows `EXPLAIN (ANALYZE, BUFFERS)`; SQLite `EXPLAIN QUERY PLAN`
 statement alone on a connection of the benchmark's (median of a few runs): the database's share of an
 endpoint's time, without HTTP, JSON or templates.
 
+The server's pool keeps its statements prepared, and after five runs PostgreSQL may swap a statement's custom
+plan (made for the values at hand) for a generic one (made for any values): `explain(..., generic=True)` shows
+the generic plan, the one a pooled connection runs from its sixth run of a statement on if the planner prefers it
+(as it does a page of the whole app's usage: a generic LIMIT looks cheap).
+
 Sizes: PostgreSQL's `pg_relation_size` of the ledger's heap (with its TOAST) and of each of its indexes;
 SQLite's `dbstat` virtual table (every b-tree's pages, bytes as allocated on disk).
 """
@@ -16,6 +21,7 @@ import sqlite3
 import statistics
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +34,11 @@ from wattfare.server.store.sql.statement import Statement
 READS: dict[str, Statement] = {
     "status": metering._BUDGET,  # pyright: ignore[reportPrivateUsage]
     "usage_user_month": ledger._USAGE_OF_ONE_USER,  # pyright: ignore[reportPrivateUsage]
+    # The whole app's period in one statement: the /developers console still reads it so.
     "usage_app_month": ledger._USAGE_OF_ALL,  # pyright: ignore[reportPrivateUsage]
+    # One page of it, as `GET /usage` without appUserId reads it (params: app, mode, start, end, app, mode,
+    # after, start, end, users).
+    "usage_app_page": ledger._USAGE_OF_A_PAGE,  # pyright: ignore[reportPrivateUsage]
     "account_connections": member_connections._OF_MEMBER,  # pyright: ignore[reportPrivateUsage]
     "account_daily_spend": member_connections._DAILY_SPEND,  # pyright: ignore[reportPrivateUsage]
 }
@@ -62,9 +72,11 @@ class Database(Protocol):
 
     def ledger_size(self) -> LedgerSize: ...
 
-    def explain(self, name: str, params: tuple[object, ...]) -> str: ...
+    def explain(self, name: str, params: tuple[object, ...], *, generic: bool = False) -> str: ...
 
     def query_ms(self, name: str, params: tuple[object, ...], runs: int = 5) -> tuple[float, int]: ...
+
+    def fetch(self, name: str, params: tuple[object, ...]) -> list[tuple[object, ...]]: ...
 
 
 class SqliteDatabase:
@@ -90,7 +102,8 @@ class SqliteDatabase:
         wal = self.path.with_name(self.path.name + "-wal")
         return wal.stat().st_size if wal.exists() else 0
 
-    def explain(self, name: str, params: tuple[object, ...]) -> str:
+    def explain(self, name: str, params: tuple[object, ...], *, generic: bool = False) -> str:
+        """The plan; `generic` means nothing here (SQLite plans each run with the values bound)."""
         with self._open() as db:
             plan = db.execute(f"EXPLAIN QUERY PLAN {READS[name].sqlite}", params).fetchall()
         return "\n".join(f"{row[0]}|{row[1]}| {row[3]}" for row in plan)
@@ -105,6 +118,14 @@ class SqliteDatabase:
                 count = len(db.execute(READS[name].sqlite, params).fetchall())
                 times.append((time.perf_counter() - started) * 1000)
         return statistics.median(times), count
+
+    def fetch(self, name: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._open() as db:
+            return [tuple(row) for row in db.execute(READS[name].sqlite, params)]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 class PostgresDatabase:
@@ -145,9 +166,19 @@ class PostgresDatabase:
         """Bytes of WAL written by the whole cluster so far (the test suite's writes count too, if it runs)."""
         return int(self._run(lambda db: db.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")))
 
-    def explain(self, name: str, params: tuple[object, ...]) -> str:
+    def explain(self, name: str, params: tuple[object, ...], *, generic: bool = False) -> str:
+        """The plan made for these values, or (`generic`) the plan made for any values, run with these."""
+
         async def work(db: Any) -> str:
-            rows = await db.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {READS[name].postgres}", *params)
+            if not generic:
+                rows = await db.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {READS[name].postgres}", *params)
+                return "\n".join(r[0] for r in rows)
+            # EXPLAIN binds protocol parameters into a custom plan, and EXPLAIN EXECUTE takes none: a statement
+            # PREPAREd in SQL, executed with the values spelled out (the benchmark's own ids and dates).
+            await db.execute(f"PREPARE bench_generic AS {READS[name].postgres}")
+            await db.execute("SET plan_cache_mode = force_generic_plan")
+            values = ", ".join(str(v) if isinstance(v, int) else _literal(str(v)) for v in params)
+            rows = await db.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_generic({values})")
             return "\n".join(r[0] for r in rows)
 
         return self._run(work)
@@ -164,5 +195,14 @@ class PostgresDatabase:
                 count = len(await statement.fetch(*params))
                 times.append((time.perf_counter() - started) * 1000)
             return statistics.median(times), count
+
+        return self._run(work)
+
+    def fetch(self, name: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        """The statement's rows, sums as ints (PostgreSQL sums BIGINTs as NUMERIC), as the store reads them."""
+
+        async def work(db: Any) -> list[tuple[object, ...]]:
+            rows = await db.fetch(READS[name].postgres, *params)
+            return [tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
 
         return self._run(work)

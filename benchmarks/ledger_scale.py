@@ -5,14 +5,20 @@ empty one, each served by its own `wattfare serve` (one worker, settings as ship
 upstream). Then:
 
     GET /api/v1/status          random users' budgets, on the big and the empty database request by request in turn
-    GET /api/v1/usage           one random user's last full month; the heaviest user's; the whole app's month
+    GET /api/v1/usage           one random user's last full month; the heaviest user's
+    GET /api/v1/usage           the whole app's last full month, in pages of 1,000 app users (limit=1000):
+                                every page once by `nextAfter` (up to 3 walks: wall time, pages, rows, the rows
+                                checked against the old single statement's); then one page at three cursors
+                                found by the walk (the first page, a middle one, a late one), in turn
     GET /account                the member with 20 connected apps (a session cookie seeded with the data)
 
 timed on the client over loopback (there is no Server-Timing header), after a warm-up, so each figure is the
 server's time plus one loopback round trip and httpx's parsing (~0.3 ms). The statements behind them are also
-timed alone and explained (`ledger_inspect.py`). The ledger's bytes per row (table and each index) come from the
-engine itself. Last, the proxy's non-streamed throughput at c=32 (wrk, users spread over 1,000 seeded users),
-the big and the empty database taking turns round by round, with CPU and bytes written per request.
+timed alone and explained (`ledger_inspect.py`): a page at the first and the middle cursor, and the whole month
+in one statement as the /developers console still reads it. The ledger's bytes per row (table and each index)
+come from the engine itself. Last, the proxy's non-streamed throughput at c=32 (wrk, users spread over 1,000
+seeded users), the big and the empty database taking turns round by round, with CPU and bytes written per
+request.
 
     .venv/bin/python benchmarks/ledger_scale.py            # 1,000,000 rows over 10,000 users (~5 min)
     .venv/bin/python benchmarks/ledger_scale.py --long     # 10,000,000 rows over 100,000 users (~35 min, 25 of
@@ -36,13 +42,14 @@ import platform
 import random
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -55,7 +62,7 @@ from load import Target, run_wrk, wrk_script
 from processes import Server, free_port, stop_all
 from servers import HERE, RETRY, ROOT, log, start_nginx, wattfare_env
 
-from wattfare.metering import window_containing, window_of_key
+from wattfare.metering import nanos_to_json_number, window_containing, window_of_key
 from wattfare.server.store.timestamps import to_text
 
 DEFAULT = Size(rows=1_000_000, users=10_000)
@@ -131,14 +138,8 @@ def _summary(times_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _timed(
-    client: httpx.Client, requests: list[tuple[str, dict[str, str]]], warmup: int, *, refusals: bool = False
-) -> dict[str, Any]:
-    """Each request in turn on one keep-alive connection; the first `warmup` are not counted.
-
-    With `refusals`, an answer other than 200 is counted (and timed) instead of stopping the run: PostgreSQL's
-    statement timeout turns a whole-app month of a big ledger into a 503.
-    """
+def _timed(client: httpx.Client, requests: list[tuple[str, dict[str, str]]], warmup: int) -> dict[str, Any]:
+    """Each request in turn on one keep-alive connection; the first `warmup` are not counted."""
     times: list[float] = []
     sizes: list[int] = []
     statuses: dict[str, int] = {}
@@ -146,7 +147,7 @@ def _timed(
         started = time.perf_counter()
         response = client.get(path, params=params)
         elapsed = (time.perf_counter() - started) * 1000
-        if response.status_code != 200 and not refusals:
+        if response.status_code != 200:
             raise RuntimeError(f"GET {path} {params} answered {response.status_code}: {response.text[:300]}")
         if index >= warmup:
             times.append(elapsed)
@@ -160,9 +161,10 @@ def _month_range(key: str) -> dict[str, str]:
     return {"from": window.start.date().isoformat(), "to": (window.end - timedelta(days=1)).date().isoformat()}
 
 
-def time_endpoints(target: Served, people: Population, samples: int, app_samples: int) -> dict[str, Any]:
+def time_endpoints(target: Served, people: Population, args: argparse.Namespace) -> dict[str, Any]:
     """The other read endpoints on the big database, sequentially, each after its own warm-up."""
     rng = random.Random(7)
+    samples = args.samples
     users = [f"bench-{rng.randrange(people.main_user_count)}" for _ in range(samples + 20)]
     month = _month_range(people.months[-2])  # the last full month
     auth = {"Authorization": f"Bearer {target.secret}"}
@@ -171,10 +173,12 @@ def time_endpoints(target: Served, people: Population, samples: int, app_samples
         results["usage_user_month"] = _timed(api, [("/api/v1/usage", {"appUserId": u, **month}) for u in users], 20)
         heaviest = [("/api/v1/usage", {"appUserId": people.heaviest_main_user, **month})] * 25
         results["usage_heaviest_user_month"] = _timed(api, heaviest, 5)
-        whole = api.get("/api/v1/usage", params=month)
-        results["usage_app_month_rows"] = len(whole.json()["data"]) if whole.status_code == 200 else None
-        app_month = [("/api/v1/usage", month)] * (app_samples + 1)
-        results["usage_app_month"] = _timed(api, app_month, 1, refusals=True)
+        walks = walk_all_pages(api, month, args.walks)
+        results["usage_app_all_pages"] = walks
+        results["usage_app_page"] = time_pages(api, month, walks["cursors"], args.page_samples)
+        results["usage_app_all_pages"]["matches_single_statement"] = _matches_single_statement(
+            target, people, walks.pop("rows_seen")
+        )
     cookies = {"wattfare_session": MEMBER_COOKIE}
     with httpx.Client(base_url=target.base, cookies=cookies, timeout=60) as browser:
         page = browser.get("/account")
@@ -184,18 +188,169 @@ def time_endpoints(target: Served, people: Population, samples: int, app_samples
     return results
 
 
-def time_queries(target: Served, people: Population) -> dict[str, Any]:
+# ---------------------------------------------------------------- the whole app's month, page by page
+
+PAGE_USERS = 1000  # the server's most per page (`api.usage.MAX_PAGE_USERS`), as the SDK's usage() asks
+
+
+def _page_params(month: dict[str, str], after: str | None) -> dict[str, str]:
+    return {**month, "limit": str(PAGE_USERS), **({} if after is None else {"after": after})}
+
+
+def _walk(api: httpx.Client, month: dict[str, str]) -> dict[str, Any]:
+    """The whole report once, page after page by `nextAfter`, as the SDK's usage() reads it."""
+    cursors: list[str | None] = [None]
+    rows: list[dict[str, Any]] = []
+    page_ms: list[float] = []
+    body_bytes = 0
+    started = time.perf_counter()
+    while True:
+        asked = time.perf_counter()
+        response = api.get("/api/v1/usage", params=_page_params(month, cursors[-1]))
+        page_ms.append((time.perf_counter() - asked) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /usage page {len(cursors)} answered {response.status_code}: {response.text[:300]}")
+        body = response.json()
+        rows += body["data"]
+        body_bytes += len(response.content)
+        if not body["hasMore"]:
+            break
+        cursors.append(body["nextAfter"])
+    return {
+        "seconds": time.perf_counter() - started,
+        "pages": len(cursors),
+        "page_ms": page_ms,
+        "response_bytes": body_bytes,
+        "cursors": cursors,
+        "rows_seen": rows,
+    }
+
+
+def walk_all_pages(api: httpx.Client, month: dict[str, str], walks: int) -> dict[str, Any]:
+    """Wall time to read the whole month by following `nextAfter`, `walks` times while a walk takes under 60 s.
+
+    The first walk also finds the cursors the single pages are timed at. Each walk must see the same rows.
+    """
+    done = [_walk(api, month)]
+    while len(done) < walks and done[-1]["seconds"] < 60:
+        done.append(_walk(api, month))
+        if done[-1]["rows_seen"] != done[0]["rows_seen"]:
+            raise RuntimeError("two walks over the same month's pages saw different rows")
+    first = done[0]
+    rows = first["rows_seen"]
+    page_ms = [ms for walk in done for ms in walk["page_ms"]]
+    walked = ", ".join(f"{walk['seconds']:.2f}" for walk in done)
+    users = len({row["appUserId"] for row in rows})
+    log(
+        f"    usage_app_all_pages          {walked} s a walk: {first['pages']} pages, {users:,} users, "
+        f"{len(rows):,} rows"
+    )
+    return {
+        "walks": len(done),
+        "seconds": [walk["seconds"] for walk in done],
+        "seconds_median": statistics.median(walk["seconds"] for walk in done),
+        "pages": first["pages"],
+        "users": users,
+        "rows": len(rows),
+        "requests": sum(row["requests"] for row in rows),
+        "response_bytes": first["response_bytes"],
+        # Every page of every walk, the first walk's colder pages included.
+        "page_ms": {
+            **_summary(page_ms),
+            "slowest_page": max(range(len(first["page_ms"])), key=first["page_ms"].__getitem__),
+        },
+        "cursors": first["cursors"],
+        "rows_seen": rows,
+    }
+
+
+def _spread(count: int) -> dict[str, int]:
+    """Which of `count` pages: the first, a middle one and a late one (the last full page: the very last may hold
+    a few users)."""
+    return {"first": 0, "middle": count // 2, "late": count - 2 if count >= 3 else count - 1}
+
+
+def time_pages(api: httpx.Client, month: dict[str, str], cursors: list[str | None], samples: int) -> dict[str, Any]:
+    """One page of 1,000 users at cursors spread over the report, the three in turn; one of each a warm-up."""
+    spread = {label: cursors[index] for label, index in _spread(len(cursors)).items()}
+    labelled = [(label, _page_params(month, after)) for label, after in spread.items()] * (samples + 1)
+    times: dict[str, list[float]] = {label: [] for label in spread}
+    sizes: list[int] = []
+    for index, (label, params) in enumerate(labelled):
+        started = time.perf_counter()
+        response = api.get("/api/v1/usage", params=params)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /usage {params} answered {response.status_code}: {response.text[:300]}")
+        if index >= len(spread):
+            times[label].append(elapsed)
+            sizes.append(len(response.content))
+    every = [ms for label_times in times.values() for ms in label_times]
+    by_cursor = {label: _summary(label_times) for label, label_times in times.items()}
+    result = {
+        **_summary(every),
+        "response_bytes": round(sum(sizes) / len(sizes)),
+        "statuses": {"200": len(every)},
+        "cursors": spread,
+        "page_index": _spread(len(cursors)),
+        "by_cursor": by_cursor,
+    }
+    shown = ", ".join(f"{label} {summary['p50_ms']:.1f}" for label, summary in by_cursor.items())
+    log(f"    usage_app_page               p50 {result['p50_ms']:.2f}  p99 {result['p99_ms']:.2f} ms ({shown})")
+    return result
+
+
+def _matches_single_statement(target: Served, people: Population, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pages' rows against the old single statement's (`_USAGE_OF_ALL`, the console's): same rows, same order."""
+    month = window_of_key(people.months[-2])
+    whole = target.database.fetch(
+        "usage_app_month", (people.main_app_id, "test", to_text(month.start), to_text(month.end))
+    )
+    expected = [
+        (user, model, endpoint, count, prompt, completion, nanos_to_json_number(cast(int, cost)))
+        for user, model, count, prompt, completion, cost, endpoint in whole
+    ]
+    seen = [
+        (
+            r["appUserId"],
+            r["model"],
+            r["endpoint"],
+            r["requests"],
+            r["promptTokens"],
+            r["completionTokens"],
+            r["costUsd"],
+        )
+        for r in rows
+    ]
+    same = seen == expected
+    if not same:
+        log(f"    the pages' {len(seen):,} rows differ from the single statement's {len(expected):,}")
+    return {
+        "same_rows": same,
+        "single_statement_rows": len(expected),
+        "single_statement_requests": sum(cast(int, row[3]) for row in expected),
+    }
+
+
+def time_queries(target: Served, people: Population, cursors: dict[str, str | None]) -> dict[str, Any]:
     """The statements behind the endpoints, alone, with their plans."""
     now = datetime.now(UTC)
     window = window_containing(now)
     month = window_of_key(people.months[-2])
     span = (to_text(month.start), to_text(month.end))
     app = (people.main_app_id, "test")
+
+    def page(after: str | None) -> tuple[object, ...]:
+        # As `SqlLedger.usage_page` binds them: one user more than the page tells whether another follows.
+        return (*app, *span, *app, after or "", *span, PAGE_USERS + 1)
+
     cases: dict[str, tuple[str, tuple[object, ...]]] = {
         "status": ("status", (window.key, *app, "bench-1")),
         "usage_user_month": ("usage_user_month", (*app, *span, "bench-1")),
         "usage_heaviest_user_month": ("usage_user_month", (*app, *span, people.heaviest_main_user)),
         "usage_app_month": ("usage_app_month", (*app, *span)),
+        "usage_app_page_first": ("usage_app_page", page(cursors["first"])),
+        "usage_app_page_middle": ("usage_app_page", page(cursors["middle"])),
         "account_connections": ("account_connections", (window.key, people.member_id)),
         "account_daily_spend": ("account_daily_spend", (people.member_id, to_text(window.start), to_text(window.end))),
     }
@@ -204,6 +359,8 @@ def time_queries(target: Served, people: Population) -> dict[str, Any]:
         runs = 3 if read == "usage_app_month" else 7
         ms, rows = target.database.query_ms(read, params, runs)
         found[case] = {"query_ms": ms, "rows": rows, "plan": target.database.explain(read, params)}
+        if read == "usage_app_page" and isinstance(target.database, PostgresDatabase):
+            found[case]["plan_generic"] = target.database.explain(read, params, generic=True)
         log(f"    {case:<28} {ms:9.2f} ms alone ({rows} rows)")
     return found
 
@@ -348,13 +505,13 @@ def run_engine(engine: str, args: argparse.Namespace, size: Size, tmp: Path, ups
         log(f"{engine}: ledger {size_now.rows:,} rows, {size_now.per_row()['total']:.0f} bytes/row")
         log(f"{engine}: timing the read endpoints")
         status = time_status(big, empty, people, args.samples)
-        result["endpoints"] = {"status": status["big"], **time_endpoints(big, people, args.samples, args.app_samples)}
+        result["endpoints"] = {"status": status["big"], **time_endpoints(big, people, args)}
         result["status_on_empty"] = status["empty"]
-        for name in ("status", "usage_user_month", "usage_heaviest_user_month", "usage_app_month", "account"):
+        for name in ("status", "usage_user_month", "usage_heaviest_user_month", "usage_app_page", "account"):
             shown = result["endpoints"][name]
             log(f"    {name:<28} p50 {shown['p50_ms']:8.2f}  p99 {shown['p99_ms']:8.2f} ms")
         log(f"{engine}: the statements alone")
-        result["queries"] = time_queries(big, people)
+        result["queries"] = time_queries(big, people, result["endpoints"]["usage_app_page"]["cursors"])
         log(f"{engine}: proxy throughput, big vs empty database")
         result["proxy"] = proxy_rounds([big, empty], tmp, args.rounds, args.duration, args.wrk_users)
     finally:
@@ -396,7 +553,12 @@ def main() -> int:
     parser.add_argument("--rows", type=int, help="ledger rows (default 1,000,000; --long 10,000,000)")
     parser.add_argument("--users", type=int, help="connections (default 10,000; --long 100,000)")
     parser.add_argument("--samples", type=int, default=200, help="timed requests per endpoint (default 200)")
-    parser.add_argument("--app-samples", type=int, default=5, help="timed whole-app usage requests (default 5)")
+    parser.add_argument(
+        "--page-samples", type=int, default=20, help="timed whole-app usage pages at each of 3 cursors (default 20)"
+    )
+    parser.add_argument(
+        "--walks", type=int, default=3, help="reads of every page of the app's month, while one takes < 60 s (3)"
+    )
     parser.add_argument("--rounds", type=int, help="wrk rounds, big and empty in turn (default 3; --long 5)")
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 5; --long 10)")
     parser.add_argument("--wrk-users", type=int, default=1000, help="seeded users wrk spreads over (default 1000)")
@@ -447,7 +609,9 @@ def publish(args: argparse.Namespace, size: Size, engines: dict[str, Any], start
             "rows": size.rows,
             "users": size.users,
             "samples": args.samples,
-            "app_samples": args.app_samples,
+            "page_samples": args.page_samples,
+            "page_users": PAGE_USERS,
+            "walks": args.walks,
             "rounds": args.rounds,
             "duration_s": args.duration,
             "wrk_users": args.wrk_users,
