@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,8 +12,7 @@ import pytest
 
 from wattfare.server.store import open_store
 from wattfare.server.store.records import NewHold, Settlement
-from wattfare.server.store.sqlite import SQLiteStore
-from wattfare.server.store.sqlite import checkpoints
+from wattfare.server.store.sqlite import SQLiteStore, checkpoints
 from wattfare.server.store.sqlite.checkpoints import Checkpointer
 
 pytestmark = pytest.mark.anyio
@@ -82,9 +82,11 @@ async def test_under_sustained_writes_the_wal_is_emptied_once_past_its_limit(
                     sizes.append(wal.stat().st_size)
         finally:
             checkpointer.stop()
-        # The writes alone make ~80 MB of WAL; it went past the limit and was brought back under it.
+        # The writes alone make ~100 MB of WAL: it went past the limit, and was emptied again and again
+        # (without this thread's TRUNCATE it only ever grew).
         assert max(sizes) > limit
-        assert min(sizes[len(sizes) // 2 :]) <= limit, sizes
+        emptied = sum(later < earlier for earlier, later in itertools.pairwise(sizes))
+        assert emptied >= 3, sizes
     finally:
         await store.close()
     check = sqlite3.connect(path)

@@ -20,6 +20,8 @@ log = logging.getLogger("wattfare.store")
 # Once checkpointed, the WAL restarts from its beginning; this caps the file a burst may leave behind
 # (applied by whichever connection restarts it, so the serving one sets it too).
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+# How long the emptying of a WAL past its limit waits for a moment between two commits (see `_truncate`).
+_TRUNCATE_WAIT_MS = 50
 
 
 def _size(path: Path) -> int:
@@ -34,11 +36,15 @@ def _truncate(db: sqlite3.Connection) -> None:
 
     Under sustained writes a PASSIVE checkpoint never ends with the whole WAL copied (commits append to it
     meanwhile), and only a fully copied WAL starts over: it grew past its limit for as long as the load lasted
-    (benchmarks/ledger_scale.py), and every read searches it. TRUNCATE holds the write lock while it copies what
-    PASSIVE left (little), so a COMMIT arriving then waits those milliseconds; a busy file is left to the
-    next round.
+    (benchmarks/ledger_scale.py). TRUNCATE takes the write lock between two commits (waiting for it at most
+    `_TRUNCATE_WAIT_MS`, else the next round tries again) and holds it while it copies what PASSIVE left, about
+    a second's commits: a COMMIT arriving then waits those milliseconds, once per limit's worth of WAL.
     """
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    db.execute(f"PRAGMA busy_timeout = {_TRUNCATE_WAIT_MS}")
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        db.execute("PRAGMA busy_timeout = 0")
 
 
 class Checkpointer:
@@ -53,7 +59,7 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        # No busy wait (timeout=0): this thread's TRUNCATE either finds the file free at once or tries next round.
+        # No busy wait (timeout=0) but in `_truncate`: PASSIVE never waits for anyone anyway.
         db = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
         wal = Path(f"{self._path}-wal")
         try:
