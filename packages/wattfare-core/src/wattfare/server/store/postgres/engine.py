@@ -156,6 +156,11 @@ class PostgresEngine:
         """Run a hot-path write in a transaction of its own."""
         return await self.write(work)
 
+    async def write_statement(self, statement: Statement, *params: object) -> Row | None:
+        """Run one statement on a pooled connection, outside any transaction block: it commits by itself."""
+        async with self.connection() as conn:
+            return await PostgresExecutor(conn).one(statement, *params)
+
     async def exclusive_write(self, work: Work[T]) -> T:
         """Run `work` in a transaction holding the migration lock, which other instances starting too wait for."""
         async with self.transaction() as conn:

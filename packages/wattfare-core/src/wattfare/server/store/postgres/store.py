@@ -13,6 +13,8 @@ from wattfare.server.store.sql.store import SqlStore
 class PostgresStore(SqlStore):
     """A `Store` on PostgreSQL through an asyncpg connection pool (created on first use)."""
 
+    _statements_cost_round_trips = True
+
     def __init__(self, dsn: str, **limits: Unpack[PoolLimits]) -> None:
         """Connect lazily to `dsn` (`postgresql://user@host:port/db`); `PostgresEngine` documents the limits."""
         self._postgres = PostgresEngine(dsn, **limits)

@@ -6,25 +6,45 @@ UPDATE tried once more. Trying again after the INSERT whether or not it created 
 PostgreSQL: a concurrent first request may have created it, and then its INSERT does nothing. Under READ
 COMMITTED, PostgreSQL re-checks the UPDATE's WHERE clause against the newest row version after taking the
 row lock, so two instances racing for the last dollar cannot both pass it; SQLite's write lock serialises
-the same check across processes.
+the same check across processes. On PostgreSQL a hold on a cap alone is first tried as one statement
+(`HOLD_AND_RECORD`); only when it holds nothing (no counters row yet, or refused) does the transaction run.
 """
 
 from __future__ import annotations
 
 from wattfare.server.store.records import NewHold
 from wattfare.server.store.sql.engine import Executor
-from wattfare.server.store.sql.statement import portable
+from wattfare.server.store.sql.statement import portable, postgres_only
 from wattfare.server.store.timestamps import to_text
 
-_HOLD = portable(
+_GUARDED_UPDATE = (
     "UPDATE counters SET reserved = reserved + ? WHERE connection_id = ? AND window_key = ? "
     "AND spent + reserved + ? <= (SELECT cap FROM connections WHERE id = ? AND state = 'active')"
 )
+_HOLD = portable(_GUARDED_UPDATE)
 _CREATE_COUNTERS = portable("INSERT INTO counters (connection_id, window_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
 _RECORD_HOLD = portable(
     "INSERT INTO holds (id, connection_id, window_key, amount, model, created_at, expires_at, endpoint, grant_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+# The guard and the record as one statement, its own transaction: the INSERT reads the UPDATE's RETURNING, so the
+# hold is recorded iff the guard passed, and both or neither commit. PostgreSQL only (SQLite has no data-modifying
+# CTE, and its grouped transaction costs no round trips anyway). The casts type the INSERT's selected parameters.
+HOLD_AND_RECORD = postgres_only(
+    f"WITH held AS ({_GUARDED_UPDATE} RETURNING connection_id) "
+    "INSERT INTO holds (id, connection_id, window_key, amount, model, created_at, expires_at, endpoint, grant_id) "
+    "SELECT ?::text, connection_id, ?::text, ?::bigint, ?::text, ?::text, ?::text, ?::text, NULL FROM held "
+    "RETURNING id"
+)
+
+
+def hold_and_record_params(r: NewHold) -> tuple[object, ...]:
+    """`HOLD_AND_RECORD`'s parameters for a hold on a connection's cap alone (no grant, no credits)."""
+    guard = (r.amount, r.connection_id, r.window_key, r.amount, r.connection_id)
+    created, expires = to_text(r.created_at), to_text(r.expires_at)
+    return (*guard, r.id, r.window_key, r.amount, r.model, created, expires, r.endpoint)
 
 
 async def hold_on_counters(db: Executor, r: NewHold) -> bool:

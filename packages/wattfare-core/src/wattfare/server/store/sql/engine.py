@@ -63,6 +63,14 @@ class Engine(Protocol):
         """Run a hot-path write; it may share its COMMIT with others (SQLite's group commit), never its outcome."""
         ...
 
+    async def write_statement(self, statement: Statement, *params: object) -> Row | None:
+        """Run one statement as a write transaction by itself; its first row or None.
+
+        On PostgreSQL a lone statement is its own transaction: one round trip, where `write` spends three more
+        (BEGIN, COMMIT, and one per further statement).
+        """
+        ...
+
     async def exclusive_write(self, work: Work[T]) -> T:
         """Run `work` in a transaction no other exclusive one overlaps, in any process (schema migrations)."""
         ...

@@ -76,6 +76,17 @@ class MeasuredEngine:
         finally:
             self._grouped.observe(time.perf_counter() - started)
 
+    async def write_statement(self, statement: Statement, *params: object) -> Row | None:
+        """`Engine.write_statement`, timed as a `write`."""
+        started = time.perf_counter()
+        try:
+            return await self._engine.write_statement(statement, *params)
+        except StoreUnavailableError:
+            metrics.store_unavailable()
+            raise
+        finally:
+            self._write.observe(time.perf_counter() - started)
+
     async def exclusive_write(self, work: Work[T]) -> T:
         """`Engine.exclusive_write`, timed."""
         started = time.perf_counter()

@@ -23,12 +23,17 @@ from wattfare.server.store.records import (
     Settlement,
 )
 from wattfare.server.store.rows import QUALIFIED_CONNECTION_COLUMNS, connection_from_row
-from wattfare.server.store.sql.cap_guard import hold_on_counters, record_hold
+from wattfare.server.store.sql.cap_guard import (
+    HOLD_AND_RECORD,
+    hold_and_record_params,
+    hold_on_counters,
+    record_hold,
+)
 from wattfare.server.store.sql.credit_holds import hold_credits, record_credit_hold, settle_credit_hold
 from wattfare.server.store.sql.engine import Executor, SqlConcern
 from wattfare.server.store.sql.grants import count_grant_request, give_back_grant_request
 from wattfare.server.store.sql.outbox import record_event
-from wattfare.server.store.sql.statement import id_list, per_dialect, portable, with_id_list
+from wattfare.server.store.sql.statement import id_list, per_dialect, portable, postgres_only, with_id_list
 from wattfare.server.store.timestamps import from_text, to_text
 from wattfare.server.store.webhook_records import connection_event
 
@@ -62,6 +67,27 @@ _APPEND_LEDGER = portable(
     "amount, absorbed, prompt_tokens, completion_tokens, created_at, endpoint) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# PostgreSQL spends a round trip per statement, so there the settle takes the hold and locks its counters in one
+# statement, and books the charge (counters and ledger) in another: 4 round trips with BEGIN and COMMIT, not 6.
+# The lock is taken in a CTE of its own so that a hold without counters (never: the reserve made them) leaves
+# the row's counter columns NULL and fails the settle's assertion, rolling the DELETE back, instead of vanishing.
+_TAKE_AND_LOCK = postgres_only(
+    "WITH taken AS (DELETE FROM holds WHERE id = ? "
+    "RETURNING connection_id, window_key, amount, model, endpoint, grant_id), "
+    "locked AS (SELECT k.spent, k.alerted FROM counters k JOIN taken t "
+    "ON k.connection_id = t.connection_id AND k.window_key = t.window_key FOR UPDATE OF k) "
+    f"SELECT t.connection_id, t.window_key, t.amount, t.model, t.endpoint, t.grant_id, {QUALIFIED_CONNECTION_COLUMNS}, "
+    "l.spent, l.alerted, c.member_id, c.alert_percent "
+    "FROM taken t JOIN connections c ON c.id = t.connection_id LEFT JOIN locked l ON TRUE"
+)
+_SPEND_AND_APPEND = postgres_only(
+    "WITH spent AS (UPDATE counters SET reserved = reserved - ?, spent = spent + ?, alerted = ? "
+    "WHERE connection_id = ? AND window_key = ? RETURNING spent, reserved), "
+    "booked AS (INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, "
+    "amount, absorbed, prompt_tokens, completion_tokens, created_at, endpoint) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) "
+    "SELECT spent, reserved FROM spent"
+)
 _MEMBER_ALERT = portable(
     "INSERT INTO member_alerts (connection_id, window_key, percent, spent, cap, created_at) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"
@@ -81,6 +107,11 @@ class _NotHeld(Exception):
 class SqlMetering(SqlConcern):
     """`protocols.Metering` over an engine."""
 
+    # Whether the engine's writes cost a round trip per statement (PostgreSQL): the hot path's reserve and settle
+    # then run as fewer, larger statements (`HOLD_AND_RECORD`, `_TAKE_AND_LOCK`, `_SPEND_AND_APPEND`) that
+    # decide and write exactly what the statement-per-step path does. SQLite's grouped writes cost no round trips.
+    _statements_cost_round_trips = False
+
     async def budget(self, app_id: str, mode: Mode, app_user_id: str, window_key: str) -> BudgetSnapshot | None:
         """The connection and its counters for the window, in one statement."""
         row = await self._engine.one(_BUDGET, window_key, app_id, mode, app_user_id)
@@ -97,6 +128,11 @@ class SqlMetering(SqlConcern):
 
     async def try_reserve(self, hold: NewHold) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
+        # Nothing held in one statement: the window's first request (no counters row yet), or a refusal that
+        # the transaction below confirms. Either way the transaction decides, as it always did.
+        one_statement = self._statements_cost_round_trips and hold.grant_id is None
+        if one_statement and await self._engine.write_statement(HOLD_AND_RECORD, *hold_and_record_params(hold)):
+            return True
         try:
             return await self._engine.grouped_write(lambda db: _reserve(db, hold))
         except _NotHeld:
@@ -112,7 +148,8 @@ class SqlMetering(SqlConcern):
 
     async def settle(self, settlement: Settlement, now: datetime) -> Settled | None:
         """Swap a hold for its charge and append the ledger entry, in one transaction."""
-        return await self._engine.grouped_write(lambda db: _settle(db, settlement, now))
+        combined = self._statements_cost_round_trips
+        return await self._engine.grouped_write(lambda db: _settle(db, settlement, now, combined=combined))
 
     async def renew_holds(self, hold_ids: list[str], expires_at: datetime) -> int:
         """Push back the deadline of holds still in flight."""
@@ -154,14 +191,22 @@ async def _reserve_credited(db: Executor, r: NewHold, member_id: str) -> None:
     await record_credit_hold(db, r, member_id)
 
 
-async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
-    held = await db.one(_TAKE_HOLD, s.hold_id)
-    if held is None:
-        return None
+async def _settle(db: Executor, s: Settlement, now: datetime, *, combined: bool) -> Settled | None:
+    """Settle one hold; `combined`: in two statements (PostgreSQL), else in five (see `SqlMetering`)."""
+    if combined:
+        row = await db.one(_TAKE_AND_LOCK, s.hold_id)
+        if row is None:
+            return None
+        held, owner = row[:6], row[6:]
+        assert owner[8] is not None  # a hold's counters row exists from its reserve on
+    else:
+        held = await db.one(_TAKE_HOLD, s.hold_id)
+        if held is None:
+            return None
+        owner = await db.one(_LOCK_OWNER_AND_SPENT, held[1], held[0])
+        assert owner is not None  # a hold's counters row exists from its reserve on
     # The hold says what the request called: the ledger row books it, whoever settles.
     connection_id, window_key, amount, model, endpoint, grant_id = held
-    owner = await db.one(_LOCK_OWNER_AND_SPENT, window_key, connection_id)
-    assert owner is not None  # a hold's counters row exists from its reserve on
     connection = connection_from_row(owner)
     app_id, mode, app_user_id, cap = connection.app_id, connection.mode, connection.app_user_id, connection.cap
     spent_before, alerted = owner[8], owner[9]
@@ -169,15 +214,8 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
     charged, absorbed = charge.charged, s.absorbed + charge.absorbed
     # Decided against the locked counters, so of many settles crossing a threshold at once exactly one announces it.
     crossed = () if grant_id is not None else thresholds_crossed(spent_before + charged, cap, alerted)
-    counters = await db.one(_SPEND, amount, charged, max(crossed, default=alerted), connection_id, window_key)
-    assert counters is not None
-    if crossed:
-        await _announce_thresholds(db, connection, crossed, counters[0], window_key, owner[10], owner[11], now)
-    # After the counters, as a reserve takes them (counters, then the grant): one lock order, no deadlock.
-    if grant_id is not None and s.kind == "released":
-        await give_back_grant_request(db, grant_id)
-    await db.run(
-        _APPEND_LEDGER,
+    spend = (amount, charged, max(crossed, default=alerted), connection_id, window_key)
+    entry = (
         s.hold_id,
         connection_id,
         app_id,
@@ -193,6 +231,15 @@ async def _settle(db: Executor, s: Settlement, now: datetime) -> Settled | None:
         to_text(now),
         endpoint,
     )
+    counters = await db.one(_SPEND_AND_APPEND, *spend, *entry) if combined else await db.one(_SPEND, *spend)
+    assert counters is not None
+    if crossed:
+        await _announce_thresholds(db, connection, crossed, counters[0], window_key, owner[10], owner[11], now)
+    # After the counters, as a reserve takes them (counters, then the grant): one lock order, no deadlock.
+    if grant_id is not None and s.kind == "released":
+        await give_back_grant_request(db, grant_id)
+    if not combined:
+        await db.run(_APPEND_LEDGER, *entry)
     # Same transaction: a credit-funded request's credits are charged exactly when its counters are.
     if s.holds_credits:
         await settle_credit_hold(db, s.hold_id, charged, now)

@@ -42,6 +42,15 @@ def per_dialect(*, sqlite: str, postgres: str) -> Statement:
     return Statement(sqlite=sqlite, postgres=numbered(postgres))
 
 
+# The SQLite spelling of a statement only PostgreSQL runs: SQLite refuses it (no such function), loudly.
+POSTGRES_ONLY = "SELECT wattfare_statement_for_postgresql_only()"
+
+
+def postgres_only(text: str) -> Statement:
+    """A statement only PostgreSQL runs (a data-modifying CTE: SQLite has none); SQLite refuses its spelling."""
+    return Statement(sqlite=POSTGRES_ONLY, postgres=numbered(text))
+
+
 def with_id_list(text: str) -> Statement:
     """A statement whose `{ids}` is a subquery over a list of ids, bound where it stands as `id_list(ids)`."""
     return per_dialect(sqlite=text.format(ids=_SQLITE_IDS), postgres=text.format(ids=_POSTGRES_IDS))

@@ -131,6 +131,11 @@ class SQLiteEngine:
         """Run `work` in this loop turn's shared transaction, inside its own savepoint; its result once committed."""
         return await self.transactions.grouped(lambda _: complete(work(self._executor)))
 
+    async def write_statement(self, statement: Statement, *params: object) -> Row | None:
+        """Run one statement in a `BEGIN IMMEDIATE … COMMIT` of its own; its first row or None."""
+        with self.transactions.alone():
+            return complete(self._executor.one(statement, *params))
+
     async def exclusive_write(self, work: Work[T]) -> T:
         """Run `work` alone: `BEGIN IMMEDIATE` already keeps every other writer, in any process, out."""
         return await self.write(work)
