@@ -303,6 +303,7 @@ CALLS: tuple[tuple[str, str], ...] = (
     ("reserve", "INSERT INTO holds "),
     ("settle", "DELETE FROM holds WHERE id"),
     ("settle", "pg_one_trip_settle("),
+    ("settle", "wattfare_settle_usual("),
     ("budget read", "LEFT JOIN counters k ON"),
     ("key lookup (cache miss)", "FROM api_keys k"),
     ("new user: connection created", "INSERT INTO connections "),
