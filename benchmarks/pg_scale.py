@@ -77,23 +77,23 @@ def psql(sql: str, database: str = "postgres") -> str:
     return done.stdout
 
 
-def database_url(port: int = PG_PORT) -> str:
-    return f"postgresql://postgres@{PG_HOST}:{port}/{DATABASE}"
+def database_url(port: int = PG_PORT, database: str = DATABASE) -> str:
+    return f"postgresql://postgres@{PG_HOST}:{port}/{database}"
 
 
 @contextlib.contextmanager
-def own_database() -> Iterator[None]:
-    """Create `bench_pg` (dropping one a failed run left behind) and drop it at the end."""
-    psql(f"DROP DATABASE IF EXISTS {DATABASE}")
-    psql(f"CREATE DATABASE {DATABASE}")
+def own_database(name: str = DATABASE) -> Iterator[None]:
+    """Create `name` (`bench_pg`; dropping one a failed run left behind) and drop it at the end."""
+    psql(f"DROP DATABASE IF EXISTS {name}")
+    psql(f"CREATE DATABASE {name}")
     try:
         yield
     finally:
         stop_all()  # its clients first, so the drop finds nobody connected
         try:
-            psql(f"DROP DATABASE IF EXISTS {DATABASE}")
+            psql(f"DROP DATABASE IF EXISTS {name}")
         except RuntimeError as exc:
-            log(f"could not drop {DATABASE}: {exc}")
+            log(f"could not drop {name}: {exc}")
 
 
 def provision(url: str) -> tuple[str, str]:
@@ -112,9 +112,9 @@ def postgres_settings() -> dict[str, str]:
 # ---------------------------------------------------------------- PostgreSQL's CPU
 
 
-def backend_pids() -> list[int]:
+def backend_pids(database: str = DATABASE) -> list[int]:
     """The server processes serving connections to our database (pg_stat_activity), not anyone else's."""
-    out = psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{DATABASE}'")
+    out = psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'")
     return [int(line) for line in out.split()]
 
 
@@ -141,14 +141,15 @@ class PostgresCpu:
     that exits between the readings loses its CPU from the count (`lost` says how many did).
     """
 
-    def __init__(self) -> None:
-        self.backends = {pid: start_time(pid) for pid in backend_pids()}
+    def __init__(self, database: str = DATABASE) -> None:
+        self.database = database
+        self.backends = {pid: start_time(pid) for pid in backend_pids(database)}
         self.before = {pid: cpu_seconds([pid]) for pid in self.backends}
         self.aux = auxiliary_pids()
         self.aux_before = cpu_seconds(self.aux)
 
     def read(self) -> dict[str, float]:
-        now = {pid: start_time(pid) for pid in backend_pids()}
+        now = {pid: start_time(pid) for pid in backend_pids(self.database)}
         backends = 0.0
         lost = 0
         for pid, started in (self.backends | now).items():
