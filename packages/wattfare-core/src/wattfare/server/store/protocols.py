@@ -26,6 +26,7 @@ from wattfare.server.store.account_protocols import (
     WebSessions,
 )
 from wattfare.server.store.account_records import ConnectionFunding
+from wattfare.server.store.console_protocols import ConsoleUsage
 from wattfare.server.store.grant_records import Grant, NewGrant
 from wattfare.server.store.records import (
     AppRecord,
@@ -277,6 +278,7 @@ class Store(
     OperatorAdministration,
     Webhooks,
     MemberAlerts,
+    ConsoleUsage,
     Protocol,
 ):
     """Durable state, all of it: what the server builds once and hands to every service."""

@@ -8,6 +8,7 @@ from wattfare.server.store.sql.apps_and_keys import SqlAppsAndKeys
 from wattfare.server.store.sql.ceilings import SqlCeilings
 from wattfare.server.store.sql.connections import SqlConnections
 from wattfare.server.store.sql.console import SqlDeveloperConsole
+from wattfare.server.store.sql.console_usage import SqlConsoleUsage
 from wattfare.server.store.sql.funding import SqlFunding
 from wattfare.server.store.sql.grants import SqlGrants
 from wattfare.server.store.sql.ledger import SqlLedger
@@ -35,6 +36,7 @@ class SqlStore(
     SqlGrants,
     SqlAdministration,
     SqlWebhooks,
+    SqlConsoleUsage,
 ):
     """A `Store`: each concern is complete on its own over the engine it is given; this is their union.
 
