@@ -13,6 +13,7 @@ from wattfare.metering import nanos_to_usd
 from wattfare.server.cli.apps import apps
 from wattfare.server.cli.database import load_settings, with_store
 from wattfare.server.cli.keys import keys
+from wattfare.server.cli.ledger import ledger
 from wattfare.server.cli.members import members
 from wattfare.server.cli.output import success
 from wattfare.server.cli.params import EmailAddress, UsdAmount
@@ -30,7 +31,7 @@ def main() -> None:
     """Wattfare: your users pay for your app's AI inference."""
 
 
-for command in (dev, serve, apps, keys, members, webhooks, reconcile_command):
+for command in (dev, serve, apps, keys, members, webhooks, ledger, reconcile_command):
     main.add_command(command)
 
 

@@ -399,6 +399,16 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             postgresql_only(SETTLE_USUAL_FUNCTION),
         ),
     ),
+    (
+        15,
+        (
+            # How many requests a ledger row stands for: 1 for every row a request writes, more for a roll-up row
+            # that `wattfare ledger archive` leaves in place of one day's rows (ledger_archive). Usage reports count
+            # SUM(requests), so they read the same before and after an archive. Instant on both engines (a
+            # constant default rewrites no row).
+            "ALTER TABLE ledger ADD COLUMN requests BIGINT NOT NULL DEFAULT 1",
+        ),
+    ),
 )
 
 

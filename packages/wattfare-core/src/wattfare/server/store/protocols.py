@@ -26,6 +26,7 @@ from wattfare.server.store.account_protocols import (
     WebSessions,
 )
 from wattfare.server.store.account_records import ConnectionFunding
+from wattfare.server.store.archive_protocols import LedgerArchive
 from wattfare.server.store.console_protocols import ConsoleUsage
 from wattfare.server.store.grant_records import Grant, NewGrant
 from wattfare.server.store.records import (
@@ -267,6 +268,7 @@ class Store(
     Metering,
     Grants,
     Ledger,
+    LedgerArchive,
     Members,
     WebSessions,
     PasswordResets,

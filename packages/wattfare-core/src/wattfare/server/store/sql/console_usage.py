@@ -36,8 +36,8 @@ _TOP_AND_HEADLINE = portable(
 )
 _NAMED = with_id_list("SELECT c.id FROM connections c WHERE c.app_id = ? AND c.mode = ? AND c.app_user_id IN {ids}")
 _LEDGER = with_id_list(
-    "SELECT app_user_id, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount), "
-    "SUM(CASE WHEN endpoint = 'embeddings' THEN 1 ELSE 0 END), "
+    "SELECT app_user_id, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount), "
+    "SUM(CASE WHEN endpoint = 'embeddings' THEN requests ELSE 0 END), "
     "SUM(CASE WHEN endpoint = 'embeddings' THEN amount ELSE 0 END) "
     "FROM ledger WHERE connection_id IN {ids} AND window_key = ? GROUP BY app_user_id"
 )

@@ -10,7 +10,7 @@ from wattfare.server.store.sql.statement import portable
 from wattfare.server.store.timestamps import to_text
 
 _USAGE = (
-    "SELECT app_user_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount), endpoint "
+    "SELECT app_user_id, model, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(amount), endpoint "
     "FROM ledger WHERE app_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
 )
 # A model serves one endpoint, so adding the endpoint to the grouping splits no (user, model) row in two.

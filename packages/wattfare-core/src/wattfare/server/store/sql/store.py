@@ -12,6 +12,7 @@ from wattfare.server.store.sql.console_usage import SqlConsoleUsage
 from wattfare.server.store.sql.funding import SqlFunding
 from wattfare.server.store.sql.grants import SqlGrants
 from wattfare.server.store.sql.ledger import SqlLedger
+from wattfare.server.store.sql.ledger_archive import SqlLedgerArchive
 from wattfare.server.store.sql.lifecycle import SqlLifecycle
 from wattfare.server.store.sql.member_connections import SqlMemberConnections
 from wattfare.server.store.sql.members import SqlMembers
@@ -27,6 +28,7 @@ class SqlStore(
     SqlAccessCounters,
     SqlMetering,
     SqlLedger,
+    SqlLedgerArchive,
     SqlMembers,
     SqlPasswordResets,
     SqlDeveloperConsole,

@@ -1,0 +1,63 @@
+"""The ledger's retention: a closed day's rows handed out for safekeeping, then folded into roll-up rows.
+
+The ledger grows by a row per request (about 460 bytes with its indexes on SQLite, benchmarks/ledger_scale.py),
+for as long as the service runs. `wattfare ledger archive` (billing.ledger_archive) writes the rows of closed
+months to a file, then leaves in their place one roll-up row per connection, window, kind, model, endpoint and
+day, which carries their sums and how many requests it stands for (`requests`). Every reader of the ledger sums
+it (usage reports, the daily chart, the console, `ledger_total`, `rebuild_counters`), and none reads a finer time
+than a day, so each of them answers the same after an archive as before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from wattfare.server.store.records import Mode
+
+# A roll-up row's `request_id` starts so; a request's id is `req_…` (access.keys.new_request_id), never this.
+ROLLED_UP = "rolled:"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedDay:
+    """One app-mode's day of the ledger as the archive took it.
+
+    Attributes:
+        rows: the day's request rows (roll-up rows are never archived again), each a mapping of column to value.
+        amount: the sum of their `amount` (nano-USD).
+    """
+
+    rows: list[dict[str, object]]
+    amount: int
+
+
+class ArchiveMismatchError(Exception):
+    """The day's rows changed between their reading and their roll-up: nothing was rolled up or deleted."""
+
+
+class LedgerArchive(Protocol):
+    """What `wattfare ledger archive` needs of the store."""
+
+    async def ledger_app_modes(self) -> list[tuple[str, Mode]]:
+        """Every (app, mode) that has connections, and so may have ledger rows."""
+        ...
+
+    async def next_ledger_request(self, app_id: str, mode: Mode, since: datetime, before: datetime) -> datetime | None:
+        """When the app-mode's first request row (not a roll-up) in [since, before) was written, None without one."""
+        ...
+
+    async def ledger_day(self, app_id: str, mode: Mode, start: datetime, end: datetime) -> ArchivedDay:
+        """The app-mode's request rows written in [start, end) (roll-up rows left out), in the order written."""
+        ...
+
+    async def roll_up_ledger_day(
+        self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay
+    ) -> int:
+        """Replace the request rows of [start, end) by roll-up rows, in one transaction; the roll-up rows written.
+
+        Raises:
+            ArchiveMismatchError: the rows are no longer those `taken` read (count or sum), and nothing changed.
+        """
+        ...

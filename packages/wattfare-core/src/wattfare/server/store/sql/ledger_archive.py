@@ -1,0 +1,99 @@
+"""The ledger's retention in SQL: a day's request rows read out, then replaced by their roll-up rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from wattfare.server.store.archive_protocols import ROLLED_UP, ArchivedDay, ArchiveMismatchError
+from wattfare.server.store.records import Mode
+from wattfare.server.store.sql.engine import Executor, SqlConcern
+from wattfare.server.store.sql.statement import portable
+from wattfare.server.store.timestamps import from_text, to_text
+
+COLUMNS = (
+    "seq",
+    "request_id",
+    "connection_id",
+    "app_id",
+    "mode",
+    "app_user_id",
+    "window_key",
+    "kind",
+    "model",
+    "endpoint",
+    "amount",
+    "absorbed",
+    "prompt_tokens",
+    "completion_tokens",
+    "requests",
+    "created_at",
+)
+# A day of one app-mode: a range of `ledger_by_app_time`. Roll-up rows of the day, left by an earlier archive, are
+# in the range too, but are never taken again.
+_OF_THE_DAY = (
+    f"WHERE app_id = ? AND mode = ? AND created_at >= ? AND created_at < ? AND request_id NOT LIKE '{ROLLED_UP}%'"
+)
+_APP_MODES = portable("SELECT DISTINCT app_id, mode FROM connections ORDER BY app_id, mode")
+# The archive jumps from one day with request rows to the next: the roll-up rows of days archived before are
+# walked past once per run, not read day by day.
+_NEXT = portable(f"SELECT MIN(created_at) FROM ledger {_OF_THE_DAY}")
+_DAY_ROWS = portable(f"SELECT {', '.join(COLUMNS)} FROM ledger {_OF_THE_DAY} ORDER BY seq")
+_DAY_TOTALS = portable(f"SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger {_OF_THE_DAY}")
+# One row per connection, window, kind, model and endpoint of the day, dated at the day's start. Its id names the
+# group, so archiving the same day again (rows an interrupted run left) adds to it instead of adding a row.
+_SUMMED = ("amount", "absorbed", "prompt_tokens", "completion_tokens", "requests")
+_ROLL_UP = portable(
+    "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, endpoint, "
+    f"{', '.join(_SUMMED)}, created_at) "
+    f"SELECT '{ROLLED_UP}' || ? || ':' || connection_id || ':' || window_key || ':' || kind || ':' || endpoint "
+    "|| ':' || model, connection_id, app_id, mode, app_user_id, window_key, kind, model, endpoint, "
+    f"{', '.join(f'SUM({column})' for column in _SUMMED)}, ? FROM ledger {_OF_THE_DAY} "
+    "GROUP BY connection_id, app_id, mode, app_user_id, window_key, kind, model, endpoint "
+    "ON CONFLICT (request_id) DO UPDATE SET "
+    f"{', '.join(f'{column} = ledger.{column} + excluded.{column}' for column in _SUMMED)}"
+)
+_DELETE_DAY = portable(f"DELETE FROM ledger {_OF_THE_DAY}")
+
+
+async def _roll_up(db: Executor, day: tuple[str, str, str, str], taken: ArchivedDay) -> int:
+    totals = await db.one(_DAY_TOTALS, *day)
+    assert totals is not None
+    # Rows are only ever appended at the present instant, so a past day's rows cannot change; if they did (a
+    # clock days off on another instance), this refuses rather than fold rows the archive file does not hold.
+    if (int(totals[0]), int(totals[1])) != (len(taken.rows), taken.amount):
+        raise ArchiveMismatchError(
+            f"the ledger of {day[0]} ({day[1]}) on {day[2][:10]} changed while it was archived: "
+            f"{len(taken.rows)} rows were read, {totals[0]} are there now"
+        )
+    rolled = await db.run(_ROLL_UP, day[2][:10], day[2], *day)
+    deleted = await db.run(_DELETE_DAY, *day)
+    if deleted != len(taken.rows):
+        raise ArchiveMismatchError(f"{deleted} rows of {day[0]} on {day[2][:10]} deleted, {len(taken.rows)} read")
+    return rolled
+
+
+class SqlLedgerArchive(SqlConcern):
+    """`archive_protocols.LedgerArchive` over an engine."""
+
+    async def ledger_app_modes(self) -> list[tuple[str, Mode]]:
+        """Every (app, mode) that has connections, and so may have ledger rows."""
+        return [(row[0], row[1]) for row in await self._engine.all(_APP_MODES)]
+
+    async def next_ledger_request(self, app_id: str, mode: Mode, since: datetime, before: datetime) -> datetime | None:
+        """When the app-mode's first request row (not a roll-up) in [since, before) was written, None without one."""
+        row = await self._engine.one(_NEXT, app_id, mode, to_text(since), to_text(before))
+        return None if row is None or row[0] is None else from_text(row[0])
+
+    async def ledger_day(self, app_id: str, mode: Mode, start: datetime, end: datetime) -> ArchivedDay:
+        """The app-mode's request rows written in [start, end) (roll-up rows left out), in the order written."""
+        rows = await self._engine.all(_DAY_ROWS, app_id, mode, to_text(start), to_text(end))
+        # PostgreSQL's BIGINTs come as ints, SQLite's too; nothing here is a float.
+        taken: list[dict[str, object]] = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+        return ArchivedDay(taken, sum(int(row[COLUMNS.index("amount")]) for row in rows))
+
+    async def roll_up_ledger_day(
+        self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay
+    ) -> int:
+        """Replace the request rows of [start, end) by roll-up rows, in one transaction; the roll-up rows written."""
+        day = (app_id, mode, to_text(start), to_text(end))
+        return await self._engine.write(lambda db: _roll_up(db, day, taken))
