@@ -127,6 +127,7 @@ class DueDelivery:
     sealed_secret: str
     sealed_previous_secret: str | None
     previous_until: datetime | None
+    mode: Mode  # a live delivery reaches public addresses only (webhooks.public_addresses)
 
 
 @dataclass(frozen=True, slots=True)

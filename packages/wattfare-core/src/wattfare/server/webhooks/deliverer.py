@@ -22,10 +22,12 @@ from wattfare.server.mail.letters import threshold_letter
 from wattfare.server.mail.mailer import Mailer
 from wattfare.server.periodic import Periodic
 from wattfare.server.store.protocols import StoreUnavailableError
+from wattfare.server.store.records import Mode
 from wattfare.server.store.webhook_protocols import MemberAlerts, Webhooks
 from wattfare.server.store.webhook_records import DueAlert, DueDelivery
 from wattfare.server.text_formats import cents_text, usd_text
 from wattfare.server.webhooks.endpoints import signing_secrets
+from wattfare.server.webhooks.public_addresses import PublicOnlyTransport, Resolver, system_resolver
 from wattfare.server.webhooks.schedule import RETRY_DELAYS, next_attempt
 from wattfare.server.webhooks.signing import signed_headers
 
@@ -53,6 +55,7 @@ class Deliverer:
         account_url: str,
         timeout: float = 10.0,
         delays: tuple[timedelta, ...] = RETRY_DELAYS,
+        resolve: Resolver = system_resolver,
     ) -> None:
         self._store = store
         self._vault = vault
@@ -63,12 +66,22 @@ class Deliverer:
         self._delays = delays
         # The lease outlives a send that times out, with room to record it: no one else claims it meanwhile.
         self._lease = timedelta(seconds=2 * timeout + 5)
-        self._client: httpx.AsyncClient | None = None
+        self._resolve = resolve
+        # One client per mode: test-mode endpoints may be on the developer's own machine or network; live ones
+        # are public, and each live connection goes to an address checked as it is made.
+        self._clients: dict[Mode, httpx.AsyncClient] = {}
         self._loop: Periodic | None = None
+
+    def _new_client(self, mode: Mode) -> httpx.AsyncClient:
+        # Redirects are not followed: a 3xx is a failed attempt, and no second hop escapes the address check.
+        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(trust_env=False)
+        if mode == "live":
+            transport = PublicOnlyTransport(transport, self._resolve)
+        return httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False, transport=transport)
 
     def start(self, poll_seconds: float) -> None:
         """Start the loop on the running event loop."""
-        self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
+        self._clients = {mode: self._new_client(mode) for mode in ("test", "live")}
         self._loop = Periodic(self.run_once, poll_seconds, what="webhook delivery", log=log)
         self._loop.start()
 
@@ -76,9 +89,9 @@ class Deliverer:
         """Stop the loop (a send in progress is cancelled: its lease runs out and it is sent again later)."""
         if self._loop is not None:
             await self._loop.stop()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
 
     async def run_once(self) -> int:
         """Send what is due now; how many deliveries and emails were tried."""
@@ -107,7 +120,8 @@ class Deliverer:
             await self._failed(delivery, None, "the signing secret cannot be opened (encryption key changed?)")
             return
         headers = signed_headers(delivery.event_id, delivery.body, secrets, at)
-        client = self._client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
+        shared = self._clients.get(delivery.mode)
+        client = shared or self._new_client(delivery.mode)
         try:
             # Streamed and never read: only the status matters, and an endpoint's answer may be of any size.
             async with client.stream("POST", delivery.url, content=delivery.body.encode(), headers=headers) as answer:
@@ -116,7 +130,7 @@ class Deliverer:
             await self._failed(delivery, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             return
         finally:
-            if client is not self._client:
+            if client is not shared:
                 await client.aclose()
         if 200 <= status < 300:
             await self._store.delivery_succeeded(delivery.event_id, delivery.endpoint_id, status, at)

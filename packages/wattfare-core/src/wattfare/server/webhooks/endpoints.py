@@ -16,6 +16,7 @@ from wattfare.server.billing.key_vault import KeyVault
 from wattfare.server.store.records import Mode
 from wattfare.server.store.webhook_protocols import Webhooks
 from wattfare.server.store.webhook_records import WebhookEndpoint
+from wattfare.server.webhooks.public_addresses import is_public
 from wattfare.server.webhooks.signing import new_signing_secret
 
 MAX_URL_LENGTH = 2048
@@ -76,8 +77,8 @@ def _inside(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return not address.is_global
+        return False  # a name: each delivery checks what it resolves to (public_addresses)
+    return not is_public(address)
 
 
 def checked_description(description: str | None) -> str:

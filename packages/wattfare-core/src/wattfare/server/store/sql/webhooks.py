@@ -63,7 +63,7 @@ _CLAIM = per_dialect(
     postgres=_CLAIM_TEMPLATE.format(due=f"{_DUE} FOR UPDATE OF d SKIP LOCKED"),
 )
 _CLAIMED = portable(
-    "SELECT v.body, e.url, e.secret, e.previous_secret, e.previous_until FROM webhook_events v "
+    "SELECT v.body, e.url, e.secret, e.previous_secret, e.previous_until, e.mode FROM webhook_events v "
     "JOIN webhook_endpoints e ON e.id = ? WHERE v.id = ?"
 )
 _DELIVERED = portable(
@@ -283,7 +283,9 @@ async def _claim(db: Executor, now: str, lease_until: str, limit: int) -> list[D
     for event_id, endpoint_id, attempts in claimed:
         row = await db.one(_CLAIMED, endpoint_id, event_id)
         assert row is not None  # a delivery's event and endpoint are never deleted
-        due.append(DueDelivery(event_id, endpoint_id, int(attempts), row[0], row[1], row[2], row[3], _when(row[4])))
+        due.append(
+            DueDelivery(event_id, endpoint_id, int(attempts), row[0], row[1], row[2], row[3], _when(row[4]), row[5])
+        )
     return due
 
 
