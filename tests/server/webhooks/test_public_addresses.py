@@ -18,6 +18,7 @@ import pytest
 from tests.support.webhook_receiver import webhook_receiver
 from wattfare.server.billing.key_vault import KeyVault, new_vault_key
 from wattfare.server.mail.message import Email
+from wattfare.server.settings import Settings
 from wattfare.server.store import Store, open_store
 from wattfare.server.webhooks.deliverer import Deliverer
 from wattfare.server.webhooks.endpoints import InvalidEndpointError, add_endpoint, checked_url
@@ -152,3 +153,40 @@ async def test_a_live_endpoint_whose_name_points_inside_gets_nothing_and_the_att
     assert record.last_error is not None
     assert "hooks.example.com resolves to 169.254.169.254, which is not a public address" in record.last_error
     assert record.state == "pending"  # retried on the schedule, checked again each time
+
+
+async def test_an_operator_can_hold_test_mode_deliveries_to_public_addresses_too(store: Store) -> None:
+    """`WATTFARE_WEBHOOK_PRIVATE_TEST_ENDPOINTS=0`: a hosted Wattfare whose developers may not probe its network."""
+    vault = KeyVault()
+    vault.load(new_vault_key())
+    with webhook_receiver() as receiver:
+        endpoint = (await add_endpoint(store, vault, "app_a", "test", receiver.url, "", NOW)).endpoint
+        await store.ensure_connection("conn_1", "app_a", "u1", "test", 1_000, NOW)
+        held = Deliverer(
+            store,
+            vault,
+            Letters(),
+            lambda: NOW,
+            account_url="http://wattfare.test/account",
+            private_test_endpoints=False,
+        )
+
+        assert await held.run_once() == 1
+
+        assert receiver.arrivals() == []
+        [record] = await store.recent_deliveries("app_a", endpoint.id)
+        assert record.last_error is not None
+        assert "127.0.0.1, which is not a public address" in record.last_error
+
+
+@pytest.mark.parametrize(
+    ("value", "private"), [(None, True), ("1", True), ("on", True), ("0", False), ("False", False)]
+)
+def test_the_switch_reads_as_a_switch(value: str | None, private: bool) -> None:
+    env = {} if value is None else {"WATTFARE_WEBHOOK_PRIVATE_TEST_ENDPOINTS": value}
+    assert Settings.from_env(env).webhook_private_test_endpoints is private
+
+
+def test_a_switch_set_to_anything_else_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="WATTFARE_WEBHOOK_PRIVATE_TEST_ENDPOINTS must be 1 or 0"):
+        Settings.from_env({"WATTFARE_WEBHOOK_PRIVATE_TEST_ENDPOINTS": "sometimes"})

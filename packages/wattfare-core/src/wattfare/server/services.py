@@ -83,6 +83,7 @@ class Services:
             self.clock,
             account_url=f"{self.settings.public_url}/account",
             timeout=self.settings.webhook_timeout_seconds,
+            private_test_endpoints=self.settings.webhook_private_test_endpoints,
         )
 
     async def start(self) -> None:

@@ -72,6 +72,8 @@ class Settings:
         mail_from: the `From` of members' email.
         webhook_poll_seconds: how often each process looks for webhook deliveries and alert emails to send.
         webhook_timeout_seconds: how long an app's endpoint has to answer a delivery before it is retried.
+        webhook_private_test_endpoints: whether test-mode deliveries may reach loopback and private addresses (a
+            developer's laptop); off, they are held to public addresses as live ones always are.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -103,6 +105,7 @@ class Settings:
     mail_from: str = DEFAULT_MAIL_FROM
     webhook_poll_seconds: float = 1.0
     webhook_timeout_seconds: float = 10.0
+    webhook_private_test_endpoints: bool = True
 
     @property
     def smtp_server(self) -> SmtpServer | None:
@@ -160,9 +163,22 @@ class Settings:
             "mail_from": _checked_mail_from(env.get("WATTFARE_MAIL_FROM") or DEFAULT_MAIL_FROM),
             "webhook_poll_seconds": float(env.get("WATTFARE_WEBHOOK_POLL_SECONDS", "1")),
             "webhook_timeout_seconds": float(env.get("WATTFARE_WEBHOOK_TIMEOUT_SECONDS", "10")),
+            "webhook_private_test_endpoints": _switch(env, "WATTFARE_WEBHOOK_PRIVATE_TEST_ENDPOINTS", default=True),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """An on/off variable: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no` (any case); unset is `default`."""
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false, on/off)")
 
 
 def smtp_server(url: str) -> SmtpServer:

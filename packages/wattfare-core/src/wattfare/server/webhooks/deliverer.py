@@ -56,6 +56,7 @@ class Deliverer:
         timeout: float = 10.0,
         delays: tuple[timedelta, ...] = RETRY_DELAYS,
         resolve: Resolver = system_resolver,
+        private_test_endpoints: bool = True,
     ) -> None:
         self._store = store
         self._vault = vault
@@ -67,15 +68,17 @@ class Deliverer:
         # The lease outlives a send that times out, with room to record it: no one else claims it meanwhile.
         self._lease = timedelta(seconds=2 * timeout + 5)
         self._resolve = resolve
-        # One client per mode: test-mode endpoints may be on the developer's own machine or network; live ones
-        # are public, and each live connection goes to an address checked as it is made.
+        self._private_test_endpoints = private_test_endpoints
+        # One client per mode: test-mode endpoints may be on the developer's own machine or network (unless the
+        # operator says not: WATTFARE_WEBHOOK_PRIVATE_TEST_ENDPOINTS=0); live ones are public, and each live
+        # connection goes to an address checked as it is made.
         self._clients: dict[Mode, httpx.AsyncClient] = {}
         self._loop: Periodic | None = None
 
     def _new_client(self, mode: Mode) -> httpx.AsyncClient:
         # Redirects are not followed: a 3xx is a failed attempt, and no second hop escapes the address check.
         transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(trust_env=False)
-        if mode == "live":
+        if mode == "live" or not self._private_test_endpoints:
             transport = PublicOnlyTransport(transport, self._resolve)
         return httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False, transport=transport)
 
