@@ -166,12 +166,9 @@ async def update_endpoint(request: Request) -> Response:
     current = await _endpoint(services, key, request)
     if not body:
         return json_response(endpoint_view(current))
+    # Only what the body names is sent: a concurrent change to another field is kept, not written over.
     changed = await services.store.update_webhook_endpoint(
-        key.app_id,
-        current.id,
-        url=current.url if url is None else url,
-        description=current.description if description is None else description,
-        enabled=current.state != "disabled" if enabled is None else enabled,
+        key.app_id, current.id, url=url, description=description, enabled=enabled
     )
     if changed is None:  # deleted meanwhile
         raise _not_found()

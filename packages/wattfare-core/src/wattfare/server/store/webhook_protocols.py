@@ -39,9 +39,15 @@ class Webhooks(Protocol):
         ...
 
     async def update_webhook_endpoint(
-        self, app_id: str, endpoint_id: str, *, url: str, description: str, enabled: bool
+        self,
+        app_id: str,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
     ) -> WebhookEndpoint | None:
-        """Change an endpoint's URL, description, or whether it receives events (enabling clears `failing`)."""
+        """Change what is given (None keeps it), in one statement; any change turns `failing` into `enabled`."""
         ...
 
     async def delete_webhook_endpoint(self, app_id: str, endpoint_id: str, now: datetime) -> bool:

@@ -147,9 +147,7 @@ async def rotate(request: Request) -> Response:
 async def _set_enabled(request: Request, enabled: bool) -> Response:
     form = await _endpoint_form(request)
     endpoint = form.endpoint
-    changed = await form.services.store.update_webhook_endpoint(
-        form.app.id, endpoint.id, url=endpoint.url, description=endpoint.description, enabled=enabled
-    )
+    changed = await form.services.store.update_webhook_endpoint(form.app.id, endpoint.id, enabled=enabled)
     if changed is None:  # deleted meanwhile
         raise PageError(404, "Not found", _NO_ENDPOINT)
     return RedirectResponse(_endpoint_url(endpoint, "enabled" if enabled else "disabled"), 303)

@@ -44,8 +44,12 @@ _ROTATE = portable(
     "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = ?, secret = ? "
     "WHERE id = ? AND app_id = ? AND deleted_at IS NULL"
 )
+# Each field given replaces its value and each one not given (NULL) keeps it, in the one statement: two changes at
+# once (a URL through the API, a disable in the console) both land, where read-then-write lost the first. Any
+# change leaves `failing` for `enabled` (a fixed endpoint starts afresh); `disabled` stays unless enabled.
 _UPDATE = portable(
-    "UPDATE webhook_endpoints SET url = ?, description = ?, state = ?, failing_since = ? "
+    "UPDATE webhook_endpoints SET url = COALESCE(?, url), description = COALESCE(?, description), "
+    "state = COALESCE(?, CASE WHEN state = 'disabled' THEN 'disabled' ELSE 'enabled' END), failing_since = NULL "
     "WHERE id = ? AND app_id = ? AND deleted_at IS NULL"
 )
 _DELETE = portable("UPDATE webhook_endpoints SET deleted_at = ? WHERE id = ? AND app_id = ? AND deleted_at IS NULL")
@@ -179,11 +183,17 @@ class SqlWebhooks(SqlConcern):
         return await self.webhook_endpoint(app_id, endpoint_id)
 
     async def update_webhook_endpoint(
-        self, app_id: str, endpoint_id: str, *, url: str, description: str, enabled: bool
+        self,
+        app_id: str,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
     ) -> WebhookEndpoint | None:
-        """Change an endpoint's URL, description, or whether it receives events (enabling clears `failing`)."""
-        state: EndpointState = "enabled" if enabled else "disabled"
-        params = (url, description, state, None, endpoint_id, app_id)
+        """Change what is given of an endpoint's URL, description and whether it receives events (see `_UPDATE`)."""
+        state: EndpointState | None = None if enabled is None else "enabled" if enabled else "disabled"
+        params = (url, description, state, endpoint_id, app_id)
         if await self._engine.write(lambda db: db.run(_UPDATE, *params)) != 1:
             return None
         return await self.webhook_endpoint(app_id, endpoint_id)
