@@ -134,6 +134,7 @@ def test_an_existing_file_is_never_written_over(wattfare: Wattfare, tmp_path: Pa
         (("--before", "2026-13", "--dry-run"), "not a month"),
         (("--before", "last year", "--dry-run"), "not a month"),
         (("--before", "2026-10"), "--to"),
+        (("--before", "2026-10", "--dry-run", "--by", "week"), "'week' is not one of 'day', 'month'"),
     ],
 )
 def test_a_month_not_closed_a_malformed_month_or_no_file_is_a_usage_error(
@@ -146,3 +147,18 @@ def test_a_month_not_closed_a_malformed_month_or_no_file_is_a_usage_error(
     assert says in refused.stderr
     assert "Traceback" not in refused.output
     assert usage(wattfare) == before
+
+
+def test_by_month_the_months_read_the_same_in_their_totals(wattfare: Wattfare, tmp_path: Path) -> None:
+    before = usage(wattfare)
+    archive = tmp_path / "by-month.jsonl.gz"
+
+    wattfare("ledger", "archive", "--before", f"{THIS_MONTH.start:%Y-%m}", "--by", "month", "--to", str(archive))
+
+    assert usage(wattfare) == before
+    assert lines_of(archive)[-1] == {"rows": 5, "amount": 31_000}
+
+    async def horizon(store: Store) -> object:
+        return await store.archived_by_month_before()
+
+    assert wattfare.store(horizon) == THIS_MONTH.start.date()

@@ -19,7 +19,7 @@ import pytest
 from wattfare.metering import window_containing
 from wattfare.server.billing.ledger_archive import ArchiveReport, archive_ledger
 from wattfare.server.store import Store, open_store
-from wattfare.server.store.archive_protocols import ArchivedDay, ArchiveMismatchError
+from wattfare.server.store.archive_protocols import ArchivedDay, ArchiveMismatchError, RollUp
 from wattfare.server.store.records import Endpoint, Mode, NewHold, Settlement
 
 pytestmark = pytest.mark.anyio
@@ -141,9 +141,14 @@ async def everything_read(store: Store) -> dict[str, Any]:
     return seen
 
 
-async def archive(store: Store, before: date = CURRENT_MONTH) -> tuple[ArchiveReport, KeptRows]:
+async def archive(store: Store, before: date = CURRENT_MONTH, by: RollUp = "day") -> tuple[ArchiveReport, KeptRows]:
     kept = KeptRows()
-    return await archive_ledger(store, before, kept), kept
+    return await archive_ledger(store, before, kept, by=by, now=NOW), kept
+
+
+def whole_months(seen: dict[str, Any]) -> dict[str, Any]:
+    """What the readers answer of whole months and windows (all but the day-by-day usage and daily charts)."""
+    return {key: value for key, value in seen.items() if not key.startswith(("day ", "chart "))}
 
 
 async def test_an_archive_takes_every_row_before_the_month_and_every_reader_answers_as_before(store: Store) -> None:
@@ -239,11 +244,13 @@ async def test_a_day_that_changed_while_it_was_written_out_is_left_whole_and_the
         await request(store, "c1", datetime(2026, 9, day, 10, tzinfo=UTC), 100)
     roll_up = store.roll_up_ledger_day
 
-    async def after_a_late_row(app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay) -> int:
+    async def after_a_late_row(
+        app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay, into: datetime
+    ) -> int:
         """While 3 September is written out, another instance (its clock days behind) books a row dated in it."""
         if start.date() == date(2026, 9, 3):
             await request(store, "c1", datetime(2026, 9, 3, 11, tzinfo=UTC), 50)
-        return await roll_up(app_id, mode, start, end, taken)
+        return await roll_up(app_id, mode, start, end, taken, into)
 
     monkeypatch.setattr(store, "roll_up_ledger_day", after_a_late_row)
     with pytest.raises(ArchiveMismatchError, match="changed while it was archived"):
@@ -261,3 +268,35 @@ async def test_a_day_that_changed_while_it_was_written_out_is_left_whole_and_the
     assert (report.rows, report.amount) == (3, 250)
     assert await store.ledger_total("c1", "2026-09") == 350
     assert await store.next_ledger_request("app_a", "test", LONG_AGO, NOW) is None
+
+
+async def test_by_month_every_whole_month_and_window_reads_as_before(store: Store) -> None:
+    await seed(store)
+    before = await everything_read(store)
+    assert await store.archived_by_month_before() is None
+
+    by_month, kept = await archive(store, by="month")
+
+    assert whole_months(await everything_read(store)) == whole_months(before)
+    assert await store.rebuild_counters() == 0
+    assert await store.archived_by_month_before() == CURRENT_MONTH
+    # One roll-up row per connection, window, kind, model and endpoint: October's rows all dated its first instant.
+    october = await store.ledger_day(
+        "app_a", "test", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+    )
+    assert october.rows == []  # roll-up rows are not request rows
+    first_of_october = await store.usage(
+        "app_a", "test", None, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+    )
+    assert sum(row.requests for row in first_of_october) == sum(
+        row.requests for row in before["month 2026-10 app_a test"]
+    )
+    assert by_month.rows == len(kept.rows) > 0
+
+
+async def test_an_archive_by_day_is_not_one_by_month(store: Store) -> None:
+    await seed(store, requests=20)
+    await archive(store, by="day")
+    assert await store.archived_by_month_before() is None
+    await archive(store, date(2026, 10, 1), by="month")
+    assert await store.archived_by_month_before() == date(2026, 10, 1)

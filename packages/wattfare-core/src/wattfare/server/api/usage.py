@@ -22,6 +22,7 @@ from wattfare.server.api.json_body import checked_app_user_id, json_response, qu
 from wattfare.server.errors import invalid
 from wattfare.server.instants import utc_text
 from wattfare.server.services import services_of
+from wattfare.server.store.archive_protocols import LedgerArchive
 from wattfare.server.store.records import UsageRow
 
 DEFAULT_PAGE_USERS = 100
@@ -66,6 +67,7 @@ async def usage(request: Request) -> Response:
     end = _end_of(end_day) if end_day else window.end
     if end <= start:
         raise invalid("'to' must not be before 'from'.", "to")
+    await _whole_archived_months(services.store, start, end)
     paging: dict[str, object] = {"hasMore": False, "nextAfter": None}
     if app_user_id is not None:
         if "after" in query or "limit" in query:
@@ -81,6 +83,25 @@ async def usage(request: Request) -> Response:
             rows = [row for row in rows if row.app_user_id != extra]
             paging = {"hasMore": True, "nextAfter": rows[-1].app_user_id}
     return json_response({"from": utc_text(start), "to": utc_text(end), "data": _rows(rows), **paging})
+
+
+async def _whole_archived_months(store: LedgerArchive, start: datetime, end: datetime) -> None:
+    """Refuse a range that starts or ends inside a month `wattfare ledger archive --by month` rolled up.
+
+    Such a month's roll-up rows are dated its first instant: part of it would silently count all of it, or none.
+    """
+    horizon = await store.archived_by_month_before()
+    if horizon is None:
+        return
+    limit = datetime.combine(horizon, time(), UTC)
+    for edge, param in ((start, "from"), (end, "to")):
+        if edge < limit and edge != window_containing(edge).start:
+            last = "first" if param == "from" else "last"
+            raise invalid(
+                f"Usage before {horizon.isoformat()} is kept by month (the ledger was archived): "
+                f"make '{param}' the {last} day of a month.",
+                param,
+            )
 
 
 def _rows(rows: list[UsageRow]) -> list[dict[str, object]]:

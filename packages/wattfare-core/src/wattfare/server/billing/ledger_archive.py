@@ -6,10 +6,12 @@ months they no longer need row by row. Each app-mode's days are taken one at a t
 1. the day's request rows are read and appended to the archive file (gzip, one JSON object a line), which is
    flushed to disk before anything is deleted;
 2. in one transaction, the rows are checked to be those read (count and sum), one roll-up row per connection,
-   window, kind, model, endpoint and day takes their sums and their request count, and the rows are deleted.
+   window, kind, model, endpoint and day (or month: `--by month`) takes their sums and their request count, and
+   the rows are deleted.
 
 So no money moves: every window's sum, and with it every counter, `/usage` report (whose finest grain is a day),
-daily chart and console total, reads the same before and after. A run cut short leaves each day either whole or
+daily chart and console total, reads the same before and after (by month: `/usage` of whole months, and it
+refuses a range that starts or ends inside a month rolled up so). A run cut short leaves each day either whole or
 rolled up; run again, it goes on where it stopped (a day it wrote to the cut file but did not roll up is written
 to the new file again: the two files then share those rows, by `request_id`).
 """
@@ -26,7 +28,7 @@ from typing import BinaryIO, Protocol
 import orjson
 
 from wattfare.metering import window_containing
-from wattfare.server.store.archive_protocols import ArchivedDay, LedgerArchive
+from wattfare.server.store.archive_protocols import ArchivedDay, LedgerArchive, RollUp
 
 FORMAT = "wattfare-ledger-archive"
 VERSION = 1
@@ -47,7 +49,7 @@ class ArchiveReport:
     Attributes:
         days: app-mode days archived.
         rows: request rows written to the file and deleted from the ledger.
-        roll_ups: roll-up rows written in their place.
+        roll_ups: roll-up rows written in their place, or added to (by month, each day of a month adds to its rows).
         amount: the sum of the archived rows' `amount` (nano-USD), which the roll-up rows now carry.
     """
 
@@ -103,10 +105,21 @@ def _midnight(day: date) -> datetime:
 
 
 async def archive_ledger(
-    store: LedgerArchive, before: date, sink: ArchiveSink, *, dry_run: bool = False
+    store: LedgerArchive,
+    before: date,
+    sink: ArchiveSink,
+    *,
+    by: RollUp = "day",
+    now: datetime | None = None,
+    dry_run: bool = False,
 ) -> ArchiveReport:
-    """Archive every request row written before `before` (a day no later than `latest_archivable`)."""
+    """Archive every request row written before `before` (a day no later than `latest_archivable`).
+
+    `by`: what a roll-up row covers (`archive_protocols.RollUp`); `now`: when the run is recorded as started.
+    """
     end = _midnight(before)
+    if not dry_run:
+        await store.record_ledger_archive(before, by, now or datetime.now(UTC))
     days = rows = roll_ups = amount = 0
     for app_id, mode in await store.ledger_app_modes():
         found = await store.next_ledger_request(app_id, mode, _midnight(date.min), end)
@@ -117,7 +130,8 @@ async def archive_ledger(
             if taken.rows:
                 sink.keep(taken)
                 if not dry_run:
-                    roll_ups += await store.roll_up_ledger_day(app_id, mode, start, day_end, taken)
+                    into = start if by == "day" else window_containing(start).start
+                    roll_ups += await store.roll_up_ledger_day(app_id, mode, start, day_end, taken, into)
                 days, rows, amount = days + 1, rows + len(taken.rows), amount + taken.amount
             found = await store.next_ledger_request(app_id, mode, day_end, end)
     return ArchiveReport(days, rows, roll_ups, amount)

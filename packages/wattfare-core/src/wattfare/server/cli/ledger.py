@@ -21,7 +21,7 @@ from wattfare.server.cli.database import load_settings, with_store
 from wattfare.server.cli.output import success
 from wattfare.server.instants import utc_now
 from wattfare.server.store import Store
-from wattfare.server.store.archive_protocols import ArchiveMismatchError
+from wattfare.server.store.archive_protocols import ArchiveMismatchError, RollUp
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
@@ -59,13 +59,21 @@ def ledger() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The archive file to create (gzip, one JSON object a line); it must not exist.",
 )
+@click.option(
+    "--by",
+    type=click.Choice(["day", "month"]),
+    default="day",
+    show_default=True,
+    help="What a roll-up row covers: a day keeps every report exact; a month is smaller, and /usage then answers "
+    "only whole months before --before.",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would be archived; write and delete nothing.")
-def archive(before: date, target: Path | None, dry_run: bool) -> None:
+def archive(before: date, target: Path | None, by: RollUp, dry_run: bool) -> None:
     """Write the ledger's rows of the months before --before to a file, then roll them up in place.
 
-    Each day's rows of a connection, model and endpoint become one row with their sums and request count, so
-    every total (caps, usage reports, charts, the console) reads the same afterwards; the rows themselves are
-    in the file. Run it in a quiet hour: each day is one short transaction.
+    Each day's (or month's) rows of a connection, model and endpoint become one row with their sums and request
+    count, so every total (caps, usage reports, charts, the console) reads the same afterwards; the rows
+    themselves are in the file. Run it in a quiet hour: each day is one short transaction.
     """
     now = utc_now()
     if before > latest_archivable(now):
@@ -87,7 +95,7 @@ def archive(before: date, target: Path | None, dry_run: bool) -> None:
         with raw:
             sink = ArchiveFile(raw, before, now)
             try:
-                return await archive_ledger(store, before, sink)
+                return await archive_ledger(store, before, sink, by=by, now=now)
             finally:
                 sink.finish()
 

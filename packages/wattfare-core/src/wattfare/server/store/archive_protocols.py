@@ -3,21 +3,26 @@
 The ledger grows by a row per request (about 460 bytes with its indexes on SQLite, benchmarks/ledger_scale.py),
 for as long as the service runs. `wattfare ledger archive` (billing.ledger_archive) writes the rows of closed
 months to a file, then leaves in their place one roll-up row per connection, window, kind, model, endpoint and
-day, which carries their sums and how many requests it stands for (`requests`). Every reader of the ledger sums
-it (usage reports, the daily chart, the console, `ledger_total`, `rebuild_counters`), and none reads a finer time
-than a day, so each of them answers the same after an archive as before it.
+day (or month), which carries their sums and how many requests it stands for (`requests`). Every reader of the
+ledger sums it (usage reports, the daily chart, the console, `ledger_total`, `rebuild_counters`), and none
+reads a finer time than a day, so each of them answers the same after an archive by day as before it. An archive
+by month keeps every month's totals; `GET /usage` then refuses a range that starts or ends inside such a month.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import date, datetime
+from typing import Literal, Protocol
 
 from wattfare.server.store.records import Mode
 
 # A roll-up row's `request_id` starts so; a request's id is `req_…` (access.keys.new_request_id), never this.
 ROLLED_UP = "rolled:"
+# What one roll-up row covers: a day keeps every reader exact (none reads finer than a day); a month folds a
+# sparse ledger (a few requests per user a month) about eight times smaller, and `/usage` then answers only whole
+# months of it.
+RollUp = Literal["day", "month"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +57,20 @@ class LedgerArchive(Protocol):
         """The app-mode's request rows written in [start, end) (roll-up rows left out), in the order written."""
         ...
 
+    async def archived_by_month_before(self) -> date | None:
+        """The first day after every month an archive rolled up by month (None if none ever did)."""
+        ...
+
+    async def record_ledger_archive(self, before: date, by: RollUp, now: datetime) -> None:
+        """Note that an archive of the rows before `before`, rolled up by `by`, starts now."""
+        ...
+
     async def roll_up_ledger_day(
-        self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay
+        self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay, into: datetime
     ) -> int:
-        """Replace the request rows of [start, end) by roll-up rows, in one transaction; the roll-up rows written.
+        """Replace the request rows of [start, end) by roll-up rows dated `into`, in one transaction.
+
+        `into` is the day's start or its month's; the count returned is of roll-up rows written or added to.
 
         Raises:
             ArchiveMismatchError: the rows are no longer those `taken` read (count or sum), and nothing changed.

@@ -409,6 +409,20 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "ALTER TABLE ledger ADD COLUMN requests BIGINT NOT NULL DEFAULT 1",
         ),
     ),
+    (
+        16,
+        (
+            # Each `wattfare ledger archive` run, recorded as it starts: `GET /usage` refuses a range that cuts into
+            # a month rolled up by month (its roll-up rows are dated the month's first instant, so part of the month
+            # cannot be told apart).
+            """CREATE TABLE ledger_archives (
+                started_at TEXT NOT NULL,
+                archived_before TEXT NOT NULL,
+                rolled_up_by TEXT NOT NULL CHECK (rolled_up_by IN ('day', 'month')),
+                PRIMARY KEY (started_at, archived_before, rolled_up_by)
+            )""",
+        ),
+    ),
 )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from wattfare.server.store.archive_protocols import ROLLED_UP, ArchivedDay, ArchiveMismatchError
+from wattfare.server.store.archive_protocols import ROLLED_UP, ArchivedDay, ArchiveMismatchError, RollUp
 from wattfare.server.store.records import Mode
 from wattfare.server.store.sql.engine import Executor, SqlConcern
 from wattfare.server.store.sql.statement import portable
@@ -39,8 +39,9 @@ _APP_MODES = portable("SELECT DISTINCT app_id, mode FROM connections ORDER BY ap
 _NEXT = portable(f"SELECT MIN(created_at) FROM ledger {_OF_THE_DAY}")
 _DAY_ROWS = portable(f"SELECT {', '.join(COLUMNS)} FROM ledger {_OF_THE_DAY} ORDER BY seq")
 _DAY_TOTALS = portable(f"SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger {_OF_THE_DAY}")
-# One row per connection, window, kind, model and endpoint of the day, dated at the day's start. Its id names the
-# group, so archiving the same day again (rows an interrupted run left) adds to it instead of adding a row.
+# One row per connection, window, kind, model and endpoint of the day, dated at the start of the day or of its month
+# (`into`). Its id names the group and that instant, so the days of a month rolled up by month fold into the same
+# rows, and a day archived again (rows a clock behind wrote late) adds to them instead of adding rows.
 _SUMMED = ("amount", "absorbed", "prompt_tokens", "completion_tokens", "requests")
 _ROLL_UP = portable(
     "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, endpoint, "
@@ -53,9 +54,13 @@ _ROLL_UP = portable(
     f"{', '.join(f'{column} = ledger.{column} + excluded.{column}' for column in _SUMMED)}"
 )
 _DELETE_DAY = portable(f"DELETE FROM ledger {_OF_THE_DAY}")
+_RECORD = portable(
+    "INSERT INTO ledger_archives (started_at, archived_before, rolled_up_by) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_BY_MONTH_BEFORE = portable("SELECT MAX(archived_before) FROM ledger_archives WHERE rolled_up_by = 'month'")
 
 
-async def _roll_up(db: Executor, day: tuple[str, str, str, str], taken: ArchivedDay) -> int:
+async def _roll_up(db: Executor, day: tuple[str, str, str, str], taken: ArchivedDay, into: str) -> int:
     totals = await db.one(_DAY_TOTALS, *day)
     assert totals is not None
     # Rows are only ever appended at the present instant, so a past day's rows cannot change; if they did (a
@@ -65,7 +70,7 @@ async def _roll_up(db: Executor, day: tuple[str, str, str, str], taken: Archived
             f"the ledger of {day[0]} ({day[1]}) on {day[2][:10]} changed while it was archived: "
             f"{len(taken.rows)} rows were read, {totals[0]} are there now"
         )
-    rolled = await db.run(_ROLL_UP, day[2][:10], day[2], *day)
+    rolled = await db.run(_ROLL_UP, into[:10], into, *day)
     deleted = await db.run(_DELETE_DAY, *day)
     if deleted != len(taken.rows):
         raise ArchiveMismatchError(f"{deleted} rows of {day[0]} on {day[2][:10]} deleted, {len(taken.rows)} read")
@@ -91,9 +96,18 @@ class SqlLedgerArchive(SqlConcern):
         taken: list[dict[str, object]] = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
         return ArchivedDay(taken, sum(int(row[COLUMNS.index("amount")]) for row in rows))
 
+    async def archived_by_month_before(self) -> date | None:
+        """The first day after every month an archive rolled up by month (None if none ever did)."""
+        row = await self._engine.one(_BY_MONTH_BEFORE)
+        return None if row is None or row[0] is None else date.fromisoformat(row[0])
+
+    async def record_ledger_archive(self, before: date, by: RollUp, now: datetime) -> None:
+        """Note that an archive of the rows before `before`, rolled up by `by`, starts now."""
+        await self._engine.write(lambda db: db.run(_RECORD, to_text(now), before.isoformat(), by))
+
     async def roll_up_ledger_day(
-        self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay
+        self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay, into: datetime
     ) -> int:
-        """Replace the request rows of [start, end) by roll-up rows, in one transaction; the roll-up rows written."""
+        """Replace the request rows of [start, end) by roll-up rows dated `into`, in one transaction."""
         day = (app_id, mode, to_text(start), to_text(end))
-        return await self._engine.write(lambda db: _roll_up(db, day, taken))
+        return await self._engine.write(lambda db: _roll_up(db, day, taken, to_text(into)))
