@@ -34,12 +34,12 @@ class ArchivedDay:
         amount: the sum of their `amount` (nano-USD).
     """
 
-    rows: list[dict[str, object]]
+    rows: list[dict[str, str | int]]
     amount: int
 
 
 class ArchiveMismatchError(Exception):
-    """The day's rows changed between their reading and their roll-up: nothing was rolled up or deleted."""
+    """Rows read for a roll-up were gone when it ran (another archive run took them): that day was left as it was."""
 
 
 class LedgerArchive(Protocol):
@@ -73,6 +73,7 @@ class LedgerArchive(Protocol):
         `into` is the day's start or its month's; the count returned is of roll-up rows written or added to.
 
         Raises:
-            ArchiveMismatchError: the rows are no longer those `taken` read (count or sum), and nothing changed.
+            ArchiveMismatchError: some of the rows `taken` read are gone (another run archived them), and nothing
+                changed.
         """
         ...

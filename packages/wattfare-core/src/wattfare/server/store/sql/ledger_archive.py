@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date, datetime
 
 from wattfare.server.store.archive_protocols import ROLLED_UP, ArchivedDay, ArchiveMismatchError, RollUp
 from wattfare.server.store.records import Mode
 from wattfare.server.store.sql.engine import Executor, SqlConcern
-from wattfare.server.store.sql.statement import portable
+from wattfare.server.store.sql.statement import per_dialect, portable
 from wattfare.server.store.timestamps import from_text, to_text
 
 COLUMNS = (
@@ -38,43 +40,53 @@ _APP_MODES = portable("SELECT DISTINCT app_id, mode FROM connections ORDER BY ap
 # walked past once per run, not read day by day.
 _NEXT = portable(f"SELECT MIN(created_at) FROM ledger {_OF_THE_DAY}")
 _DAY_ROWS = portable(f"SELECT {', '.join(COLUMNS)} FROM ledger {_OF_THE_DAY} ORDER BY seq")
-_DAY_TOTALS = portable(f"SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger {_OF_THE_DAY}")
-# One row per connection, window, kind, model and endpoint of the day, dated at the start of the day or of its month
-# (`into`). Its id names the group and that instant, so the days of a month rolled up by month fold into the same
-# rows, and a day archived again (rows a clock behind wrote late) adds to them instead of adding rows.
+# One roll-up row per connection, window, kind, model and endpoint of the day, dated at the start of the day or of its
+# month (`into`). Its id is a digest of the group and that instant (as short as a request's id: its unique index
+# is the ledger's), so the days of a month rolled up by month fold into the same rows, and a day archived again
+# (a row a clock behind wrote late) adds to them instead of adding rows.
+_GROUP = ("connection_id", "app_id", "mode", "app_user_id", "window_key", "kind", "model", "endpoint")
 _SUMMED = ("amount", "absorbed", "prompt_tokens", "completion_tokens", "requests")
-_ROLL_UP = portable(
-    "INSERT INTO ledger (request_id, connection_id, app_id, mode, app_user_id, window_key, kind, model, endpoint, "
-    f"{', '.join(_SUMMED)}, created_at) "
-    f"SELECT '{ROLLED_UP}' || ? || ':' || connection_id || ':' || window_key || ':' || kind || ':' || endpoint "
-    "|| ':' || model, connection_id, app_id, mode, app_user_id, window_key, kind, model, endpoint, "
-    f"{', '.join(f'SUM({column})' for column in _SUMMED)}, ? FROM ledger {_OF_THE_DAY} "
-    "GROUP BY connection_id, app_id, mode, app_user_id, window_key, kind, model, endpoint "
-    "ON CONFLICT (request_id) DO UPDATE SET "
+_UPSERT = portable(
+    f"INSERT INTO ledger (request_id, {', '.join(_GROUP)}, {', '.join(_SUMMED)}, created_at) "
+    f"VALUES ({', '.join('?' * (len(_GROUP) + len(_SUMMED) + 2))}) ON CONFLICT (request_id) DO UPDATE SET "
     f"{', '.join(f'{column} = ledger.{column} + excluded.{column}' for column in _SUMMED)}"
 )
-_DELETE_DAY = portable(f"DELETE FROM ledger {_OF_THE_DAY}")
+# Exactly the rows read, by their `seq`: a row written into the day later (a clock behind) stays for the next run.
+_DELETE_TAKEN = per_dialect(
+    sqlite="DELETE FROM ledger WHERE seq IN (SELECT value FROM json_each(?))",
+    postgres="DELETE FROM ledger WHERE seq IN (SELECT value::bigint FROM json_array_elements_text(?::json))",
+)
 _RECORD = portable(
     "INSERT INTO ledger_archives (started_at, archived_before, rolled_up_by) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _BY_MONTH_BEFORE = portable("SELECT MAX(archived_before) FROM ledger_archives WHERE rolled_up_by = 'month'")
 
 
-async def _roll_up(db: Executor, day: tuple[str, str, str, str], taken: ArchivedDay, into: str) -> int:
-    totals = await db.one(_DAY_TOTALS, *day)
-    assert totals is not None
-    # Rows are only ever appended at the present instant, so a past day's rows cannot change; if they did (a
-    # clock days off on another instance), this refuses rather than fold rows the archive file does not hold.
-    if (int(totals[0]), int(totals[1])) != (len(taken.rows), taken.amount):
+def rolled_up_id(into: str, group: tuple[str, ...]) -> str:
+    """The id of the roll-up row of `group` dated `into`: 96 bits of a digest, after `ROLLED_UP`."""
+    return ROLLED_UP + hashlib.sha256("\x1f".join((into, *group)).encode()).hexdigest()[:24]
+
+
+def roll_ups(rows: list[dict[str, str | int]], into: str) -> list[tuple[str | int, ...]]:
+    """The roll-up rows of `rows` dated `into`, as `_UPSERT`'s parameters: integer sums, exact."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for row in rows:
+        sums = groups.setdefault(tuple(str(row[column]) for column in _GROUP), [0] * len(_SUMMED))
+        for index, column in enumerate(_SUMMED):
+            sums[index] += int(row[column])
+    return [(rolled_up_id(into, group), *group, *sums, into) for group, sums in groups.items()]
+
+
+async def _roll_up(db: Executor, taken: ArchivedDay, into: str, where: str) -> int:
+    deleted = await db.run(_DELETE_TAKEN, json.dumps([int(row["seq"]) for row in taken.rows]))
+    if deleted != len(taken.rows):  # another run took some first: undone, so nothing is counted twice
         raise ArchiveMismatchError(
-            f"the ledger of {day[0]} ({day[1]}) on {day[2][:10]} changed while it was archived: "
-            f"{len(taken.rows)} rows were read, {totals[0]} are there now"
+            f"{len(taken.rows) - deleted} of the {len(taken.rows)} rows of {where} were archived by another run "
+            "meanwhile"
         )
-    rolled = await db.run(_ROLL_UP, into[:10], into, *day)
-    deleted = await db.run(_DELETE_DAY, *day)
-    if deleted != len(taken.rows):
-        raise ArchiveMismatchError(f"{deleted} rows of {day[0]} on {day[2][:10]} deleted, {len(taken.rows)} read")
-    return rolled
+    rows = roll_ups(taken.rows, into)
+    await db.run_many(_UPSERT, rows)
+    return len(rows)
 
 
 class SqlLedgerArchive(SqlConcern):
@@ -93,7 +105,7 @@ class SqlLedgerArchive(SqlConcern):
         """The app-mode's request rows written in [start, end) (roll-up rows left out), in the order written."""
         rows = await self._engine.all(_DAY_ROWS, app_id, mode, to_text(start), to_text(end))
         # PostgreSQL's BIGINTs come as ints, SQLite's too; nothing here is a float.
-        taken: list[dict[str, object]] = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+        taken: list[dict[str, str | int]] = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
         return ArchivedDay(taken, sum(int(row[COLUMNS.index("amount")]) for row in rows))
 
     async def archived_by_month_before(self) -> date | None:
@@ -109,5 +121,5 @@ class SqlLedgerArchive(SqlConcern):
         self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay, into: datetime
     ) -> int:
         """Replace the request rows of [start, end) by roll-up rows dated `into`, in one transaction."""
-        day = (app_id, mode, to_text(start), to_text(end))
-        return await self._engine.write(lambda db: _roll_up(db, day, taken, to_text(into)))
+        where = f"{app_id} ({mode}) on {start.date().isoformat()}"
+        return await self._engine.write(lambda db: _roll_up(db, taken, to_text(into), where))
