@@ -86,6 +86,7 @@ def test_the_archive_file_holds_each_closed_row_between_a_header_and_a_count_and
     assert all(str(row["request_id"]).startswith("req_") for row in rows)
     assert {row["app_user_id"] for row in rows} == {"u1"}
     assert trailer == {"rows": 5, "amount": 31_000}
+    assert archive.stat().st_mode & 0o777 == 0o600  # users and their spend: for the operator's eyes only
     assert usage(wattfare) == before
     # Nothing left to take: a second run writes a file with no rows.
     again = tmp_path / "again.jsonl.gz"
@@ -118,12 +119,16 @@ def test_a_dry_run_counts_and_leaves_the_ledger_and_the_disk_alone(wattfare: Wat
 def test_an_existing_file_is_never_written_over(wattfare: Wattfare, tmp_path: Path) -> None:
     archive = tmp_path / "ledger.jsonl.gz"
     archive.write_bytes(b"an earlier archive")
+    elsewhere = tmp_path / "elsewhere"
+    (tmp_path / "link.jsonl.gz").symlink_to(elsewhere)  # a link to a file yet to exist is not followed either
     before = usage(wattfare)
 
-    refused = wattfare("ledger", "archive", "--before", f"{THIS_MONTH.start:%Y-%m}", "--to", str(archive), code=1)
+    for target in (archive, tmp_path / "link.jsonl.gz"):
+        refused = wattfare("ledger", "archive", "--before", f"{THIS_MONTH.start:%Y-%m}", "--to", str(target), code=1)
+        assert "cannot create" in one_error_line(refused)
 
-    assert "cannot create" in one_error_line(refused)
     assert archive.read_bytes() == b"an earlier archive"
+    assert not elsewhere.exists()
     assert usage(wattfare) == before
 
 

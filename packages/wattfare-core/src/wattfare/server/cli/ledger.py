@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -39,6 +40,14 @@ class Month(click.ParamType):  # pyright: ignore[reportMissingTypeArgument] - ge
         if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1:
             self.fail(f"{value!r} is not a month such as 2026-10", param, ctx)
         return date(int(found[1]), int(found[2]), 1)
+
+
+def _new_private_file(path: Path) -> BinaryIO:
+    """A file that did not exist (never an earlier archive, nor through a link), readable by its owner alone.
+
+    The rows name every app's users and what each spent: not for the other accounts on the machine.
+    """
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 @click.group()
@@ -89,7 +98,7 @@ def archive(before: date, target: Path | None, by: RollUp, dry_run: bool) -> Non
         if dry_run or target is None:
             return await archive_ledger(store, before, DryRun(), dry_run=True)
         try:
-            raw = target.open("xb")  # never over an earlier archive
+            raw = _new_private_file(target)
         except OSError as exc:
             raise click.ClickException(f"cannot create {target}: {exc.strerror or exc}") from None
         with raw:
