@@ -78,6 +78,10 @@ def test_the_archive_file_holds_each_closed_row_between_a_header_and_a_count_and
     done = wattfare("ledger", "archive", "--before", f"{THIS_MONTH.start:%Y-%m}", "--to", str(archive))
 
     assert "Archived 5 rows ($0.000031) of 4 app-days" in done.stdout
+    assert done.stderr.splitlines() == [  # progress, a line per app-mode month
+        f"{TWO_MONTHS_AGO.key} app_a (test): archived 3 rows",
+        f"{LAST_MONTH.key} app_a (test): archived 2 rows",
+    ]
     header, *rows, trailer = lines_of(archive)
     assert header["format"] == "wattfare-ledger-archive"
     assert header["version"] == 1

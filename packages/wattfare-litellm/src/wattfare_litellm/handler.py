@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -25,7 +25,6 @@ from wattfare import (
     AsyncWattfare,
     AsyncWattfareGrant,
     AsyncWattfareUser,
-    ChatStream,
     UsageError,
     Wattfare,
     WattfareError,
@@ -38,36 +37,9 @@ from wattfare_litellm._embedding_params import route_embedding_params
 from wattfare_litellm._error_mapping import PROVIDER, litellm_error
 from wattfare_litellm._response import embedding_response
 from wattfare_litellm._response import model_response as to_model_response
+from wattfare_litellm._sync_stream import SyncChunks
 
 __all__ = ["WattfareLLM", "wattfare_llm"]
-
-
-class _SyncChunks(Iterator[GenericStreamingChunk]):
-    """A stream already sent (so its errors raised at call time), read lazily; `close` always releases it."""
-
-    def __init__(self, stack: ExitStack, stream: ChatStream, fail: Callable[[WattfareError], Exception]) -> None:
-        self._stack = stack
-        self._chunks = self._read(stream, fail)
-
-    def __next__(self) -> GenericStreamingChunk:
-        return next(self._chunks)
-
-    def close(self) -> None:
-        """Stop reading and close the response (LiteLLM's stream wrapper calls this)."""
-        try:
-            self._chunks.close()
-        finally:
-            self._stack.close()
-
-    def _read(self, stream: ChatStream, fail: Callable[[WattfareError], Exception]) -> Generator[GenericStreamingChunk]:
-        with self._stack:
-            translator = ChunkTranslator()
-            try:
-                for chunk in stream:
-                    yield from translator.translate(chunk)
-            except WattfareError as exc:
-                raise fail(exc) from exc
-            yield translator.final(stream)
 
 
 class WattfareLLM(CustomLLM):
@@ -207,7 +179,7 @@ class WattfareLLM(CustomLLM):
         except WattfareError as exc:
             stack.close()
             raise fail(exc) from exc
-        return _SyncChunks(stack, stream, fail)
+        return SyncChunks(stack, stream, fail)
 
     async def acompletion(
         self,

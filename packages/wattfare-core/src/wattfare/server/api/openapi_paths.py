@@ -1,7 +1,8 @@
 """The operations of Wattfare's OpenAPI document: every route of `/api/v1`, and the operator's probes.
 
 Each operation names its parameters, its bodies (`openapi_schemas`), how its caller authenticates (the security
-schemes are `openapi`'s) and every status it answers, refusals included (`openapi_errors`).
+schemes are `openapi`'s) and every status it answers, refusals included (`openapi_errors`). The webhook endpoints'
+operations are `openapi_webhook_paths`'s; the parts all operations are written with, `openapi_path_parts`'.
 """
 
 from __future__ import annotations
@@ -9,21 +10,9 @@ from __future__ import annotations
 from typing import Final
 
 from wattfare.server.api.openapi_errors import answers
+from wattfare.server.api.openapi_path_parts import BY_SECRET_KEY, V1, json_answer, request_body
 from wattfare.server.api.openapi_schemas import APP_USER_ID, GRANT_TOKEN, Schema, object_schema, ref
-
-V1: Final = "/api/v1"
-
-
-def _json(schema_name: str, description: str, headers: dict[str, Schema] | None = None) -> Schema:
-    answer: Schema = {"description": description, "content": {"application/json": {"schema": ref(schema_name)}}}
-    if headers:
-        answer["headers"] = headers
-    return answer
-
-
-def _body(schema_name: str, *, required: bool = True) -> Schema:
-    return {"required": required, "content": {"application/json": {"schema": ref(schema_name)}}}
-
+from wattfare.server.api.openapi_webhook_paths import webhook_paths
 
 _HEADER_TEXT: Final[Schema] = {"schema": {"type": "string"}}
 _COST_HEADERS: Final[dict[str, Schema]] = {
@@ -68,7 +57,6 @@ _PAYER: Final = (
     + " A grant's dollar cap clamps `max_tokens` like a connection's cap (a stream then ends with `finish_reason` "
     "`length`), and its spend never exceeds `maxUsd`, however many requests run at once."
 )
-_SECRET: Final[list[dict[str, list[str]]]] = [{"secretKey": []}]
 _SESSION: Final[list[dict[str, list[str]]]] = [{"sessionToken": []}, {"sessionToken": [], "publishableKey": []}]
 _METERED_ERRORS: Final = (400, 401, 402, 404, 413, 422, 429, 500, 502, 503, 504)
 
@@ -90,9 +78,9 @@ def _grant_paths() -> dict[str, Schema]:
                     + _GRANT_COUNTING
                 ),
                 "security": [{"secretKey": []}, {"publishableKey": []}],
-                "requestBody": _body("GrantRequest"),
+                "requestBody": request_body("GrantRequest"),
                 "responses": answers(
-                    {"201": _json("MintedGrant", "The grant and its token.")}, 400, 401, 403, 413, 429, 500, 503
+                    {"201": json_answer("MintedGrant", "The grant and its token.")}, 400, 401, 403, 413, 429, 500, 503
                 ),
             }
         },
@@ -105,158 +93,15 @@ def _grant_paths() -> dict[str, Schema]:
                     + _GRANT_COUNTING
                     + " A token that is not a grant of the calling app in the key's mode: 402 `grant_invalid`."
                 ),
-                "security": _SECRET,
+                "security": BY_SECRET_KEY,
                 "parameters": [{**_GRANT, "required": True, "description": _GRANT_TEXT}],
                 "responses": answers(
-                    {"200": _json("GrantStatus", "The grant.")}, 400, 401, 500, 503, only={402: ("grant_invalid",)}
-                ),
-            }
-        },
-    }
-
-
-_ENDPOINT_ID: Final[Schema] = {
-    "name": "endpointId",
-    "in": "path",
-    "required": True,
-    "description": "The endpoint's id (`we_…`).",
-    "schema": {"type": "string", "minLength": 1},
-}
-_NO_ENDPOINT: Final = {404: ("invalid_request",)}
-_ROTATION: Final = (
-    "The old secret keeps signing for 24 hours beside the new one (`webhook-signature` then carries both), so the "
-    "receiver can deploy the new one meanwhile."
-)
-
-
-def _webhook_paths() -> dict[str, Schema]:
-    """The app's webhook endpoints (secret key; the key's mode is theirs: another mode's or app's endpoint is 404)."""
-    endpoints = f"{V1}/webhooks/endpoints"
-    one = f"{endpoints}/{{endpointId}}"
-    return {
-        endpoints: {
-            "get": {
-                "operationId": "listWebhookEndpoints",
-                "summary": "The app's webhook endpoints in the key's mode, oldest first.",
-                "security": _SECRET,
-                "responses": answers({"200": _json("WebhookEndpointList", "The endpoints.")}, 400, 401, 500, 503),
-            },
-            "post": {
-                "operationId": "createWebhookEndpoint",
-                "summary": "Register an endpoint for the app's events in the key's mode; its secret is shown once.",
-                "description": (
-                    "Deliveries are Standard Webhooks POSTs of the events made from now on, signed with the answer's "
-                    "`secret`. At most 16 endpoints per app and mode. Unknown fields are refused by name (400)."
-                ),
-                "security": _SECRET,
-                "requestBody": _body("NewWebhookEndpoint"),
-                "responses": answers(
-                    {"201": _json("WebhookEndpointWithSecret", "The endpoint, and its secret (this once).")},
-                    400,
-                    401,
-                    413,
-                    500,
-                    503,
-                ),
-            },
-        },
-        one: {
-            "get": {
-                "operationId": "getWebhookEndpoint",
-                "summary": "One webhook endpoint (never its secret).",
-                "security": _SECRET,
-                "parameters": [_ENDPOINT_ID],
-                "responses": answers(
-                    {"200": _json("WebhookEndpoint", "The endpoint.")}, 400, 401, 500, 503, only=_NO_ENDPOINT
-                ),
-            },
-            "patch": {
-                "operationId": "updateWebhookEndpoint",
-                "summary": "Change an endpoint's URL or description, or disable (`enabled: false`) and enable it.",
-                "description": (
-                    "A disabled endpoint is sent nothing, and the events made meanwhile are not kept for it. Any "
-                    "change to a `failing` endpoint makes it `enabled` again. Unknown fields are refused by name (400)."
-                ),
-                "security": _SECRET,
-                "parameters": [_ENDPOINT_ID],
-                "requestBody": _body("WebhookEndpointChange"),
-                "responses": answers(
-                    {"200": _json("WebhookEndpoint", "The endpoint after the change.")},
-                    400,
-                    401,
-                    413,
-                    500,
-                    503,
-                    only=_NO_ENDPOINT,
-                ),
-            },
-            "delete": {
-                "operationId": "deleteWebhookEndpoint",
-                "summary": "Stop delivering to an endpoint, for good.",
-                "security": _SECRET,
-                "parameters": [_ENDPOINT_ID],
-                "responses": answers({"204": {"description": "Deleted."}}, 400, 401, 500, 503, only=_NO_ENDPOINT),
-            },
-        },
-        f"{one}/rotate-secret": {
-            "post": {
-                "operationId": "rotateWebhookSecret",
-                "summary": "Give an endpoint a new signing secret, shown this once.",
-                "description": _ROTATION,
-                "security": _SECRET,
-                "parameters": [_ENDPOINT_ID],
-                "responses": answers(
-                    {"200": _json("WebhookEndpointWithSecret", "The endpoint, and its new secret (this once).")},
+                    {"200": json_answer("GrantStatus", "The grant.")},
                     400,
                     401,
                     500,
                     503,
-                    only=_NO_ENDPOINT,
-                ),
-            }
-        },
-        f"{one}/deliveries": {
-            "get": {
-                "operationId": "listWebhookDeliveries",
-                "summary": "An endpoint's deliveries, newest event first: their state, attempts and last answer.",
-                "security": _SECRET,
-                "parameters": [
-                    _ENDPOINT_ID,
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "description": "How many (default 20).",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                ],
-                "responses": answers(
-                    {"200": _json("WebhookDeliveryList", "The deliveries.")}, 400, 401, 500, 503, only=_NO_ENDPOINT
-                ),
-            }
-        },
-        f"{one}/deliveries/{{eventId}}/resend": {
-            "post": {
-                "operationId": "resendWebhookDelivery",
-                "summary": "Send one event to the endpoint again, now (delivered or failed; same `webhook-id`).",
-                "security": _SECRET,
-                "parameters": [
-                    _ENDPOINT_ID,
-                    {
-                        "name": "eventId",
-                        "in": "path",
-                        "required": True,
-                        "description": "The event's id (`msg_…`).",
-                        "schema": {"type": "string", "minLength": 1},
-                    },
-                ],
-                "responses": answers(
-                    {"202": _json("WebhookResent", "Queued: the delivery loop sends it within seconds.")},
-                    400,
-                    401,
-                    500,
-                    503,
-                    only=_NO_ENDPOINT,
+                    only={402: ("grant_invalid",)},
                 ),
             }
         },
@@ -271,9 +116,9 @@ def api_paths() -> dict[str, Schema]:
                 "operationId": "createChatCompletion",
                 "summary": "A chat completion, metered against the end user's budget or a grant (OpenAI's wire).",
                 "description": _PAYER,
-                "security": _SECRET,
+                "security": BY_SECRET_KEY,
                 "parameters": [_END_USER, _GRANT_INSTEAD],
-                "requestBody": _body("ChatCompletionRequest"),
+                "requestBody": request_body("ChatCompletionRequest"),
                 "responses": answers(
                     {
                         "200": {
@@ -294,11 +139,11 @@ def api_paths() -> dict[str, Schema]:
                 "operationId": "createEmbeddings",
                 "summary": "Embeddings, metered like completions (OpenAI's wire).",
                 "description": _PAYER,
-                "security": _SECRET,
+                "security": BY_SECRET_KEY,
                 "parameters": [_END_USER, _GRANT_INSTEAD],
-                "requestBody": _body("EmbeddingRequest"),
+                "requestBody": request_body("EmbeddingRequest"),
                 "responses": answers(
-                    {"200": _json("Embeddings", "The provider's vectors with Wattfare's cost.", _COST_HEADERS)},
+                    {"200": json_answer("Embeddings", "The provider's vectors with Wattfare's cost.", _COST_HEADERS)},
                     *_METERED_ERRORS,
                 ),
             }
@@ -308,26 +153,26 @@ def api_paths() -> dict[str, Schema]:
             "get": {
                 "operationId": "listModels",
                 "summary": "Every model Wattfare can meter in the key's mode, with its prices.",
-                "security": _SECRET,
-                "responses": answers({"200": _json("ModelList", "The models.")}, 400, 401, 500, 503),
+                "security": BY_SECRET_KEY,
+                "responses": answers({"200": json_answer("ModelList", "The models.")}, 400, 401, 500, 503),
             }
         },
         f"{V1}/sessions": {
             "post": {
                 "operationId": "createSession",
                 "summary": "Mint a 10-minute session token for one app user (the consent popup's).",
-                "security": _SECRET,
-                "requestBody": _body("SessionRequest"),
-                "responses": answers({"200": _json("Session", "The token.")}, 400, 401, 413, 429, 500, 503),
+                "security": BY_SECRET_KEY,
+                "requestBody": request_body("SessionRequest"),
+                "responses": answers({"200": json_answer("Session", "The token.")}, 400, 401, 413, 429, 500, 503),
             }
         },
         f"{V1}/status": {
             "get": {
                 "operationId": "getStatus",
                 "summary": "An app user's connection and budget (never an error for an unknown user).",
-                "security": _SECRET,
+                "security": BY_SECRET_KEY,
                 "parameters": [{"name": "appUserId", "in": "query", "required": True, "schema": APP_USER_ID}],
-                "responses": answers({"200": _json("ConnectionStatus", "The status.")}, 400, 401, 500, 503),
+                "responses": answers({"200": json_answer("ConnectionStatus", "The status.")}, 400, 401, 500, 503),
             }
         },
         f"{V1}/connections": {
@@ -335,15 +180,22 @@ def api_paths() -> dict[str, Schema]:
                 "operationId": "getConnection",
                 "summary": "The browser reads its own connection (session token).",
                 "security": _SESSION,
-                "responses": answers({"200": _json("ConnectionStatus", "The status.")}, 400, 401, 403, 500, 503),
+                "responses": answers({"200": json_answer("ConnectionStatus", "The status.")}, 400, 401, 403, 500, 503),
             },
             "post": {
                 "operationId": "approveConnection",
                 "summary": "Approve the connection or change its cap (test mode; live is the member's popup).",
                 "security": _SESSION,
-                "requestBody": _body("ApproveConnection", required=False),
+                "requestBody": request_body("ApproveConnection", required=False),
                 "responses": answers(
-                    {"200": _json("ConnectionStatus", "The status after approval.")}, 400, 401, 402, 403, 413, 500, 503
+                    {"200": json_answer("ConnectionStatus", "The status after approval.")},
+                    400,
+                    401,
+                    402,
+                    403,
+                    413,
+                    500,
+                    503,
                 ),
             },
             "delete": {
@@ -357,7 +209,7 @@ def api_paths() -> dict[str, Schema]:
             "delete": {
                 "operationId": "disconnectUser",
                 "summary": "The app disconnects its user (spending stops at once).",
-                "security": _SECRET,
+                "security": BY_SECRET_KEY,
                 "parameters": [{"name": "appUserId", "in": "path", "required": True, "schema": APP_USER_ID}],
                 "responses": answers({"204": {"description": "Disconnected (or was not)."}}, 400, 401, 500, 503),
             }
@@ -366,7 +218,7 @@ def api_paths() -> dict[str, Schema]:
             "get": {
                 "operationId": "getUsage",
                 "summary": "Spend per app user, model and endpoint over a range of days (default: this month).",
-                "security": _SECRET,
+                "security": BY_SECRET_KEY,
                 "parameters": [
                     {"name": "appUserId", "in": "query", "required": False, "schema": APP_USER_ID},
                     {"name": "from", "in": "query", "required": False, "schema": {"type": "string", "format": "date"}},
@@ -386,25 +238,25 @@ def api_paths() -> dict[str, Schema]:
                         "schema": {"type": "string", "minLength": 1, "maxLength": 256},
                     },
                 ],
-                "responses": answers({"200": _json("Usage", "The spend.")}, 400, 401, 500, 503),
+                "responses": answers({"200": json_answer("Usage", "The spend.")}, 400, 401, 500, 503),
             }
         },
         f"{V1}/app": {
             "get": {
                 "operationId": "getApp",
                 "summary": "The calling app's id, name and settings.",
-                "security": _SECRET,
-                "responses": answers({"200": _json("App", "The app.")}, 400, 401, 500, 503),
+                "security": BY_SECRET_KEY,
+                "responses": answers({"200": json_answer("App", "The app.")}, 400, 401, 500, 503),
             },
             "patch": {
                 "operationId": "updateApp",
                 "summary": "Change the app's settings (`outputAllowanceTokens`).",
-                "security": _SECRET,
-                "requestBody": _body("AppSettings"),
-                "responses": answers({"200": _json("App", "The app after the change.")}, 400, 401, 413, 500, 503),
+                "security": BY_SECRET_KEY,
+                "requestBody": request_body("AppSettings"),
+                "responses": answers({"200": json_answer("App", "The app after the change.")}, 400, 401, 413, 500, 503),
             },
         },
-        **_webhook_paths(),
+        **webhook_paths(),
         f"{V1}/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
@@ -436,7 +288,7 @@ def api_paths() -> dict[str, Schema]:
                 "operationId": "readyz",
                 "summary": "Readiness: the store answers and every price list is fresh.",
                 "security": [],
-                "responses": answers({"200": _json("Ready", "Ready to meter.")}, 503),
+                "responses": answers({"200": json_answer("Ready", "Ready to meter.")}, 503),
             }
         },
         "/metrics": {

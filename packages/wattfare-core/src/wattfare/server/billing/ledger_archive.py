@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import BinaryIO, Protocol
@@ -29,6 +30,7 @@ import orjson
 
 from wattfare.metering import window_containing
 from wattfare.server.store.archive_protocols import ArchivedDay, LedgerArchive, RollUp
+from wattfare.server.store.records import Mode
 
 FORMAT = "wattfare-ledger-archive"
 VERSION = 1
@@ -112,10 +114,12 @@ async def archive_ledger(
     by: RollUp = "day",
     now: datetime | None = None,
     dry_run: bool = False,
+    progress: Callable[[str, Mode, date, int], None] | None = None,
 ) -> ArchiveReport:
     """Archive every request row written before `before` (a day no later than `latest_archivable`).
 
-    `by`: what a roll-up row covers (`archive_protocols.RollUp`); `now`: when the run is recorded as started.
+    `by`: what a roll-up row covers (`archive_protocols.RollUp`); `now`: when the run is recorded as started;
+    `progress`: told of each app-mode day done (app, mode, day, rows), as it is done.
     """
     end = _midnight(before)
     if not dry_run:
@@ -133,5 +137,7 @@ async def archive_ledger(
                     into = start if by == "day" else window_containing(start).start
                     roll_ups += await store.roll_up_ledger_day(app_id, mode, start, day_end, taken, into)
                 days, rows, amount = days + 1, rows + len(taken.rows), amount + taken.amount
+                if progress is not None:
+                    progress(app_id, mode, start.date(), len(taken.rows))
             found = await store.next_ledger_request(app_id, mode, day_end, end)
     return ArchiveReport(days, rows, roll_ups, amount)

@@ -23,6 +23,7 @@ from wattfare.server.cli.output import success
 from wattfare.server.instants import utc_now
 from wattfare.server.store import Store
 from wattfare.server.store.archive_protocols import ArchiveMismatchError, RollUp
+from wattfare.server.store.records import Mode
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
@@ -48,6 +49,31 @@ def _new_private_file(path: Path) -> BinaryIO:
     The rows name every app's users and what each spent: not for the other accounts on the machine.
     """
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+class MonthlyProgress:
+    """Progress on stderr, a line per app-mode month once it is done: a ledger of years takes minutes."""
+
+    def __init__(self, verb: str) -> None:
+        """Say `verb` (archived, would archive) of each month."""
+        self._verb = verb
+        self._month: tuple[str, str, str] | None = None
+        self._rows = 0
+
+    def __call__(self, app_id: str, mode: Mode, day: date, rows: int) -> None:
+        """One app-mode day done."""
+        month = (app_id, mode, f"{day:%Y-%m}")
+        if month != self._month:
+            self.finish()
+            self._month = month
+        self._rows += rows
+
+    def finish(self) -> None:
+        """Say the month in progress, if any."""
+        if self._month is not None:
+            app_id, mode, month = self._month
+            click.echo(f"{month} {app_id} ({mode}): {self._verb} {self._rows} rows", err=True)
+        self._month, self._rows = None, 0
 
 
 @click.group()
@@ -94,9 +120,17 @@ def archive(before: date, target: Path | None, by: RollUp, dry_run: bool) -> Non
         raise click.UsageError("name the archive file with --to (or count with --dry-run)")
     settings = load_settings()
 
+    progress = MonthlyProgress("would archive" if dry_run else "archived")
+
     async def run(store: Store) -> ArchiveReport:
+        try:
+            return await archive_into(store)
+        finally:
+            progress.finish()
+
+    async def archive_into(store: Store) -> ArchiveReport:
         if dry_run or target is None:
-            return await archive_ledger(store, before, DryRun(), dry_run=True)
+            return await archive_ledger(store, before, DryRun(), dry_run=True, progress=progress)
         try:
             raw = _new_private_file(target)
         except OSError as exc:
@@ -104,7 +138,7 @@ def archive(before: date, target: Path | None, by: RollUp, dry_run: bool) -> Non
         with raw:
             sink = ArchiveFile(raw, before, now)
             try:
-                return await archive_ledger(store, before, sink, by=by, now=now)
+                return await archive_ledger(store, before, sink, by=by, now=now, progress=progress)
             finally:
                 sink.finish()
 
