@@ -8,7 +8,9 @@ The handler's SDK client is given an `httpx.MockTransport` that plays a tiny Wat
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ import httpx
 import litellm
 import pytest
 from litellm.integrations.custom_guardrail import is_guardrail_intervention
+from litellm.integrations.custom_logger import CustomLogger
 
 import wattfare
 import wattfare_litellm
@@ -222,3 +225,60 @@ def test_grant_invalid_is_a_per_user_refusal_mapped_to_its_own_class() -> None:
     assert "grant_invalid" in PER_USER_REFUSALS
     assert type(mapped) is WattfareGrantInvalidError
     assert (mapped.status_code, mapped.request_id, mapped.app_user_id) == (400, "r1", None)
+
+
+class CallbackSpy(CustomLogger):
+    """A LiteLLM callback, as an observability vendor's or the proxy's spend log: what each call showed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self.seen.append(repr(kwargs))
+
+    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self.seen.append(repr(kwargs))
+
+    def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self.seen.append(repr(kwargs))
+
+    async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self.seen.append(repr(kwargs))
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> CallbackSpy:
+    watcher = CallbackSpy()
+    monkeypatch.setattr(litellm, "callbacks", [watcher])
+    return watcher
+
+
+def _until(seen: list[str], count: int) -> None:
+    """LiteLLM runs callbacks on threads and tasks of its own: wait (a few seconds at most) until `count` came."""
+    deadline = time.monotonic() + 5
+    while len(seen) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.mark.anyio
+async def test_callbacks_see_the_grant_masked_never_in_clear(fake: FakeWattfare, spy: CallbackSpy) -> None:
+    litellm.completion(**call(wattfare_grant=GRANT))
+    stream: Any = await litellm.acompletion(**call(wattfare_grant=GRANT, stream=True))
+    _ = [c async for c in stream]
+    litellm.embedding(
+        model="wattfare/openai/text-embedding-3-small",
+        input=["a"],
+        wattfare_grant=GRANT,
+        api_key=KEY,
+        api_base=BASE_URL,
+    )
+    fake.scripted.append(grant_invalid())
+    with pytest.raises(WattfareGrantInvalidError):
+        litellm.completion(**call(wattfare_grant=GRANT))
+    await asyncio.to_thread(_until, spy.seen, 4)
+
+    assert fake.payers == [(None, GRANT)] * 4  # the grant itself still pays
+    assert len(spy.seen) >= 4
+    assert not [shown for shown in spy.seen if GRANT in shown]
+    assert all(f"wfg_…{GRANT[-4:]}" in shown for shown in spy.seen)

@@ -144,6 +144,26 @@ def _grant(optional_params: Mapping[str, Any], headers: Mapping[str, Any] | None
     return grant if isinstance(grant, str) and grant else None
 
 
+def _hide_grant(logging_obj: Any) -> None:
+    """Mask the grant token where LiteLLM keeps the call's keywords for its callbacks, once it has been read.
+
+    LiteLLM hands every success and failure callback (an observability vendor's, the proxy's spend log) the call's
+    keywords: `wattfare_grant=` among them, in clear at the top and in `optional_params`. A grant token spends a
+    member's money until it is used up, so what they see is `wfg_…` and its last four characters, enough to tell
+    two grants apart. The `Wattfare-Grant` header never reaches them (LiteLLM leaves headers out).
+    """
+    details: object = getattr(logging_obj, "model_call_details", None)
+    if not isinstance(details, dict):
+        return
+    call = cast("dict[str, object]", details)
+    for holder in (call, call.get("optional_params"), call.get("litellm_params")):
+        if isinstance(holder, dict):
+            keywords = cast("dict[str, object]", holder)
+            token = keywords.get(GRANT_PARAM)
+            if isinstance(token, str) and token:
+                keywords[GRANT_PARAM] = f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "…"
+
+
 def _payer(user: str | None, grant: str | None, model: str, what: str) -> tuple[str | None, str | None]:
     """The (end user, grant) a call is charged to: exactly one is set, else LiteLLM's `BadRequestError`."""
     if user is not None and grant is not None:
@@ -230,6 +250,7 @@ def read_call(
     app_user_id, grant = _payer(
         _end_user(optional_params, logging_obj, headers), _grant(optional_params, headers), model, "completion"
     )
+    _hide_grant(logging_obj)
     unknown = sorted(k for k in optional_params if k not in _REQUEST_FIELDS | _CONNECTION | _CONTROLS)
     if unknown and not _drops_params(litellm_params):
         raise UnsupportedParamsError(
@@ -307,6 +328,7 @@ def read_embedding_call(
     app_user_id, grant = _payer(
         _end_user(optional_params, logging_obj, None), _grant(optional_params, None), model, "embedding"
     )
+    _hide_grant(logging_obj)
     unknown = sorted(k for k in optional_params if k not in _EMBEDDING_FIELDS | _CONNECTION | _CONTROLS)
     if unknown and not _drops_params(litellm_params):
         raise UnsupportedParamsError(
