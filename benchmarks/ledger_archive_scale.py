@@ -35,379 +35,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
-import hashlib
 import json
 import os
 import platform
 import shutil
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import asyncpg
-import orjson
-from ledger_inspect import LedgerSize, PostgresDatabase, SqliteDatabase
+from ledger_archive_books import books, compare_books
+from ledger_archive_runs import archive, check_files
+from ledger_archive_side import PostgresSide, Side, SqliteSide, drop_database, run_as_admin
+from ledger_archive_table import markdown
 from ledger_seed import Population, Size, population, seed_postgres, seed_sqlite
 from servers import HERE, ROOT, log
 
 from wattfare.metering import window_containing, window_of_key
-from wattfare.server.billing.ledger_archive import ArchiveFile, ArchiveReport, archive_ledger, latest_archivable
-from wattfare.server.store import Store, StoreUnavailableError, open_store
-from wattfare.server.store.archive_protocols import ROLLED_UP, ArchiveMismatchError, RollUp
+from wattfare.server.billing.ledger_archive import latest_archivable
+from wattfare.server.store import Store, open_store
+from wattfare.server.store.archive_protocols import ROLLED_UP
 from wattfare.server.store.migrations import MIGRATIONS
 from wattfare.server.store.records import UsageRow
 from wattfare.server.store.timestamps import to_text
 
+# Its parts, one concept each: the database read beside the store (ledger_archive_side), the books no archive may
+# change (ledger_archive_books), the archive's runs and its files read back (ledger_archive_runs), and the results'
+# table (ledger_archive_table). This script seeds, reads usage, runs each engine start to end and writes the results.
 DEFAULT = Size(rows=1_000_000, users=10_000)
 DATABASE = "bench_archive"
 PAGE_USERS = 1000  # `api.usage.MAX_PAGE_USERS`: the SDK's page
-RUNS = 5  # archive runs at most, when one is cut short
-T = TypeVar("T")
-
-# The books, as every reader of the ledger sees them: sums per connection-window (caps, counters), and per the
-# roll-up's own grain, a connection-window's kind, model and endpoint on one day (usage reports, daily charts).
-_SUMS = "SUM(amount), SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(absorbed)"
-_BY_WINDOW = (
-    f"SELECT connection_id, window_key, {_SUMS} FROM ledger GROUP BY connection_id, window_key "
-    "ORDER BY connection_id, window_key"
-)
-
-
-def _by_grain(by: RollUp) -> str:
-    """The sums at the roll-up's grain: a day's (YYYY-MM-DD) or, archived `--by month`, a month's (YYYY-MM)."""
-    grain = f"connection_id, window_key, kind, model, endpoint, SUBSTR(created_at, 1, {10 if by == 'day' else 7})"
-    return f"SELECT {grain}, {_SUMS} FROM ledger GROUP BY {grain} ORDER BY {grain}"
-
-
-_COUNTERS = "SELECT connection_id, window_key, spent FROM counters"
-
-
-# ---------------------------------------------------------------- the database, read from the side
-
-
-class Side(Protocol):
-    """One benchmark database, read and maintained beside the store."""
-
-    engine: str
-
-    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
-        """The statement's rows, streamed."""
-        ...
-
-    def run(self, sql: str) -> None:
-        """Run a statement outside any transaction (VACUUM)."""
-        ...
-
-    def size(self) -> dict[str, int]:
-        """The database's bytes on disk, as the engine counts them."""
-        ...
-
-    def ledger_size(self) -> LedgerSize:
-        """The ledger's table and index bytes (`ledger_inspect.py`)."""
-        ...
-
-    def compacted_copy(self) -> Side:
-        """A copy of the database with the ledger compacted (as VACUUM leaves it), the original left as it is."""
-        ...
-
-    def discard(self) -> None:
-        """Delete this (copied) database."""
-        ...
-
-
-class SqliteSide:
-    """A SQLite file."""
-
-    engine = "sqlite"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
-        db = sqlite3.connect(self.path)
-        try:
-            yield from db.execute(sql)
-        finally:
-            db.close()
-
-    def run(self, sql: str) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute(sql)
-        finally:
-            db.close()
-
-    def size(self) -> dict[str, int]:
-        wal = self.path.with_name(self.path.name + "-wal")
-        db = sqlite3.connect(self.path)
-        try:
-            page_size, page_count, freelist = (
-                int(db.execute(f"PRAGMA {pragma}").fetchone()[0])
-                for pragma in ("page_size", "page_count", "freelist_count")
-            )
-        finally:
-            db.close()
-        return {
-            "file_bytes": self.path.stat().st_size,
-            "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-            "page_size": page_size,
-            "page_count": page_count,
-            "pages_bytes": page_count * page_size,
-            "freelist_pages": freelist,
-            "freelist_bytes": freelist * page_size,
-        }
-
-    def ledger_size(self) -> LedgerSize:
-        return SqliteDatabase(self.path).ledger_size()
-
-    def compacted_copy(self) -> SqliteSide:
-        copy = self.path.with_name(f"compacted-{self.path.name}")
-        copy.unlink(missing_ok=True)
-        self.run(f"VACUUM INTO '{copy}'")
-        return SqliteSide(copy)
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-class PostgresSide:
-    """A PostgreSQL database; each call on a connection of its own (the store has its own pool)."""
-
-    engine = "postgresql"
-
-    def __init__(self, admin: str, name: str) -> None:
-        self.admin = admin
-        self.name = name
-        self.url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-
-    def _with(self, work: Callable[[Any], Awaitable[T]]) -> T:
-        async def go() -> T:
-            db = await asyncpg.connect(self.url, timeout=10)
-            try:
-                return await work(db)
-            finally:
-                await db.close()
-
-        return asyncio.run(go())
-
-    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
-        # Fetched whole (asyncpg cannot be iterated from synchronous code): a few hundred MB at 1M rows at most.
-        async def fetch(db: Any) -> list[tuple[Any, ...]]:
-            return [tuple(row) for row in await db.fetch(sql, timeout=1800)]
-
-        yield from self._with(fetch)
-
-    def run(self, sql: str) -> None:
-        self._with(lambda db: db.execute(sql, timeout=1800))
-
-    def size(self) -> dict[str, int]:
-        async def sizes(db: Any) -> dict[str, int]:
-            ledger = await db.fetchval("SELECT pg_total_relation_size('ledger')")
-            database = await db.fetchval("SELECT pg_database_size(current_database())")
-            return {"ledger_total_relation_bytes": int(ledger), "database_bytes": int(database)}
-
-        return self._with(sizes)
-
-    def ledger_size(self) -> LedgerSize:
-        return PostgresDatabase(self.url).ledger_size()
-
-    def compacted_copy(self) -> PostgresSide:
-        copy = PostgresSide(self.admin, f"{self.name}_compacted")
-        # A file-level copy (no connection may be open on the original meanwhile), compacted there.
-        asyncio.run(_admin(self.admin, *_drop(copy.name), f"CREATE DATABASE {copy.name} TEMPLATE {self.name}"))
-        copy.run("VACUUM FULL ledger")
-        return copy
-
-    def discard(self) -> None:
-        asyncio.run(_admin(self.admin, *_drop(self.name)))
-
-
-def _drop(name: str) -> tuple[str]:
-    return (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",)
-
-
-async def _admin(admin: str, *statements: str) -> None:
-    db = await asyncpg.connect(admin, timeout=10)
-    try:
-        for statement in statements:
-            await db.execute(statement)
-    finally:
-        await db.close()
-
-
-def postgres_cpu_seconds() -> dict[int, float]:
-    """utime + stime of every `postgres` process on this machine, by pid (the server runs beside the benchmark)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    found: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() != "postgres":
-                continue
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    return found
-
-
-def _cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU the processes used between two readings; a process started between them counts from zero."""
-    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
-
-
-# ---------------------------------------------------------------- the books
-
-
-@dataclass(frozen=True)
-class Books:
-    """What no archive may change: the ledger's sums at two grains, and the counters."""
-
-    windows: dict[tuple[str, str], tuple[int, ...]]
-    day_groups: int
-    day_digest: str
-    counters: dict[tuple[str, str], int]
-    seconds: float
-
-    def counter_mismatches(self) -> int:
-        """Counters whose `spent` is not their connection-window's ledger sum (a window without rows sums to 0)."""
-        keys = self.windows.keys() | self.counters.keys()
-        return sum(1 for key in keys if self.counters.get(key, 0) != self.windows.get(key, (0,))[0])
-
-    def summary(self) -> dict[str, Any]:
-        sums = [sum(values[index] for values in self.windows.values()) for index in range(5)]
-        return {
-            "connection_windows": len(self.windows),
-            "amount_nanos": sums[0],
-            "requests": sums[1],
-            "prompt_tokens": sums[2],
-            "completion_tokens": sums[3],
-            "absorbed_nanos": sums[4],
-            "day_groups": self.day_groups,
-            "day_digest": self.day_digest,
-            "counters": len(self.counters),
-            "counter_mismatches": self.counter_mismatches(),
-            "seconds": round(self.seconds, 2),
-        }
-
-
-def books(side: Side, by: RollUp) -> Books:
-    """The books, computed in SQL (PostgreSQL's sums are NUMERIC: made ints, so both engines hash alike)."""
-    started = time.perf_counter()
-    windows = {(row[0], row[1]): tuple(int(value) for value in row[2:]) for row in side.rows(_BY_WINDOW)}
-    digest = hashlib.sha256()
-    groups = 0
-    for row in side.rows(_by_grain(by)):
-        digest.update(repr((*row[:6], *(int(value) for value in row[6:]))).encode())
-        groups += 1
-    counters = {(row[0], row[1]): int(row[2]) for row in side.rows(_COUNTERS)}
-    return Books(windows, groups, digest.hexdigest(), counters, time.perf_counter() - started)
-
-
-# ---------------------------------------------------------------- the archive, as the command runs it
-
-
-@dataclass
-class Archived:
-    """One archive: its runs (more than one if a run was cut short and run again), their files and times."""
-
-    reports: list[ArchiveReport] = field(default_factory=list[ArchiveReport])
-    files: list[Path] = field(default_factory=list[Path])
-    interruptions: list[str] = field(default_factory=list[str])
-    wall_seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    postgres_cpu_seconds: float | None = None
-
-
-async def _archive_run(url: str, before: date, path: Path, done: Archived, by: RollUp) -> None:
-    """One run of the archive, as `wattfare ledger archive --before --to` makes it: a store, a new file."""
-    store = open_store(url)
-    postgres = url.startswith("postgresql")
-    server_cpu = postgres_cpu_seconds() if postgres else {}
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        with path.open("xb") as raw:
-            done.files.append(path)
-            sink = ArchiveFile(raw, before, datetime.now(UTC))
-            try:
-                done.reports.append(await archive_ledger(store, before, sink, by=by))
-            finally:
-                sink.finish()
-    finally:
-        done.wall_seconds += time.perf_counter() - wall
-        done.cpu_seconds += time.process_time() - cpu
-        if postgres:  # read before the store closes: its pool's backends did the work and exit with it
-            done.postgres_cpu_seconds = (done.postgres_cpu_seconds or 0.0) + _cpu_since(
-                server_cpu, postgres_cpu_seconds()
-            )
-        await store.close()
-
-
-def archive(url: str, before: date, tmp: Path, engine: str, by: RollUp) -> Archived:
-    """Archive everything before `before`; a run that stops on an error is run again, as the README tells an
-    operator to (it goes on where it stopped), at most `RUNS` times. Each interruption is kept in the results."""
-    done = Archived()
-    for run in range(1, RUNS + 1):
-        path = tmp / f"ledger-{engine}-to-{before:%Y-%m}-{run}.jsonl.gz"
-        try:
-            asyncio.run(_archive_run(url, before, path, done, by))
-            return done
-        except (StoreUnavailableError, ArchiveMismatchError) as exc:
-            done.interruptions.append(f"run {run}, {done.wall_seconds:.1f} s in: {type(exc).__name__}: {exc}")
-            log(f"{engine}: the archive stopped ({done.interruptions[-1]}); running it again")
-    raise RuntimeError(f"{engine}: the archive stopped {RUNS} times: {done.interruptions}")
-
-
-def check_files(paths: list[Path], before: date, taken: tuple[int, int]) -> dict[str, Any]:
-    """Read the archive back: each file a header, rows, a trailer with their count and sum; together (a row written
-    by a run cut short before its day was rolled up is written again by the next run: the files share it, by
-    `request_id`) exactly the request rows the ledger held before `before` (`taken`: their count and sum)."""
-    amounts: dict[str, int] = {}
-    rows = uncompressed = 0
-    files_whole = True
-    latest = ""
-    for path in paths:
-        header: dict[str, Any] = {}
-        trailer: dict[str, Any] = {}
-        count = amount = 0
-        with gzip.open(path, "rb") as lines:
-            for number, line in enumerate(lines):
-                uncompressed += len(line)
-                record = orjson.loads(line)
-                if number == 0:
-                    header = record
-                elif "request_id" in record:
-                    count, amount = count + 1, amount + record["amount"]
-                    amounts[record["request_id"]] = record["amount"]
-                    latest = max(latest, record["created_at"])
-                else:
-                    trailer = record
-        rows += count
-        files_whole = files_whole and header.get("before") == before.isoformat()
-        files_whole = files_whole and trailer == {"rows": count, "amount": amount}
-    distinct = (len(amounts), sum(amounts.values()))
-    return {
-        "checked": files_whole and distinct == taken and latest < before.isoformat(),
-        "files": len(paths),
-        "rows": rows,
-        "distinct_rows": distinct[0],
-        "amount_nanos": distinct[1],
-        "ledger_rows_before": taken[0],
-        "ledger_amount_before_nanos": taken[1],
-        "latest_created_at": latest,
-        "uncompressed_bytes": uncompressed,
-    }
 
 
 # ---------------------------------------------------------------- usage reads, before and after
@@ -488,7 +151,7 @@ def _seed(engine: str, args: argparse.Namespace, size: Size, tmp: Path, now: dat
         url, side = f"sqlite:///{path}", SqliteSide(path)
     else:
         side = PostgresSide(args.postgres_url, DATABASE)
-        asyncio.run(_admin(args.postgres_url, *_drop(DATABASE), f"CREATE DATABASE {DATABASE}"))
+        asyncio.run(run_as_admin(args.postgres_url, *drop_database(DATABASE), f"CREATE DATABASE {DATABASE}"))
         url = side.url
     people = population(size, _provision(url), now)
     log(f"{engine}: seeding {size.rows:,} ledger rows over {size.users:,} users")
@@ -585,7 +248,7 @@ def run_engine(engine: str, args: argparse.Namespace, size: Size, tmp: Path) -> 
         result["size_after_vacuum"] = _sizes(side)
         books_after = books(side, args.by)
         reads_after = usage_reads(url, people, month)
-        result["books"] = _compare_books(books_before, books_after)
+        result["books"] = compare_books(books_before, books_after)
         result["usage"] = {
             name: {
                 "rows": len(found),
@@ -598,19 +261,8 @@ def run_engine(engine: str, args: argparse.Namespace, size: Size, tmp: Path) -> 
         _check(engine, result)
     finally:
         if engine == "postgresql" and not args.keep:
-            asyncio.run(_admin(args.postgres_url, *_drop(DATABASE)))
+            asyncio.run(run_as_admin(args.postgres_url, *drop_database(DATABASE)))
     return result
-
-
-def _compare_books(before: Books, after: Books) -> dict[str, Any]:
-    return {
-        "books_equal": before.windows == after.windows,
-        "day_grain_equal": before.day_digest == after.day_digest and before.day_groups == after.day_groups,
-        "counters_unchanged": before.counters == after.counters,
-        "counters_match_ledger": after.counter_mismatches() == 0,
-        "before": before.summary(),
-        "after": after.summary(),
-    }
 
 
 def _check(engine: str, result: dict[str, Any]) -> None:
@@ -641,47 +293,6 @@ def _check(engine: str, result: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- results
-
-
-def _mb(count: int) -> str:
-    return f"{count / 1e6:,.1f}"
-
-
-def _db_bytes(engine: str, size: dict[str, Any]) -> int:
-    return size["pages_bytes"] if engine == "sqlite" else size["ledger_total_relation_bytes"]
-
-
-def markdown(results: dict[str, Any]) -> str:
-    """The table: one line per engine."""
-    lines = [
-        "| engine | ledger rows before → after | archived → roll-up rows | archive s (CPU s) | rows/s | file MB "
-        "(B/row) | DB MB as seeded (vacuumed) → archived → vacuumed | books equal |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for engine, found in results["engines"].items():
-        if "books" not in found:
-            continue
-        archive = found["archive"]
-        seeded, compacted, archived, vacuumed = (
-            _mb(_db_bytes(engine, found[key]))
-            for key in ("size_before", "size_before_vacuumed", "size_after", "size_after_vacuum")
-        )
-        cpu = f"{archive['process_cpu_seconds']:.1f}"
-        if archive["postgres_cpu_seconds"] is not None:
-            cpu += f" + {archive['postgres_cpu_seconds']:.1f} server"
-        lines.append(
-            f"| {engine} | {found['size_before']['ledger_rows']:,} → {found['size_after']['ledger_rows']:,} "
-            f"| {archive['rows']:,} → {archive['roll_ups']:,} | {archive['wall_seconds']:.1f} ({cpu}) "
-            f"| {archive['rows_per_second']:,} | {_mb(archive['file_bytes'])} ({archive['file_bytes_per_row']:.0f}) "
-            f"| {seeded} ({compacted}) → {archived} → {vacuumed} "
-            f"| {'yes' if found['books']['books_equal'] else '**no**'} |"
-        )
-    lines.append("")
-    lines.append(
-        "DB MB: SQLite page_count × page_size; PostgreSQL pg_total_relation_size('ledger'). \"vacuumed\": after "
-        "VACUUM (SQLite) or VACUUM FULL ledger (PostgreSQL); the seeded database's is measured on a copy."
-    )
-    return "\n".join(lines)
 
 
 def publish(args: argparse.Namespace, size: Size, engines: dict[str, Any], started: float, *, final: bool) -> None:
