@@ -218,6 +218,10 @@ def api_paths() -> dict[str, Schema]:
             "get": {
                 "operationId": "getUsage",
                 "summary": "Spend per app user, model and endpoint over a range of days (default: this month).",
+                "description": (
+                    "Months the operator archived with `wattfare ledger archive --by month` are kept by month: a "
+                    "range starting or ending inside one is refused (400 `invalid_request`, `param` `from` or `to`)."
+                ),
                 "security": BY_SECRET_KEY,
                 "parameters": [
                     {"name": "appUserId", "in": "query", "required": False, "schema": APP_USER_ID},
