@@ -128,8 +128,8 @@ class SqlMetering(SqlConcern):
 
     async def try_reserve(self, hold: NewHold) -> bool:
         """Hold the amount iff the connection is active and it fits under the cap: one conditional UPDATE."""
-        # Nothing held in one statement: the window's first request (no counters row yet), or a refusal that
-        # the transaction below confirms. Either way the transaction decides, as it always did.
+        # Nothing held in one statement: a refusal (or a hold that no longer fits), which the transaction below
+        # confirms, deciding as it always did.
         one_statement = self._statements_cost_round_trips and hold.grant_id is None
         if one_statement and await self._engine.write_statement(HOLD_AND_RECORD, *hold_and_record_params(hold)):
             return True
