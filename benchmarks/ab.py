@@ -33,7 +33,9 @@ from pathlib import Path
 
 import standin
 from load import Target, measure_ttfb, wrk_cpu
-from pg_scale import CAP_USD, PostgresCpu, database_url, own_database, psql, start_wattfare_pg
+from pg_scale_cpu import PostgresCpu
+from pg_scale_database import database_url, own_database, psql
+from pg_scale_wattfare import CAP_USD, start_wattfare_pg
 from processes import Server, stop_all
 from servers import HERE, ROOT, child_env, log, start_nginx
 

@@ -52,9 +52,10 @@ from typing import Any
 
 from ledger_archive_books import books, compare_books
 from ledger_archive_runs import archive, check_files
-from ledger_archive_side import PostgresSide, Side, SqliteSide, drop_database, run_as_admin
+from ledger_archive_side import PostgresSide, Side, SqliteSide, drop_database
 from ledger_archive_table import markdown
 from ledger_seed import Population, Size, population, seed_postgres, seed_sqlite
+from pg_connection import run_as_admin
 from servers import HERE, ROOT, log
 
 from wattfare.metering import window_containing, window_of_key

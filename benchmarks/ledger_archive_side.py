@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from ledger_inspect import LedgerSize, PostgresDatabase, SqliteDatabase
-
-T = TypeVar("T")
+from pg_connection import run_as_admin, run_on_connection
 
 
 class Side(Protocol):
@@ -114,25 +112,15 @@ class PostgresSide:
         self.name = name
         self.url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
 
-    def _with(self, work: Callable[[Any], Awaitable[T]]) -> T:
-        async def go() -> T:
-            db = await asyncpg.connect(self.url, timeout=10)
-            try:
-                return await work(db)
-            finally:
-                await db.close()
-
-        return asyncio.run(go())
-
     def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
         # Fetched whole (asyncpg cannot be iterated from synchronous code): a few hundred MB at 1M rows at most.
         async def fetch(db: Any) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in await db.fetch(sql, timeout=1800)]
 
-        yield from self._with(fetch)
+        yield from run_on_connection(self.url, fetch)
 
     def run(self, sql: str) -> None:
-        self._with(lambda db: db.execute(sql, timeout=1800))
+        run_on_connection(self.url, lambda db: db.execute(sql, timeout=1800))
 
     def size(self) -> dict[str, int]:
         async def sizes(db: Any) -> dict[str, int]:
@@ -140,7 +128,7 @@ class PostgresSide:
             database = await db.fetchval("SELECT pg_database_size(current_database())")
             return {"ledger_total_relation_bytes": int(ledger), "database_bytes": int(database)}
 
-        return self._with(sizes)
+        return run_on_connection(self.url, sizes)
 
     def ledger_size(self) -> LedgerSize:
         return PostgresDatabase(self.url).ledger_size()
@@ -160,12 +148,3 @@ class PostgresSide:
 
 def drop_database(name: str) -> tuple[str]:
     return (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",)
-
-
-async def run_as_admin(admin: str, *statements: str) -> None:
-    db = await asyncpg.connect(admin, timeout=10)
-    try:
-        for statement in statements:
-            await db.execute(statement)
-    finally:
-        await db.close()

@@ -16,7 +16,6 @@ SQLite's `dbstat` virtual table (every b-tree's pages, bytes as allocated on dis
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import statistics
 import time
@@ -25,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncpg
+from pg_connection import run_on_connection
 
 from wattfare.server.store.sql import ledger, member_connections, metering
 from wattfare.server.store.sql.statement import Statement
@@ -136,16 +135,6 @@ class PostgresDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def _run(self, work: Any) -> Any:
-        async def go() -> Any:
-            db = await asyncpg.connect(self.url, timeout=10)
-            try:
-                return await work(db)
-            finally:
-                await db.close()
-
-        return asyncio.run(go())
-
     def ledger_size(self) -> LedgerSize:
         async def work(db: Any) -> LedgerSize:
             rows = await db.fetchval("SELECT COUNT(*) FROM ledger")
@@ -157,14 +146,14 @@ class PostgresDatabase:
             )
             return LedgerSize(rows, table, {r[0]: r[1] for r in indexes})
 
-        return self._run(work)
+        return run_on_connection(self.url, work)
 
     def database_bytes(self) -> int:
-        return int(self._run(lambda db: db.fetchval("SELECT pg_database_size(current_database())")))
+        return int(run_on_connection(self.url, lambda db: db.fetchval("SELECT pg_database_size(current_database())")))
 
     def wal_position(self) -> int:
         """Bytes of WAL written by the whole cluster so far (the test suite's writes count too, if it runs)."""
-        return int(self._run(lambda db: db.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")))
+        return int(run_on_connection(self.url, lambda db: db.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")))
 
     def explain(self, name: str, params: tuple[object, ...], *, generic: bool = False) -> str:
         """The plan made for these values, or (`generic`) the plan made for any values, run with these."""
@@ -181,7 +170,7 @@ class PostgresDatabase:
             rows = await db.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_generic({values})")
             return "\n".join(r[0] for r in rows)
 
-        return self._run(work)
+        return run_on_connection(self.url, work)
 
     def query_ms(self, name: str, params: tuple[object, ...], runs: int = 5) -> tuple[float, int]:
         """Median ms of the statement alone (prepared once, as the server's pool does), and its row count."""
@@ -196,7 +185,7 @@ class PostgresDatabase:
                 times.append((time.perf_counter() - started) * 1000)
             return statistics.median(times), count
 
-        return self._run(work)
+        return run_on_connection(self.url, work)
 
     def fetch(self, name: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         """The statement's rows, sums as ints (PostgreSQL sums BIGINTs as NUMERIC), as the store reads them."""
@@ -205,4 +194,4 @@ class PostgresDatabase:
             rows = await db.fetch(READS[name].postgres, *params)
             return [tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
 
-        return self._run(work)
+        return run_on_connection(self.url, work)

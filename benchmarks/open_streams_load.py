@@ -7,7 +7,8 @@ pattern), notes the first SSE event, [DONE], Wattfare's metered chunk and the ch
 250 ms it prints a progress line (`P {...}`: open, streaming, ended), `RAMPED` once every stream has been
 launched, and at the end `RESULT {...}`: counts, errors, TTFB and duration percentiles, its own CPU.
 
-open_streams.py uses the same `Stream` for its probe streams and `lag_probe` for its event-loop probe.
+open_streams.py (its hold, in open_streams_measure.py) uses the same `Stream` for its probe streams and `lag_probe`
+for its event-loop probe.
 """
 
 from __future__ import annotations

@@ -24,317 +24,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import tracemalloc
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import open_streams
-from open_streams import Progress, Target
+from open_streams_measure import Target, run_hold
+from open_streams_why_cpu import analyse_cpu, print_cpu, profile_cpu
+from open_streams_why_dumps import dump_when_open, serve, wait_for_file
+from open_streams_why_memory import analyse_memory, census_growth, print_memory
 
 HERE = Path(__file__).resolve().parent
 RAW = HERE / "results" / "tmp"
 SLOW_TOKENS, SLOW_RATE = 80, 2.0  # the traced server's streams: 40 s each
 
-# Inclusive steps of an open stream: a sample counts for a step when its stack holds all of the step's
-# fragments and none of its exclusions. uvloop runs each task step from C, so a stack starts at the coroutine
-# the loop resumed (the pump, a middleware's send, a protocol callback), not at the request.
-STEPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "request start: the handler before the relay (auth, parse, reserve, upstream POST)": (
-        ("MeteredExchange._exchange (",),
-        ("MeteredStream", "Meter.settle", "_write_settlement"),
-    ),
-    "relay pump task (MeteredStream._pump and all it calls)": (("MeteredStream._pump (",), ()),
-    "  reading the upstream (_RelayedStream.__anext__, aiohttp readany)": (
-        ("MeteredStream._pump (", "__anext__ ("),
-        (),
-    ),
-    "  SSEFrames.feed + event_data": (("MeteredStream._pump (", "sse_frames.py"), ()),
-    "  orjson.loads + tally (_json_object, _content_only, _Tally.count)": (
-        ("MeteredStream._pump (",),
-        ("_flush (", "__anext__ (", "sse_frames.py", "_on_event ("),
-    ),
-    "  _on_event (usage chunk, [DONE]: the settle)": (("MeteredStream._pump (", "_on_event ("), ()),
-    "  _flush: the ASGI send down the middleware chain to uvicorn": (("MeteredStream._pump (", "_flush ("), ()),
-    "uvicorn RequestResponseCycle.send, all callers (its transport.write: the socket write)": (
-        ("RequestResponseCycle.send (",),
-        (),
-    ),
-    "aiohttp ResponseHandler.data_received (upstream bytes in, its C parser)": (
-        ("ResponseHandler.data_received (",),
-        (),
-    ),
-    "  of which re-arming the read timeout per read (_reschedule_timeout)": (("_reschedule_timeout (",), ()),
-    "settling (HeldRequest.settle, the meter, its SQLite statements)": (("settle (",), ()),
-    "  SQLite group commit (GroupCommit.flush)": (("GroupCommit.flush (",), ()),
-    "request log + metrics (observability)": (("observability/",), ("RequestResponseCycle.send (", "_exchange (")),
-}
-
-
-# ---------------------------------------------------------------- in the server: heap dumps on a signal
-
-
-def serve(port: int, dumps: str) -> None:
-    """`open_streams.serve_uncapped`, answering two signals with a dump of its heap to `dumps`.<suffix>.
-
-    SIGUSR2: a census of live Python objects by type (count, shallow bytes), GC-tracked objects and what
-    they refer to directly (so bytes and str buffers count too). Costs nothing until asked.
-    SIGUSR1: the first starts tracemalloc (4 frames; not at start-up, whose imports would crawl under it),
-    each later one dumps a snapshot of what is alive of the allocations made since.
-    """
-    import gc
-
-    censuses = iter(range(1_000_000))
-    snapshots = iter(range(1_000_000))
-    # Garbage collections by generation since the last census: count, seconds in all, the longest. A full
-    # (generation 2) collection walks every tracked object, so its pause grows with the streams held.
-    collections = {generation: [0, 0.0, 0.0] for generation in range(3)}
-    began = [0.0]
-
-    def timed(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            began[0] = time.perf_counter()
-            return
-        took = time.perf_counter() - began[0]
-        entry = collections[info["generation"]]
-        entry[0] += 1
-        entry[1] += took
-        entry[2] = max(entry[2], took)
-
-    gc.callbacks.append(timed)
-
-    def census(*_: object) -> None:
-        gc_seen = {
-            "collections": {
-                str(g): {"count": c, "total_ms": 1000 * t, "max_ms": 1000 * m} for g, (c, t, m) in collections.items()
-            },
-            "frozen": gc.get_freeze_count(),
-            "thresholds": gc.get_threshold(),
-        }
-        for entry in collections.values():
-            entry[:] = [0, 0.0, 0.0]
-        seen: set[int] = set()
-        counts: Counter[str] = Counter()
-        sizes: Counter[str] = Counter()
-        for container in gc.get_objects():
-            for obj in (container, *gc.get_referents(container)):
-                if id(obj) in seen:
-                    continue
-                seen.add(id(obj))
-                kind = type(obj)
-                name = f"{kind.__module__}.{kind.__qualname__}"
-                counts[name] += 1
-                sizes[name] += sys.getsizeof(obj)
-        dump = {"counts": counts, "sizes": sizes, "gc": gc_seen}
-        _write_atomically(Path(f"{dumps}.census{next(censuses)}"), json.dumps(dump))
-
-    def trace(*_: object) -> None:
-        if not tracemalloc.is_tracing():
-            tracemalloc.start(4)
-            Path(f"{dumps}.tracing").touch()
-            return
-        path = Path(f"{dumps}.snapshot{next(snapshots)}")
-        tracemalloc.take_snapshot().dump(f"{path}.part")
-        Path(f"{path}.part").replace(path)
-
-    signal.signal(signal.SIGUSR2, census)
-    signal.signal(signal.SIGUSR1, trace)
-    open_streams.serve_uncapped(port)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    Path(f"{path}.part").write_text(text)
-    Path(f"{path}.part").replace(path)  # whoever waits for the file never reads half of it
-
-
-def _hit(joined: str, needed: tuple[str, ...], excluded: tuple[str, ...]) -> bool:
-    return all(fragment in joined for fragment in needed) and not any(fragment in joined for fragment in excluded)
-
-
-def analyse_cpu(raw: Path) -> dict[str, Any]:
-    from profile_wattfare import IDLE_LEAVES, analyse
-
-    result = analyse(raw)
-    steps: Counter[str] = Counter(dict.fromkeys(STEPS, 0))
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        frames = stack.split(";")
-        if frames[-1].startswith(IDLE_LEAVES):
-            continue
-        joined = ";".join(frames)
-        for step, (needed, excluded) in STEPS.items():
-            if _hit(joined, needed, excluded):
-                steps[step] += int(count_text)
-        if frames[-1].startswith("Runner.run ("):
-            steps["event loop in C (uvloop: epoll, callbacks, syscalls; the leaf is Runner.run)"] += int(count_text)
-    return {"samples": result["samples"], "components": result["components"], "steps": dict(steps)}
-
-
-def profile_cpu(server: Any, seconds: float, out: Path) -> Any:
-    """A `during` hook for `run_hold`: py-spy on the server from the end of the ramp for `seconds`."""
-
-    async def during(progress: Progress) -> dict[str, Any]:
-        await progress.ramped.wait()
-        spy = str(Path(sys.executable).parent / "py-spy")
-        command = [spy, "record", "--pid", str(server.tree()[0]), "--rate", "100", "--format", "raw"]
-        command += ["--full-filenames", "--nolineno", "--nonblocking", "--duration", str(math.ceil(seconds))]
-        command += ["-o", str(out)]
-        before = server.cpu()
-        began = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-        said = (await process.communicate())[0].decode(errors="replace")
-        if process.returncode:
-            raise RuntimeError(f"py-spy failed ({process.returncode}): {said[-1000:]}")
-        return {"cpu_s": server.cpu() - before, "wall_s": time.monotonic() - began}
-
-    return during
-
-
-def dump_when_open(server: Any, signum: int, dump: Path) -> Any:
-    """A `during` hook: once every open stream has had its first event, send `signum`; wait for `dump`."""
-
-    async def during(progress: Progress) -> dict[str, Any]:
-        await progress.ramped.wait()
-        for _ in range(300):  # at most 30 s: until (nearly) every open stream is in the relay, not queued before it
-            if progress.streaming >= 0.97 * progress.open:
-                break
-            await asyncio.sleep(0.1)
-        opened, streaming = progress.open, progress.streaming
-        server.process.send_signal(signum)
-        await asyncio.to_thread(_wait_for_file, dump)
-        return {"open_at_dump": opened, "streaming_at_dump": streaming}
-
-    return during
-
-
-def census_growth(idle: Path, loaded: Path, streams: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per open stream: how many more objects of each type, and their bytes (the 30 largest); and the GCs between."""
-    before, after = json.loads(idle.read_text()), json.loads(loaded.read_text())
-    rows = [
-        {
-            "type": name,
-            "objects": (after["counts"][name] - before["counts"].get(name, 0)) / streams,
-            "bytes": (size - before["sizes"].get(name, 0)) / streams,
-        }
-        for name, size in after["sizes"].items()
-    ]
-    return sorted(rows, key=lambda row: -row["bytes"])[:30], after["gc"]
-
-
-def _wait_for_file(path: Path, seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the traced server wrote no {path.name}")
-        time.sleep(0.2)
-
-
-def component_of(traceback: tracemalloc.Traceback) -> str:
-    from profile_wattfare import component
-
-    for frame in reversed(traceback):  # the allocating frame first, then its callers
-        named = component(frame.filename)
-        if named is not None:
-            return named
-    return "other (interpreter, stdlib)"
-
-
-def caller_in_our_code(traceback: tracemalloc.Traceback) -> str:
-    """The innermost frame in Wattfare, uvicorn or aiohttp: who asked for the allocation."""
-    for frame in reversed(traceback):
-        for fragment in ("wattfare/", "uvicorn/", "aiohttp/", "starlette/"):
-            if fragment in frame.filename:
-                return f"{frame.filename.split(fragment)[-1]}:{frame.lineno} ({fragment.rstrip('/')})"
-    return "-"
-
-
-def analyse_memory(loaded: Path, streams: int) -> dict[str, Any]:
-    """What was allocated since tracing started (idle) and is alive with `streams` open, per open stream."""
-    ignore = [
-        tracemalloc.Filter(False, tracemalloc.__file__),
-        tracemalloc.Filter(False, "<frozen importlib._bootstrap*"),
-    ]
-    by_trace = tracemalloc.Snapshot.load(str(loaded)).filter_traces(ignore).statistics("traceback")
-    components: Counter[str] = Counter()
-    sites: Counter[tuple[str, str]] = Counter()
-    counts: Counter[tuple[str, str]] = Counter()
-    for stat in by_trace:
-        components[component_of(stat.traceback)] += stat.size
-        innermost = stat.traceback[-1]
-        site = (f"{_short(innermost.filename)}:{innermost.lineno}", caller_in_our_code(stat.traceback))
-        sites[site] += stat.size
-        counts[site] += stat.count
-    total = sum(s.size for s in by_trace)
-    return {
-        "streams": streams,
-        "python_heap_growth_kib": total / 1024,
-        "per_stream_bytes": total / streams,
-        "components_per_stream_bytes": {k: v / streams for k, v in components.most_common()},
-        "sites_per_stream": [
-            {"site": site, "caller": caller, "bytes": size / streams, "blocks": counts[(site, caller)] / streams}
-            for (site, caller), size in sites.most_common(30)
-        ],
-    }
-
-
-def _short(filename: str) -> str:
-    for fragment in ("site-packages/", "lib/python3.11/", "src/"):
-        if fragment in filename:
-            return filename.split(fragment, 1)[1]
-    return filename
-
-
-def print_cpu(profile: dict[str, Any], hold: dict[str, Any]) -> None:
-    beside = hold["beside"]
-    per_token_us = 1e6 * beside["cpu_s"] / max(1, hold["cpu"]["tokens"]) * (hold["cpu"]["wall_s"] / beside["wall_s"])
-    # The sampled window is the plateau and the drain; CPU per token over the whole hold scales the shares.
-    us = hold["cpu"]["server_us_per_token"]
-    total = max(1, profile["samples"])
-    print(f"\n## CPU: {hold['n']} streams, {us:.1f} µs server CPU per token (whole hold), {total} samples")
-    print(f"   (py-spy window: {beside['cpu_s'] / beside['wall_s']:.2f} cores; per token there ~{per_token_us:.1f} µs)")
-    for name, count in profile["components"].items():
-        print(f"  {100 * count / total:5.1f}%  {us * count / total:6.1f} µs/token  {name}")
-    print("  steps (inclusive):")
-    for name, count in profile["steps"].items():
-        print(f"  {100 * count / total:5.1f}%  {us * count / total:6.1f} µs/token  {name}")
-
-
-def print_memory(
-    heap: dict[str, Any],
-    types: list[dict[str, Any]],
-    cpu_hold: dict[str, Any],
-    census_hold: dict[str, Any],
-    traced_hold: dict[str, Any],
-) -> None:
-    # The CPU hold's RSS: the census's own bookkeeping (a set of every object's id) swells the census hold's.
-    rss = cpu_hold["rss"]
-    streams = census_hold["beside"]["open_at_dump"]
-    print(f"\n## memory: RSS growth per open stream, from outside (first hold): {rss['per_open_stream_kib']:.1f} KiB")
-    print(f"  live Python objects per open stream ({streams} open at the census, not traced):")
-    print(f"  {sum(row['bytes'] for row in types if row['bytes'] > 0):8.0f} B  all types that grew")
-    for row in types[:20]:
-        print(f"  {row['bytes']:8.0f} B {row['objects']:6.1f} objects  {row['type']}")
-    print(
-        f"\n  tracemalloc ({heap['streams']} open, {traced_hold['beside']['streaming_at_dump']} streaming; "
-        f"slow streams): {heap['per_stream_bytes']:.0f} B Python heap per open stream"
-    )
-    for name, size in heap["components_per_stream_bytes"].items():
-        print(f"  {size:8.0f} B  {name}")
-    print("  allocation sites (innermost frame; the nearest Wattfare/uvicorn/aiohttp/starlette caller):")
-    for site in heap["sites_per_stream"][:20]:
-        print(f"  {site['bytes']:8.0f} B {site['blocks']:5.1f} blocks  {site['site']}  <- {site['caller']}")
+# Its parts, one concept each: the heap dumps on a signal, `serve` among them (open_streams_why_dumps), where
+# the CPU goes (open_streams_why_cpu) and what an open stream keeps alive (open_streams_why_memory). This script
+# starts the servers, runs the three holds and writes the results.
 
 
 def start_servers(args: argparse.Namespace, tmp: Path) -> tuple[list[Any], list[Target], Path]:
@@ -380,23 +91,21 @@ async def experiment(
     RAW.mkdir(parents=True, exist_ok=True)
     raw = RAW / f"open-streams-why-{args.n}.txt"
     seconds = args.tokens / args.rate
-    cpu_hold = await open_streams.run_hold(
-        targets[0], standin, args.n, args, profile_cpu(targets[0].server, seconds, raw)
-    )
+    cpu_hold = await run_hold(targets[0], standin, args.n, args, profile_cpu(targets[0].server, seconds, raw))
     profile = analyse_cpu(raw)
 
     plain, traced = targets[0].server, targets[1].server
     plain.process.send_signal(signal.SIGUSR2)  # the idle census
-    await asyncio.to_thread(_wait_for_file, Path(f"{dump}-plain.census0"))
+    await asyncio.to_thread(wait_for_file, Path(f"{dump}-plain.census0"))
     census = dump_when_open(plain, signal.SIGUSR2, Path(f"{dump}-plain.census1"))
-    census_hold = await open_streams.run_hold(targets[0], standin, args.n, args, census)
+    census_hold = await run_hold(targets[0], standin, args.n, args, census)
     streams = census_hold["beside"]["open_at_dump"]
     types, collections = census_growth(Path(f"{dump}-plain.census0"), Path(f"{dump}-plain.census1"), streams)
 
     traced.process.send_signal(signal.SIGUSR1)  # tracing starts now, idle (after the warm-up)
-    await asyncio.to_thread(_wait_for_file, Path(f"{dump}-traced.tracing"))
+    await asyncio.to_thread(wait_for_file, Path(f"{dump}-traced.tracing"))
     snapshot = dump_when_open(traced, signal.SIGUSR1, Path(f"{dump}-traced.snapshot0"))
-    traced_hold = await open_streams.run_hold(targets[1], slow, args.n, slow_args, snapshot)
+    traced_hold = await run_hold(targets[1], slow, args.n, slow_args, snapshot)
     heap = analyse_memory(Path(f"{dump}-traced.snapshot0"), traced_hold["beside"]["open_at_dump"])
 
     print_cpu(profile, cpu_hold)
