@@ -171,9 +171,11 @@ async def test_a_body_cut_mid_answer_is_an_unavailable_upstream(upstream: OpenAI
 
 
 async def test_closing_an_unread_stream_frees_its_connection(standin: StandIn) -> None:
-    # One connection only: a stream closed without being read must give it back, or the next send waits.
+    # One connection only: a stream closed without being read must give it back, or the next send waits for it
+    # until the connect timeout. Held, an unread response keeps its connection however long ago the stand-in
+    # finished, so a generous timeout still catches it; 0.5 s was missed by a mere slow connect on a loaded machine.
     pool = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=5.0, connect=0.5)
+        connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=10.0, connect=5.0)
     )
     upstream = OpenAICompatibleUpstream(standin.base_url, "k", http_client=pool)
     try:
