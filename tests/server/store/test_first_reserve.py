@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.support import postgres
-from wattfare.server.store import open_store
 from wattfare.server.store.postgres import PostgresStore
 from wattfare.server.store.records import NewHold
 
@@ -26,22 +23,8 @@ WINDOW = "2026-11"
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """PostgreSQL alone: SQLite reserves in its grouped transaction, which costs no round trips."""
-    with postgres.fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    store = open_store(postgres_url)
-    assert isinstance(store, PostgresStore)
-    await store.upgrade()
-    await store.create_app("app_a", "A", 10_000, NOW)
-    try:
-        yield store
-    finally:
-        await store.close()
+def store(postgres_store: PostgresStore) -> PostgresStore:
+    return postgres_store
 
 
 def hold(connection_id: str, amount: int) -> NewHold:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.support import postgres
 from wattfare.metering import charge_for, thresholds_crossed
-from wattfare.server.store import open_store
 from wattfare.server.store.postgres import PostgresStore
 from wattfare.server.store.records import NewHold, Settled, Settlement
 from wattfare.server.store.sql.store import SqlStore
@@ -31,22 +28,8 @@ CASES = 300
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """PostgreSQL alone: SQLite has only the statement-per-step path (its writes cost no round trips)."""
-    with postgres.fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    store = open_store(postgres_url)
-    assert isinstance(store, PostgresStore)
-    await store.upgrade()
-    await store.create_app("app_a", "A", 10_000, NOW)
-    try:
-        yield store
-    finally:
-        await store.close()
+def store(postgres_store: PostgresStore) -> PostgresStore:
+    return postgres_store
 
 
 async def _connection_in_state(store: PostgresStore, cap: int, spent: int, alerted: int, held: int) -> NewHold:
