@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import statistics
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from open_streams_load import Hold, Stream, lag_probe, ms, percentile, request_bytes
-from processes import status_kib
+from processes import cpu_split, status_kib
 
 HERE = Path(__file__).resolve().parent
 PROBES_PER_SECOND = 10
@@ -44,20 +43,6 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict[str, str])
     user_header: str | None = None
     metered: bool = False  # every stream must end with Wattfare's metered chunk
-
-
-def cpu_split(pids: list[int]) -> tuple[float, float]:
-    """(user, system) CPU seconds of the listed processes: system is the kernel's share (socket I/O, epoll)."""
-    user = system = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        user, system = user + int(fields[11]), system + int(fields[12])
-    tick = os.sysconf("SC_CLK_TCK")
-    return user / tick, system / tick
 
 
 def listen_overflows() -> int:

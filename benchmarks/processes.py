@@ -61,17 +61,22 @@ def start_time(pid: int) -> int | None:
     return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """user + system CPU seconds of the listed processes (those still alive)."""
-    total = 0
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of the listed processes (those still alive): system is the kernel's share."""
+    user = system = 0
     for pid in pids:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / _TICK
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return user / _TICK, system / _TICK
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU seconds of the listed processes (those still alive)."""
+    return sum(cpu_split(pids))
 
 
 def status_kib(pids: list[int], field: str) -> int:
