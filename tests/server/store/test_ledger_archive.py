@@ -21,6 +21,7 @@ from wattfare.server.billing.ledger_archive import ArchiveReport, archive_ledger
 from wattfare.server.store import Store, open_store
 from wattfare.server.store.archive_protocols import ArchivedDay, ArchiveMismatchError, RollUp
 from wattfare.server.store.records import Endpoint, Mode, NewHold, Settlement
+from wattfare.server.store.sql import ledger_archive as sql_ledger_archive
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -324,3 +325,44 @@ async def test_an_archive_by_day_is_not_one_by_month(store: Store) -> None:
     assert await store.archived_by_month_before() is None
     await archive(store, date(2026, 10, 1), by="month")
     assert await store.archived_by_month_before() == date(2026, 10, 1)
+
+
+async def test_a_busy_day_is_rolled_up_a_few_rows_at_a_time_and_every_total_holds_between_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's rows go in transactions of `ROWS_PER_TRANSACTION`, never in one that holds SQLite's lock for long."""
+    for index in range(25):
+        await request(store, ("c1", "c2")[index % 2], datetime(2026, 9, 3, 1, index, tzinfo=UTC), 10 + index)
+    before = await everything_read(store)
+    monkeypatch.setattr(sql_ledger_archive, "ROWS_PER_TRANSACTION", 4)
+    real_roll_up = sql_ledger_archive._roll_up  # pyright: ignore[reportPrivateUsage]
+    transactions: list[int] = []
+
+    async def counted(db: Any, taken: ArchivedDay, into: str, where: str) -> None:
+        transactions.append(len(taken.rows))
+        if len(transactions) == 3:  # the third transaction finds its rows taken by another run
+            raise ArchiveMismatchError("another run")
+        await real_roll_up(db, taken, into, where)
+
+    monkeypatch.setattr(sql_ledger_archive, "_roll_up", counted)
+    with pytest.raises(ArchiveMismatchError):
+        await archive(store)
+    # Two transactions of 4 rows went through; the books are whole with 8 rows rolled up and 17 still rows.
+    assert transactions == [4, 4, 4]
+    assert await everything_read(store) == before
+    assert await store.rebuild_counters() == 0
+    left = await store.ledger_day("app_a", "test", datetime(2026, 9, 3, tzinfo=UTC), datetime(2026, 9, 4, tzinfo=UTC))
+    assert len(left.rows) == 17
+
+    # The next run takes the rest, a few rows at a time again.
+    async def counted_through(db: Any, taken: ArchivedDay, into: str, where: str) -> None:
+        transactions.append(len(taken.rows))
+        await real_roll_up(db, taken, into, where)
+
+    transactions.clear()
+    monkeypatch.setattr(sql_ledger_archive, "_roll_up", counted_through)
+    report, kept = await archive(store)
+    assert transactions == [4, 4, 4, 4, 1]
+    assert (report.rows, report.roll_ups, len(kept.rows)) == (17, 2, 17)  # one roll-up row per connection of the day
+    assert await everything_read(store) == before
+    assert await store.rebuild_counters() == 0

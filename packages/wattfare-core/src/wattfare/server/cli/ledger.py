@@ -108,7 +108,7 @@ def archive(before: date, target: Path | None, by: RollUp, dry_run: bool) -> Non
 
     Each day's (or month's) rows of a connection, model and endpoint become one row with their sums and request
     count, so every total (caps, usage reports, charts, the console) reads the same afterwards; the rows
-    themselves are in the file. Run it in a quiet hour: each day is one short transaction.
+    themselves are in the file. Run it in a quiet hour: a day goes in transactions of 2,000 rows at most.
     """
     now = utc_now()
     if before > latest_archivable(now):
@@ -145,7 +145,7 @@ def archive(before: date, target: Path | None, by: RollUp, dry_run: bool) -> Non
     try:
         report = with_store(settings, run)
     except ArchiveMismatchError as exc:
-        raise click.ClickException(f"stopped, with that day left as it was: {exc}") from None
+        raise click.ClickException(f"stopped, with the rest of that day left for the next run: {exc}") from None
     amount = f"${nanos_to_usd(report.amount).normalize():f}"  # exact, to the nano-dollar
     if dry_run:
         success(f"Would archive {report.rows} rows ({amount}) of {report.days} app-days before {before:%Y-%m}.")

@@ -39,7 +39,7 @@ class ArchivedDay:
 
 
 class ArchiveMismatchError(Exception):
-    """Rows read for a roll-up were gone when it ran (another archive run took them): that day was left as it was."""
+    """Rows read for a roll-up were gone when it ran (another archive run took them): they were left as they were."""
 
 
 class LedgerArchive(Protocol):
@@ -68,12 +68,14 @@ class LedgerArchive(Protocol):
     async def roll_up_ledger_day(
         self, app_id: str, mode: Mode, start: datetime, end: datetime, taken: ArchivedDay, into: datetime
     ) -> int:
-        """Replace the request rows of [start, end) by roll-up rows dated `into`, in one transaction.
+        """Replace the request rows of [start, end) by roll-up rows dated `into`, in transactions of a few thousand.
 
-        `into` is the day's start or its month's; the count returned is of roll-up rows written or added to.
+        Each transaction moves its rows' sums into the roll-up rows at once, so every total reads the same before,
+        between and after them. `into` is the day's start or its month's; the count returned is of roll-up rows
+        written or added to.
 
         Raises:
-            ArchiveMismatchError: some of the rows `taken` read are gone (another run archived them), and nothing
-                changed.
+            ArchiveMismatchError: some of the rows one transaction read are gone (another run archived them): that
+                transaction changed nothing, and the day's rows not yet rolled up are left for the next run.
         """
         ...
